@@ -1,0 +1,150 @@
+"""Moderators' view of users: search, role changes and bans, all through the services."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils import timezone
+
+from apps.accounts import services
+from apps.accounts.models import AuthSession, Role, SigningKey, User
+from apps.core.context import Origin
+from apps.core.errors import ApplicationError
+
+
+class AuthSessionInline(admin.TabularInline):
+    model = AuthSession
+    fields = (
+        "id",
+        "created_at",
+        "last_refreshed_at",
+        "expires_at",
+        "revoked_at",
+        "revoked_reason",
+        "ip",
+        "user_agent",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("-created_at",)
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(revoked_at__isnull=True, expires_at__gt=timezone.now())
+
+
+class UserAdminForm(forms.ModelForm):
+    ban_reason = forms.CharField(
+        required=False, max_length=500, help_text="Recorded in the audit log when the role becomes banned."
+    )
+
+    class Meta:
+        model = User
+        fields = ("username", "email", "role")
+
+
+@admin.register(User)
+class UserAdmin(admin.ModelAdmin):
+    form = UserAdminForm
+    list_display = ("username", "email", "role", "date_joined", "last_login")
+    list_filter = ("role", ("date_joined", admin.DateFieldListFilter))
+    search_fields = ("username", "email", "id")
+    readonly_fields = ("id", "date_joined", "last_login", "banned_reason")
+    ordering = ("-date_joined",)
+    inlines = [AuthSessionInline]
+    actions = ["ban_users", "unban_users", "end_sessions"]
+
+    def get_fields(self, request, obj=None):
+        base = ["id", "username", "email", "role", "ban_reason", "banned_reason", "date_joined", "last_login"]
+        return base if obj else ["username", "email", "role"]
+
+    def has_add_permission(self, request) -> bool:
+        # Accounts are made by registration or `manage.py create_root`, where the password rule applies.
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def save_model(self, request, obj, form, change):
+        """Role changes go through the services (rules, session revocation, audit)."""
+        origin = Origin.of(request)
+        new_role = form.cleaned_data["role"]
+        old = User.objects.get(pk=obj.pk)
+        obj.role = old.role  # the service decides; do not let the form write it directly
+        try:
+            if {"username", "email"} & set(form.changed_data):
+                services.user_update_profile(user=old, origin=origin, username=obj.username, email=obj.email)
+            if new_role != old.role:
+                if new_role == Role.BANNED:
+                    services.user_ban(
+                        actor=request.user, user=old, reason=form.cleaned_data["ban_reason"], origin=origin
+                    )
+                elif old.role == Role.BANNED and new_role == Role.USER:
+                    services.user_unban(actor=request.user, user=old, origin=origin)
+                else:
+                    services.user_set_role(actor=request.user, user=old, role=new_role, origin=origin)
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, level=messages.ERROR)
+
+    def _each(self, request, queryset, action, done: str) -> None:
+        count = 0
+        for user in queryset:
+            try:
+                action(user)
+                count += 1
+            except ApplicationError as exc:
+                self.message_user(request, f"{user.username}: {exc.message}", level=messages.ERROR)
+        if count:
+            self.message_user(request, f"{done} {count} user(s).", level=messages.SUCCESS)
+
+    @admin.action(description="Ban selected users (ends their sessions)")
+    def ban_users(self, request, queryset):
+        origin = Origin.of(request)
+        self._each(
+            request,
+            queryset,
+            lambda u: services.user_ban(actor=request.user, user=u, reason="admin action", origin=origin),
+            "Banned",
+        )
+
+    @admin.action(description="Unban selected users")
+    def unban_users(self, request, queryset):
+        origin = Origin.of(request)
+        self._each(
+            request,
+            queryset,
+            lambda u: services.user_unban(actor=request.user, user=u, origin=origin),
+            "Unbanned",
+        )
+
+    @admin.action(description="End all sessions of selected users")
+    def end_sessions(self, request, queryset):
+        origin = Origin.of(request)
+        self._each(
+            request,
+            queryset,
+            lambda u: services.tokens_revoke_all(user=u, reason="admin", origin=origin, actor=request.user),
+            "Ended the sessions of",
+        )
+
+
+@admin.register(SigningKey)
+class SigningKeyAdmin(admin.ModelAdmin):
+    """Read-only: keys are made with `manage.py rotate_jwt_keys`."""
+
+    list_display = ("kid", "is_signing", "created_at", "retired_at")
+    fields = ("kid", "is_signing", "created_at", "retired_at", "public_pem")
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

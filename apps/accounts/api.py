@@ -1,0 +1,171 @@
+"""Accounts REST endpoints (API.md, Accounts). Thin: validate form, rate-limit, call a service."""
+
+from __future__ import annotations
+
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import cache_control
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.accounts import services
+from apps.accounts.keystore import keystore
+from apps.accounts.serializers import (
+    AuthResultSerializer,
+    LoginSerializer,
+    PasswordChangeSerializer,
+    PendingUserSerializer,
+    RefreshSerializer,
+    RegisterSerializer,
+    TokenPairSerializer,
+    UserSerializer,
+    UserUpdateSerializer,
+)
+from apps.core import ratelimit
+from apps.core.context import Origin
+from apps.core.errors import InvalidCredentials
+
+ERRORS = {400: OpenApiResponse(description="invalid"), 429: OpenApiResponse(description="rate_limited")}
+
+
+def _validated(serializer_class, request, **kwargs) -> dict:
+    serializer = serializer_class(data=request.data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _auth_result(user, pair) -> dict:
+    return {"user": UserSerializer(user).data, "access": pair.access, "refresh": pair.refresh}
+
+
+class PublicView(APIView):
+    """Open to anonymous callers; a bad token on them is ignored, not refused."""
+
+    permission_classes = [AllowAny]
+    anonymous_allowed = True
+
+
+class RegisterView(PublicView):
+    @extend_schema(
+        request=RegisterSerializer,
+        responses={201: AuthResultSerializer, 202: PendingUserSerializer, **ERRORS},
+        summary="Create an account",
+    )
+    def post(self, request):
+        data = _validated(RegisterSerializer, request)
+        ratelimit.hit_ip(request, limit="register_ip")
+        user, pair = services.user_register(
+            username=data["username"],
+            password=data["password"],
+            email=data.get("email"),
+            origin=Origin.of(request),
+        )
+        if pair is None:
+            return Response({"user": UserSerializer(user).data}, status=status.HTTP_202_ACCEPTED)
+        return Response(_auth_result(user, pair), status=status.HTTP_201_CREATED)
+
+
+class LoginView(PublicView):
+    @extend_schema(
+        request=LoginSerializer,
+        responses={
+            200: AuthResultSerializer,
+            401: OpenApiResponse(description="invalid_credentials"),
+            403: OpenApiResponse(description="user_banned"),
+            **ERRORS,
+        },
+        summary="Log in with username or email and password",
+    )
+    def post(self, request):
+        data = _validated(LoginSerializer, request)
+        identifier = data["username"]
+        user_key = f"user:{identifier.lower()}"
+        ratelimit.hit_ip(request, limit="login_ip")
+        ratelimit.check(request, limit="login_user", key=user_key)
+        try:
+            user, pair = services.user_login(
+                identifier=identifier, password=data["password"], origin=Origin.of(request)
+            )
+        except InvalidCredentials:
+            ratelimit.hit(request, limit="login_user", key=user_key)
+            raise
+        return Response(_auth_result(user, pair))
+
+
+class RefreshView(PublicView):
+    @extend_schema(
+        request=RefreshSerializer,
+        responses={200: TokenPairSerializer, **ERRORS},
+        summary="Rotate a refresh token",
+    )
+    def post(self, request):
+        data = _validated(RefreshSerializer, request)
+        ratelimit.hit_ip(request, limit="refresh_ip")
+        pair = services.session_refresh(raw_refresh=data["refresh"], origin=Origin.of(request))
+        return Response({"access": pair.access, "refresh": pair.refresh})
+
+
+class LogoutView(APIView):
+    @extend_schema(request=RefreshSerializer, responses={204: None, **ERRORS}, summary="End this session")
+    def post(self, request):
+        data = _validated(RefreshSerializer, request)
+        services.session_logout(
+            user=request.user, access=request.auth, raw_refresh=data["refresh"], origin=Origin.of(request)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class LogoutAllView(APIView):
+    @extend_schema(request=None, responses={204: None}, summary="End every session of the caller")
+    def post(self, request):
+        services.user_logout_all(user=request.user, origin=Origin.of(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PasswordChangeView(APIView):
+    @extend_schema(
+        request=PasswordChangeSerializer,
+        responses={200: TokenPairSerializer, **ERRORS},
+        summary="Change password; every other session ends",
+    )
+    def post(self, request):
+        data = _validated(PasswordChangeSerializer, request)
+        ratelimit.hit(request, limit="password_change_user", key=f"user:{request.user.pk}")
+        pair = services.user_password_change(
+            user=request.user,
+            old_password=data["old_password"],
+            new_password=data["new_password"],
+            origin=Origin.of(request),
+        )
+        return Response({"access": pair.access, "refresh": pair.refresh})
+
+
+class MeView(APIView):
+    @extend_schema(responses={200: UserSerializer}, summary="The caller")
+    def get(self, request):
+        return Response(UserSerializer(request.user).data)
+
+    @extend_schema(
+        request=UserUpdateSerializer,
+        responses={200: UserSerializer, **ERRORS},
+        summary="Change the caller's username or email",
+    )
+    def patch(self, request):
+        data = _validated(UserUpdateSerializer, request)
+        user = services.user_update_profile(user=request.user, origin=Origin.of(request), **data)
+        return Response(UserSerializer(user).data)
+
+
+@method_decorator(cache_control(public=True, max_age=60), name="get")
+class JWKSView(PublicView):
+    authentication_classes: list = []
+    throttle_classes: list = []
+
+    @extend_schema(
+        responses={200: OpenApiResponse(description="JWKS: {keys: [...]}")},
+        summary="Public keys that verify SyncTV tokens",
+    )
+    def get(self, request):
+        return Response(keystore.jwks())

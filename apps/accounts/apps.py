@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    name = "apps.accounts"
+    label = "accounts"
+
+    def ready(self) -> None:
+        from auditlog.registry import auditlog
+
+        from apps.accounts.models import User
+
+        # Model-level history for moderators; never the password hash.
+        auditlog.register(User, exclude_fields=["password", "last_login"])

@@ -1,0 +1,3 @@
+"""WebSocket routes. The room consumer arrives with the real-time rooms work."""
+
+websocket_urlpatterns: list = []

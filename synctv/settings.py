@@ -1,0 +1,326 @@
+"""SyncTV settings: one module, read from the environment.
+
+Nothing set = the embedded default (SQLite, in-memory layers, eager Celery, secrets generated
+once under ``var/``). ``SYNCTV_ENV=production`` turns DEBUG off and refuses to start without
+its secrets. ``.env.example`` lists every variable.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+
+SYNCTV_ENV = env.str("SYNCTV_ENV", default="development")
+if SYNCTV_ENV not in ("development", "production"):
+    raise ImproperlyConfigured("SYNCTV_ENV must be 'development' or 'production'")
+PRODUCTION = SYNCTV_ENV == "production"
+
+VAR_DIR = Path(env.str("SYNCTV_VAR_DIR", default=str(BASE_DIR / "var")))
+
+
+def _embedded_secret(name: str, make) -> str:
+    """A secret generated once under var/ for the embedded default; production must set it."""
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    path = VAR_DIR / name
+    if not path.exists():
+        # O_EXCL: two processes starting together must not end up with different secrets.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(make())
+    return path.read_text().strip()
+
+
+def _required(name: str, **kwargs) -> str:
+    value = env.str(name, default="", **kwargs)
+    if not value:
+        raise ImproperlyConfigured(f"{name} must be set when SYNCTV_ENV=production")
+    return value
+
+
+if PRODUCTION:
+    SECRET_KEY = _required("DJANGO_SECRET_KEY")
+    ENCRYPTION_KEY = _required("SYNCTV_ENCRYPTION_KEY")
+    DATABASE_URL = _required("DATABASE_URL")
+    REDIS_URL = _required("REDIS_URL")
+else:
+    SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _embedded_secret(
+        "secret_key", lambda: secrets.token_urlsafe(50)
+    )
+    ENCRYPTION_KEY = env.str("SYNCTV_ENCRYPTION_KEY", default="") or _embedded_secret(
+        "encryption_key", lambda: base64.b64encode(secrets.token_bytes(32)).decode()
+    )
+    DATABASE_URL = env.str("DATABASE_URL", default="")
+    REDIS_URL = env.str("REDIS_URL", default="")
+
+DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
+PORT = env.int("PORT", default=8000)
+SYNCTV_NODE_ID = env.str("SYNCTV_NODE_ID", default=f"{socket.gethostname()}:{PORT}")
+PUBLIC_URL = env.str("PUBLIC_URL", default="http://localhost:8000")
+WS_PUBLIC_URL = env.str("WS_PUBLIC_URL", default="")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "corsheaders",
+    "channels",
+    "auditlog",
+    "apps.core",
+    "apps.accounts",
+    "apps.audit",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "auditlog.middleware.AuditlogMiddleware",
+]
+
+ROOT_URLCONF = "synctv.urls"
+WSGI_APPLICATION = "synctv.wsgi.application"
+ASGI_APPLICATION = "synctv.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+if DATABASE_URL:
+    DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Persistent connections: the WSGI workers keep one each (PERFORMANCE.md).
+        DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "synctv.sqlite3",
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache, channel layer, Celery ---------------------------------------------------------------
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {
+                "SOCKET_CONNECT_TIMEOUT": 1,
+                "SOCKET_TIMEOUT": 1,
+            },
+            "KEY_PREFIX": "synctv",
+        },
+        "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "local"},
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        # Per-process fallback for what normally lives in Redis (SECURITY.md §4.2).
+        "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "local"},
+    }
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_BROKER_URL = CELERY_BROKER_URL or "memory://"
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "purge-expired-auth-sessions": {
+        "task": "apps.accounts.tasks.purge_expired_sessions",
+        "schedule": timedelta(hours=1),
+    },
+}
+
+# --- Auth and passwords -------------------------------------------------------------------------
+AUTH_USER_MODEL = "accounts.User"
+PASSWORD_HASHERS = [
+    "apps.accounts.hashers.Argon2idHasher",
+    # Older hashes still verify and are upgraded to Argon2id on the next successful login.
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "apps.accounts.validators.PasswordPolicyValidator"},
+]
+ACCOUNT_REVIEW_REQUIRED = env.bool("ACCOUNT_REVIEW_REQUIRED", default=False)
+
+# JWT (SECURITY.md §1.1). Keys live in the database key store; these files seed it.
+JWT_ISSUER = env.str("JWT_ISSUER", default="synctv")
+JWT_PRIVATE_KEY_FILE = env.str("JWT_PRIVATE_KEY_FILE", default="")
+JWT_PUBLIC_KEY_FILE = env.str("JWT_PUBLIC_KEY_FILE", default="")
+JWT_ACCESS_LIFETIME = timedelta(seconds=env.int("JWT_ACCESS_LIFETIME_SECONDS", default=3600))
+JWT_REFRESH_LIFETIME = timedelta(seconds=env.int("JWT_REFRESH_LIFETIME_SECONDS", default=30 * 24 * 3600))
+# Allowed clock difference between nodes when checking exp/iat.
+JWT_LEEWAY_SECONDS = env.int("JWT_LEEWAY_SECONDS", default=5)
+# How long a node trusts its in-process copy of the key set before re-reading it.
+JWT_KEYSET_REFRESH_SECONDS = env.int("JWT_KEYSET_REFRESH_SECONDS", default=60)
+JWT_RSA_KEY_BITS = 2048
+
+SIMPLE_JWT = {
+    "ALGORITHM": "RS256",
+    "ACCESS_TOKEN_LIFETIME": JWT_ACCESS_LIFETIME,
+    "REFRESH_TOKEN_LIFETIME": JWT_REFRESH_LIFETIME,
+    "ISSUER": JWT_ISSUER,
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "sub",
+    "TOKEN_TYPE_CLAIM": "token_type",
+    "JTI_CLAIM": "jti",
+    "LEEWAY": JWT_LEEWAY_SECONDS,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "UPDATE_LAST_LOGIN": False,
+    # simplejwt insists on a signing key at import; the real keys come from the key store.
+    "SIGNING_KEY": None,
+}
+
+# --- Rate limits (SECURITY.md §3.4). Sized from the Argon2id cost: ~24 ms a hash on one core.
+RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
+RATELIMIT_USE_CACHE = "default"
+RATELIMITS = {
+    # Every API request, per client IP.
+    "api": "100/m",
+    # Login attempts per IP: 20 a minute is 0.5 s of hashing, ~1% of a core.
+    "login_ip": env.str("RATELIMIT_LOGIN_IP", default="20/m"),
+    # Failed logins per username: stops guessing one account from many addresses.
+    "login_user": env.str("RATELIMIT_LOGIN_USER", default="10/15m"),
+    "register_ip": env.str("RATELIMIT_REGISTER_IP", default="10/h"),
+    "refresh_ip": env.str("RATELIMIT_REFRESH_IP", default="60/m"),
+    "password_change_user": env.str("RATELIMIT_PASSWORD_CHANGE_USER", default="10/h"),
+}
+# Number of trusted reverse proxies in front of the app (for X-Forwarded-For).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
+# --- REST framework ------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["apps.accounts.authentication.BearerAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["apps.core.ratelimit.ApiRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.SafeJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "apps.core.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "SyncTV API",
+    "DESCRIPTION": "Watch together: rooms, playlists, synchronized playback and chat.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- CORS, CSRF, security headers (SECURITY.md §2) ---------------------------------------------
+CORS_ALLOWED_ORIGINS = env.list(
+    "CORS_ALLOWED_ORIGINS", default=["http://localhost:8000", "http://127.0.0.1:8000"]
+)
+CORS_ALLOW_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+CORS_ALLOW_HEADERS = ["authorization", "content-type", "accept"]
+CORS_ALLOW_CREDENTIALS = True
+CORS_PREFLIGHT_MAX_AGE = 3600
+CSRF_TRUSTED_ORIGINS = CORS_ALLOWED_ORIGINS
+
+if PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    # Health checks come from the load balancer over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+
+# --- Static files, i18n ---------------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+EMAIL_BACKEND = env.str(
+    "EMAIL_BACKEND",
+    default="django.core.mail.backends.smtp.EmailBackend"
+    if PRODUCTION
+    else "django.core.mail.backends.console.EmailBackend",
+)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+# In development WhiteNoise serves straight from the app and static/ folders (no collectstatic).
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG

@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from apps.accounts.api import JWKSView
+from apps.core import errors, health
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path(".well-known/jwks.json", JWKSView.as_view(), name="well-known-jwks"),
+    path("api/v1/", include("apps.accounts.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("admin/", admin.site.urls),
+    # Unknown API paths answer in the API's error format, in DEBUG too.
+    re_path(r"^api/", errors.not_found),
+]
+
+handler400 = "apps.core.errors.bad_request"
+handler404 = "apps.core.errors.not_found"
+handler500 = "apps.core.errors.server_error"
