@@ -25,12 +25,12 @@ if SYNCTV_ENV not in ("development", "production"):
     raise ImproperlyConfigured("SYNCTV_ENV must be 'development' or 'production'")
 PRODUCTION = SYNCTV_ENV == "production"
 
-VAR_DIR = Path(env.str("SYNCTV_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR = Path(env.str("SYNCTV_VAR_DIR", default="") or BASE_DIR / "var")
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
 def _embedded_secret(name: str, make) -> str:
     """A secret generated once under var/ for the embedded default; production must set it."""
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
     path = VAR_DIR / name
     if not path.exists():
         # O_EXCL: two processes starting together must not end up with different secrets.
@@ -69,7 +69,7 @@ else:
 DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 PORT = env.int("PORT", default=8000)
-SYNCTV_NODE_ID = env.str("SYNCTV_NODE_ID", default=f"{socket.gethostname()}:{PORT}")
+SYNCTV_NODE_ID = env.str("SYNCTV_NODE_ID", default="") or f"{socket.gethostname()}:{PORT}"
 PUBLIC_URL = env.str("PUBLIC_URL", default="http://localhost:8000")
 WS_PUBLIC_URL = env.str("WS_PUBLIC_URL", default="")
 
@@ -130,7 +130,6 @@ if DATABASE_URL:
         DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
@@ -177,6 +176,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-auth-sessions": {
         "task": "apps.accounts.tasks.purge_expired_sessions",
@@ -281,7 +281,9 @@ if PRODUCTION:
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+    # Preload is what `check --deploy` asks for; an operator not ready to commit the domain to
+    # browsers' preload lists sets SECURE_HSTS_PRELOAD=false.
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -8,6 +8,7 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         from auditlog.registry import auditlog
 
+        from apps.accounts import schema  # noqa: F401  (registers the OpenAPI auth extension)
         from apps.accounts.models import User
 
         # Model-level history for moderators; never the password hash.

@@ -1,0 +1,116 @@
+"""Helpers for tests that start real server processes (Procfile commands, scripts/run)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def procfile_command(name: str) -> str:
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return line.split(":", 1)[1].strip()
+    raise KeyError(name)
+
+
+def base_env(**overrides: str) -> dict[str, str]:
+    """The parent's environment without the service settings, plus the venv on PATH."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "SYNCTV_ENV", "DJANGO_SETTINGS_MODULE"}
+    }
+    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
+    env.update(overrides)
+    return env
+
+
+def production_env(*, database_url: str, redis_url: str, broker_url: str, port: int, var_dir: str) -> dict:
+    return base_env(
+        SYNCTV_ENV="production",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(60),
+        SYNCTV_ENCRYPTION_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        CELERY_BROKER_URL=broker_url,
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        SECURE_SSL_REDIRECT="false",
+        RATELIMIT_ENABLE="false",
+        PORT=str(port),
+        SYNCTV_VAR_DIR=var_dir,
+        LOG_LEVEL="WARNING",
+    )
+
+
+@contextmanager
+def running(command: str, *, env: dict, cwd: Path = ROOT, log: Path):
+    """Start ``command`` in its own process group; stop the whole group afterwards."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            ["bash", "-c", f"exec {command}"],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+
+
+def wait_http(url: str, *, proc: subprocess.Popen, log: Path, timeout: float) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"process exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            return httpx.get(url, timeout=2)
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer within {timeout}s:\n{log.read_text()[-4000:]}")
+
+
+def run(command: str, *, env: dict, cwd: Path = ROOT, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def account_round_trip(base_url: str, username: str = "alice") -> dict:
+    """register -> login -> users/me against a live server; returns the me body."""
+    password = "Corr3ct-horse"
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        r = client.post("/api/v1/auth/register", json={"username": username, "password": password})
+        assert r.status_code == 201, r.text
+        r = client.post("/api/v1/auth/login", json={"username": username, "password": password})
+        assert r.status_code == 200, r.text
+        access = r.json()["access"]
+        r = client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {access}"})
+        assert r.status_code == 200, r.text
+        return r.json()

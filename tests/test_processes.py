@@ -1,0 +1,171 @@
+"""The Procfile processes, started for real against PostgreSQL, Redis and a Celery broker,
+with production settings; and the README's run command on a clean clone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+
+import httpx
+import psycopg
+import pytest
+from django.conf import settings
+
+from tests.procs import (
+    ROOT,
+    account_round_trip,
+    base_env,
+    free_port,
+    procfile_command,
+    production_env,
+    run,
+    running,
+    wait_http,
+)
+
+pytestmark = [pytest.mark.slow]
+
+
+def _admin_dsn(dbname: str = "postgres") -> str:
+    db = settings.DATABASES["default"]
+    user = db.get("USER") or "postgres"
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return f"postgresql://{user}@{host}:{port}/{dbname}"
+
+
+@pytest.fixture
+def scratch_database():
+    """A real, empty PostgreSQL database for processes started outside pytest's test DB."""
+    name = f"synctv_proc_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield _admin_dsn(name)
+    with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def prod_env(scratch_database, tmp_path):
+    redis_base = settings.REDIS_URL.rsplit("/", 1)[0]
+    env = production_env(
+        database_url=scratch_database,
+        redis_url=f"{redis_base}/12",
+        broker_url=f"{redis_base}/11",
+        port=free_port(),
+        var_dir=str(tmp_path / "var"),
+    )
+    result = run(procfile_command("release"), env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return env
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.parametrize("process", ["web", "ws"])
+def test_procfile_server_serves_accounts_in_production(process, prod_env, tmp_path):
+    log = tmp_path / f"{process}.log"
+    base = f"http://127.0.0.1:{prod_env['PORT']}"
+    with running(procfile_command(process), env=prod_env, log=log) as proc:
+        r = wait_http(f"{base}/healthz", proc=proc, log=log, timeout=60)
+        assert r.status_code == 200
+        r = httpx.get(f"{base}/readyz", timeout=10)
+        assert r.status_code == 200, r.text
+        assert r.json()["checks"]["redis"]["ok"] is True
+        me = account_round_trip(base)
+        assert me["username"] == "alice"
+        # Production: no debug pages, API errors keep the API format.
+        r = httpx.get(f"{base}/api/v1/no-such-thing", timeout=10)
+        assert r.status_code == 404
+        assert r.json()["error"]["code"] == "not_found"
+        # Moderators' admin renders with its static files (collected by `release`).
+        r = httpx.get(f"{base}/admin/login/", timeout=10)
+        assert r.status_code == 200 and "csrfmiddlewaretoken" in r.text
+        css = httpx.get(f"{base}/static/admin/css/base.css", timeout=10)
+        assert css.status_code == 200
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_celery_worker_runs_the_session_purge_from_the_broker(prod_env, tmp_path):
+    """A real worker consumes a task sent through the Redis broker and changes the database."""
+    dsn = prod_env["DATABASE_URL"]
+    # An account with one long-dead session, made through the app in the scratch database.
+    setup = run(
+        'python manage.py shell -c "'
+        "from apps.accounts.tests.factories import make_user;"
+        "from apps.accounts.models import AuthSession;"
+        "from django.utils import timezone; from datetime import timedelta;"
+        "u,_=make_user('carol');"
+        'AuthSession.objects.filter(user=u).update(expires_at=timezone.now()-timedelta(days=30))"',
+        env=prod_env,
+    )
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+
+    def dead_sessions() -> int:
+        with psycopg.connect(dsn) as conn:
+            return conn.execute(
+                "SELECT count(*) FROM accounts_authsession WHERE expires_at < now() - interval '7 days'"
+            ).fetchone()[0]
+
+    assert dead_sessions() == 1
+    log = tmp_path / "worker.log"
+    with running(procfile_command("worker"), env=prod_env, log=log) as proc:
+        send = run(
+            'python -c "import django,os;django.setup();'
+            'from apps.accounts.tasks import purge_expired_sessions as t;t.delay()"',
+            env={**prod_env, "DJANGO_SETTINGS_MODULE": "synctv.settings"},
+        )
+        assert send.returncode == 0, send.stderr
+        deadline = time.monotonic() + 60
+        while dead_sessions() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.5)
+    assert dead_sessions() == 0, log.read_text()[-3000:]
+
+
+@pytest.mark.redis
+def test_celery_beat_starts_with_the_schedule(prod_env, tmp_path):
+    log = tmp_path / "beat.log"
+    with running(procfile_command("beat") + " --loglevel DEBUG", env=prod_env, log=log) as proc:
+        deadline = time.monotonic() + 30
+        while "purge-expired-auth-sessions" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.5)
+    assert "purge-expired-auth-sessions" in log.read_text()
+
+
+def test_production_refuses_to_start_without_secrets():
+    env = base_env(SYNCTV_ENV="production")
+    for name in ("DJANGO_SECRET_KEY", "SYNCTV_ENCRYPTION_KEY"):
+        env.pop(name, None)
+    result = run("python manage.py check", env=env)
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set" in result.stderr
+
+
+@pytest.mark.skipif(
+    subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True).returncode != 0,
+    reason="needs a git checkout",
+)
+def test_readme_run_command_on_a_clean_clone(tmp_path):
+    """`scripts/run` in a fresh clone (its own new venv, nothing configured) serves HTTP and the
+    accounts round trip on the embedded default."""
+    clone = tmp_path / "clone"
+    result = subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    port = free_port()
+    env = base_env(PORT=str(port))
+    env.pop("VIRTUAL_ENV", None)
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if "/.venv/" not in p + "/")
+    log = tmp_path / "run.log"
+    with running("scripts/run", env=env, cwd=clone, log=log) as proc:
+        r = wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc, log=log, timeout=600)
+        assert r.status_code == 200
+        me = account_round_trip(f"http://127.0.0.1:{port}")
+        assert me["role"] == "user"
+    assert (clone / ".venv" / "bin" / "python").exists()
+    assert (clone / "var" / "synctv.sqlite3").exists()
+    assert (clone / "var" / "jwt_private.pem").exists()
