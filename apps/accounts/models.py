@@ -24,8 +24,13 @@ STAFF_ROLES = frozenset({Role.ADMIN, Role.ROOT})
 class UserManager(BaseUserManager):
     use_in_migrations = True
 
+    def with_ci(self):
+        """Annotated so that lookups hit the lower(username)/lower(email) unique indexes
+        (``__iexact`` compiles to UPPER() on PostgreSQL and would scan the table)."""
+        return self.annotate(username_ci=Lower("username"), email_ci=Lower("email"))
+
     def get_by_natural_key(self, username):
-        return self.get(username__iexact=username)
+        return self.with_ci().get(username_ci=username.lower())
 
     def create_user(self, username: str, password: str | None = None, email: str | None = None, **extra):
         """Low-level create (no validation, no audit); the services call this."""

@@ -13,7 +13,7 @@ import time
 
 from django.core.cache import caches
 
-from apps.core.redis import REDIS_DOWN_ERRORS, get_redis
+from apps.core.redis import RedisUnavailable, call_redis, get_redis
 
 logger = logging.getLogger(__name__)
 
@@ -30,21 +30,21 @@ def revoke_jti(jti: str, expires_at_epoch: float) -> None:
         return  # already expired: nothing to remember
     key = KEY.format(jti=jti)
     _local().set(key, 1, ttl)
-    client = get_redis()
-    if client is None:
+    if get_redis() is None:
         return
     try:
-        client.set(key, 1, ex=ttl)
-    except REDIS_DOWN_ERRORS:
+        call_redis(lambda client: client.set(key, 1, ex=ttl))
+    except RedisUnavailable:
         logger.warning("Redis unavailable: revocation of %s kept in this process only", jti)
 
 
 def is_revoked(jti: str) -> bool:
     key = KEY.format(jti=jti)
-    client = get_redis()
-    if client is not None:
+    if get_redis() is not None:
         try:
-            return bool(client.exists(key))
-        except REDIS_DOWN_ERRORS:
+            if call_redis(lambda client: client.exists(key)):
+                return True
+        except RedisUnavailable:
             logger.warning("Redis unavailable: revocation check uses this process's cache")
+    # Also what this process learned while Redis was away (it never reached Redis).
     return _local().get(key) is not None

@@ -14,7 +14,6 @@ from django.conf import settings
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, models, transaction
-from django.db.models.functions import Lower
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 
@@ -59,12 +58,12 @@ def _check_password_rule(password: str, user: User | None, field: str) -> None:
 
 
 def _check_unique(*, username: str | None = None, email: str | None = None, exclude_pk=None) -> None:
-    qs = User.objects.all()
+    qs = User.objects.with_ci()
     if exclude_pk is not None:
         qs = qs.exclude(pk=exclude_pk)
-    if username is not None and qs.annotate(u=Lower("username")).filter(u=username.lower()).exists():
+    if username is not None and qs.filter(username_ci=username.lower()).exists():
         raise _field_errors("username", ["This username is taken."])
-    if email and qs.annotate(e=Lower("email")).filter(e=email.lower()).exists():
+    if email and qs.filter(email_ci=email.lower()).exists():
         raise _field_errors("email", ["This email address is already registered."])
 
 
@@ -157,8 +156,8 @@ def user_register(
 
 
 def _find_login_user(identifier: str) -> User | None:
-    lookup = "email__iexact" if "@" in identifier else "username__iexact"
-    return User.objects.filter(**{lookup: identifier}).first()
+    lookup = "email_ci" if "@" in identifier else "username_ci"
+    return User.objects.with_ci().filter(**{lookup: identifier.lower()}).first()
 
 
 def user_login(*, identifier: str, password: str, origin: Origin) -> tuple[User, TokenPair]:

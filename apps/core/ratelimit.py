@@ -15,13 +15,16 @@ from rest_framework.throttling import BaseThrottle
 
 from apps.core.errors import RateLimited
 from apps.core.net import client_ip
+from apps.core.redis import REDIS_DOWN_ERRORS, redis_breaker
+from apps.core.resilience import CircuitOpen
 
 logger = logging.getLogger(__name__)
 
 
 def _usage(request, *, limit: str, key: str, increment: bool) -> dict | None:
     rate = settings.RATELIMITS[limit]
-    try:
+
+    def count():
         return get_usage(
             request,
             group=f"synctv.{limit}",
@@ -29,8 +32,14 @@ def _usage(request, *, limit: str, key: str, increment: bool) -> dict | None:
             rate=rate,
             increment=increment,
         )
-    except Exception:  # the cache is unreachable: fail open, loudly
-        logger.warning("rate limit %s not checked: cache unavailable", limit, exc_info=True)
+
+    if not settings.REDIS_URL:
+        return count()
+    try:
+        # Through the Redis breaker: while Redis is down, do not wait on it for every request.
+        return redis_breaker.call(count)
+    except (CircuitOpen, *REDIS_DOWN_ERRORS):
+        logger.warning("rate limit %s not checked: Redis unavailable", limit)
         return None
 
 

@@ -1,0 +1,81 @@
+"""Circuit breaker (SECURITY.md §5): stop waiting on a dependency that is down.
+
+Closed: calls go through; ``failure_threshold`` consecutive failures open it. Open: calls are
+refused at once (``CircuitOpen``) for ``reset_timeout`` seconds. Half-open: calls go through
+again; ``success_threshold`` successes close it, one failure opens it again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class CircuitOpen(Exception):
+    """The breaker is open: the dependency failed recently and is not being called."""
+
+
+class CircuitBreaker:
+    CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        failure_threshold: int = 3,
+        success_threshold: int = 1,
+        reset_timeout: float = 2.0,
+        failure_exceptions: tuple[type[BaseException], ...] = (Exception,),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.failure_threshold = failure_threshold
+        self.success_threshold = success_threshold
+        self.reset_timeout = reset_timeout
+        self.failure_exceptions = failure_exceptions
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state = self.CLOSED
+        self._failures = 0
+        self._successes = 0
+        self._opened_at = 0.0
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            if self._state == self.OPEN and self._clock() - self._opened_at >= self.reset_timeout:
+                self._state, self._successes = self.HALF_OPEN, 0
+            return self._state
+
+    def call(self, fn: Callable[[], T]) -> T:
+        if self.state == self.OPEN:
+            raise CircuitOpen(self.name)
+        try:
+            result = fn()
+        except self.failure_exceptions:
+            self._record_failure()
+            raise
+        self._record_success()
+        return result
+
+    def _record_failure(self) -> None:
+        with self._lock:
+            self._failures += 1
+            if self._state == self.HALF_OPEN or self._failures >= self.failure_threshold:
+                self._state, self._opened_at, self._failures = self.OPEN, self._clock(), 0
+
+    def _record_success(self) -> None:
+        with self._lock:
+            self._failures = 0
+            if self._state == self.HALF_OPEN:
+                self._successes += 1
+                if self._successes >= self.success_threshold:
+                    self._state = self.CLOSED
+
+    def reset(self) -> None:
+        with self._lock:
+            self._state, self._failures, self._successes = self.CLOSED, 0, 0
