@@ -50,9 +50,11 @@ def _fresh_process_state():
     from django.core.cache import caches
 
     from apps.accounts.keystore import keystore
-    from apps.core.redis import get_redis
+    from apps.core.redis import get_redis, redis_breaker
 
     keystore.invalidate()
+    # Process-wide: a test that made Redis fail must not leave the next one on the fallback.
+    redis_breaker.reset()
     for alias in settings.CACHES:
         caches[alias].clear()
     client = get_redis()
@@ -61,6 +63,7 @@ def _fresh_process_state():
             client.delete(key)
     yield
     keystore.invalidate()
+    redis_breaker.reset()
 
 
 @pytest.fixture

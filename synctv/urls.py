@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.accounts.api import JWKSView
@@ -13,8 +14,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),
-    # Unknown API paths answer in the API's error format, in DEBUG too.
-    re_path(r"^api/", errors.not_found),
+    # Unknown API paths answer in the API's error format, in DEBUG too (and for any method:
+    # without csrf_exempt a POST from a non-browser client got Django's HTML CSRF page).
+    re_path(r"^api/", csrf_exempt(errors.not_found)),
 ]
 
 handler400 = "apps.core.errors.bad_request"

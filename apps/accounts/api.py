@@ -14,6 +14,7 @@ from apps.accounts import services
 from apps.accounts.keystore import keystore
 from apps.accounts.serializers import (
     AuthResultSerializer,
+    EmptySerializer,
     LoginSerializer,
     PasswordChangeSerializer,
     PendingUserSerializer,
@@ -120,6 +121,7 @@ class LogoutView(APIView):
 class LogoutAllView(APIView):
     @extend_schema(request=None, responses={204: None}, summary="End every session of the caller")
     def post(self, request):
+        _validated(EmptySerializer, request)  # a malformed body is a 400, not a logout
         services.user_logout_all(user=request.user, origin=Origin.of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 

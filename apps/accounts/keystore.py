@@ -8,6 +8,7 @@ second) when it meets a ``kid`` it does not know.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 import os
@@ -85,6 +86,12 @@ def _embedded_private_key_file() -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=8)
+def _load_pem_private_key(pem: bytes):
+    """Parsing an RSA private key checks it and costs ~30 ms; the same PEM parses once."""
+    return serialization.load_pem_private_key(pem, password=None)
+
+
 def _seed_private_key() -> rsa.RSAPrivateKey:
     """The first key: from JWT_PRIVATE_KEY_FILE if given, var/ in development, else a new one."""
     path = settings.JWT_PRIVATE_KEY_FILE
@@ -92,7 +99,7 @@ def _seed_private_key() -> rsa.RSAPrivateKey:
         path = str(_embedded_private_key_file())
     if not path:
         return generate_private_key()
-    key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    key = _load_pem_private_key(Path(path).read_bytes())
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ValueError(f"{path} is not an RSA private key")
     if settings.JWT_PUBLIC_KEY_FILE:
@@ -180,7 +187,7 @@ class KeyStore:
                     private_key = previous.private_key  # decrypting and parsing costs ~1 ms
                 else:
                     raw = crypto.decrypt(bytes(row.private_key_encrypted), associated_data=row.kid.encode())
-                    private_key = serialization.load_pem_private_key(raw, password=None)
+                    private_key = _load_pem_private_key(raw)
                 signing_kid = row.kid
             keys[row.kid] = LoadedKey(row.kid, public_key, private_key)  # type: ignore[arg-type]
         self._keys, self._signing_kid = keys, signing_kid

@@ -17,12 +17,31 @@ USERNAME_RULE = RegexValidator(
 PASSWORD_INPUT_MAX = 1024
 
 
+class StrictCharField(serializers.CharField):
+    """A string field that takes only JSON strings.
+
+    DRF's CharField turns numbers into strings, so ``{"username": 1234}`` would register
+    "1234" and ``{"password": 12345678}`` would be hashed: a wrong type is a 400 instead.
+    """
+
+    default_error_messages = {"not_a_string": "Must be a string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)
+
+
+class StrictEmailField(StrictCharField, serializers.EmailField):
+    pass
+
+
 def username_field(**kwargs) -> serializers.CharField:
-    return serializers.CharField(min_length=3, max_length=32, validators=[USERNAME_RULE], **kwargs)
+    return StrictCharField(min_length=3, max_length=32, validators=[USERNAME_RULE], **kwargs)
 
 
 def password_field(**kwargs) -> serializers.CharField:
-    return serializers.CharField(
+    return StrictCharField(
         max_length=PASSWORD_INPUT_MAX, trim_whitespace=False, style={"input_type": "password"}, **kwargs
     )
 
@@ -36,22 +55,26 @@ class UserSerializer(serializers.ModelSerializer):
 
 class UserUpdateSerializer(serializers.Serializer):
     username = username_field(required=False)
-    email = serializers.EmailField(required=False, allow_null=True, allow_blank=True, max_length=254)
+    email = StrictEmailField(required=False, allow_null=True, allow_blank=True, max_length=254)
 
 
 class RegisterSerializer(serializers.Serializer):
     username = username_field()
     password = password_field(help_text=f"8 to {PASSWORD_MAX} characters, 3 of 4 character classes.")
-    email = serializers.EmailField(required=False, allow_null=True, allow_blank=True, max_length=254)
+    email = StrictEmailField(required=False, allow_null=True, allow_blank=True, max_length=254)
 
 
 class LoginSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=254, help_text="Username or email address.")
+    username = StrictCharField(max_length=254, help_text="Username or email address.")
     password = password_field()
 
 
 class RefreshSerializer(serializers.Serializer):
-    refresh = serializers.CharField(max_length=8192)
+    refresh = StrictCharField(max_length=8192)
+
+
+class EmptySerializer(serializers.Serializer):
+    """For endpoints that take no fields: the body must still be a JSON object (or absent)."""
 
 
 class PasswordChangeSerializer(serializers.Serializer):

@@ -216,8 +216,10 @@ def session_refresh(*, raw_refresh: str, origin: Origin) -> TokenPair:
     """Rotate a refresh token: the presented one dies at once and a new pair is issued.
 
     One conditional UPDATE decides the winner, so two concurrent refreshes with one token get
-    one new pair between them. A refresh token that was already rotated or revoked being
-    presented again is treated as theft: every session of the user ends.
+    one new pair between them. A refresh token that was already rotated away being presented
+    again is treated as theft: every session of the user ends (the loser of a concurrent
+    refresh included: there is no grace window). The current token of a session that was
+    ended (logout, password change, ban) is merely refused.
     """
     old = _decode_refresh(raw_refresh)
     jti, sid, user_id = old["jti"], old.get("sid"), old["sub"]
@@ -250,7 +252,12 @@ def session_refresh(*, raw_refresh: str, origin: Origin) -> TokenPair:
         raise TokenInvalid()
     if session.revoked_at is None and session.expires_at <= now:
         raise TokenInvalid("The session has expired; log in again.")
-    # A rotated-away or revoked refresh token came back: assume it was stolen.
+    if session.refresh_jti == jti:
+        # The session's current token, but the session was ended (logout, password change,
+        # ban): refuse it, without treating a device that missed the news as a thief.
+        raise TokenRevoked("This session has ended; log in again.")
+    # A refresh token that was already rotated away came back: one of the two presenters
+    # has a copy it should not have. End every session of the user.
     with transaction.atomic():
         count = _sessions_revoke_all(user=user, reason="refresh_reuse")
         audit_record(

@@ -43,18 +43,25 @@ def _usage(request, *, limit: str, key: str, increment: bool) -> dict | None:
         return None
 
 
+def _retry_after(usage: dict) -> int:
+    """Seconds until a new window. django-ratelimit's ``time_left`` is ``window_end - now`` and
+    the window still holds *at* ``window_end``, so a client that waited exactly ``time_left``
+    was refused again: one more second is when it may really retry."""
+    return max(0, usage["time_left"]) + 1
+
+
 def hit(request, *, limit: str, key: str) -> None:
     """Count one event against ``limit`` for ``key``; raise RateLimited when over."""
     usage = _usage(request, limit=limit, key=key, increment=True)
     if usage and usage["should_limit"]:
-        raise RateLimited(usage["time_left"])
+        raise RateLimited(_retry_after(usage))
 
 
 def check(request, *, limit: str, key: str) -> None:
     """Raise RateLimited if ``key`` is already over ``limit``, without counting."""
     usage = _usage(request, limit=limit, key=key, increment=False)
     if usage and usage["count"] >= usage["limit"]:
-        raise RateLimited(usage["time_left"])
+        raise RateLimited(_retry_after(usage))
 
 
 def hit_ip(request, *, limit: str) -> None:
@@ -66,7 +73,7 @@ class ApiRateThrottle(BaseThrottle):
 
     def allow_request(self, request, view) -> bool:
         usage = _usage(request, limit="api", key=f"ip:{client_ip(request)}", increment=True)
-        self._wait = usage["time_left"] if usage else None
+        self._wait = _retry_after(usage) if usage else None
         return not (usage and usage["should_limit"])
 
     def wait(self):

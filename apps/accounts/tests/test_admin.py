@@ -1,0 +1,325 @@
+"""The Django admin for moderators: user search and filters, bans and role changes through the
+services (audit, sessions ended), staff only, the audit log read-only."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+from django.contrib.admin.sites import site
+from django.contrib.auth.hashers import make_password
+from django.db import transaction
+from django.test import Client
+from django.test.client import RequestFactory
+from rest_framework.test import APIClient
+
+from apps.accounts import services
+from apps.accounts.models import AuthSession, Role, SigningKey, User
+from apps.accounts.tests.factories import PASSWORD
+from apps.audit.models import AuditEvent
+from apps.core.context import Origin
+
+pytestmark = pytest.mark.django_db
+
+USERS = "/admin/accounts/user/"
+ADMIN_IP = "192.0.2.200"
+ADMIN_UA = "ModeratorBrowser/1.0"
+
+
+@functools.cache
+def _password_hash() -> str:
+    return make_password(PASSWORD)
+
+
+def make(username: str, role: str = Role.USER, email: str | None = None) -> User:
+    return User.objects.create(username=username, role=role, email=email, password=_password_hash())
+
+
+def open_session(user: User):
+    with transaction.atomic():
+        return services._session_open(user=user, origin=Origin(ip="127.0.0.1", user_agent="setup"))
+
+
+def me(access: str):
+    c = APIClient(raise_request_exception=False)
+    c.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+    return c.get("/api/v1/users/me")
+
+
+@pytest.fixture
+def root() -> User:
+    return make("root", Role.ROOT)
+
+
+@pytest.fixture
+def admin_client(root) -> Client:
+    c = Client(raise_request_exception=False, REMOTE_ADDR=ADMIN_IP, HTTP_USER_AGENT=ADMIN_UA)
+    c.force_login(root)
+    return c
+
+
+def listed(response) -> set[str]:
+    return {u.username for u in response.context["cl"].result_list}
+
+
+# --- who gets in ---------------------------------------------------------------------------------
+
+
+def test_root_sees_the_admin_and_the_user_list(admin_client):
+    assert admin_client.get("/admin/").status_code == 200
+    r = admin_client.get(USERS)
+    assert r.status_code == 200
+    assert "root" in listed(r)
+
+
+def test_site_admin_gets_in_too(db):
+    c = Client()
+    c.force_login(make("moderator", Role.ADMIN))
+    assert c.get(USERS).status_code == 200
+
+
+@pytest.mark.parametrize("role", [Role.USER, Role.PENDING])
+def test_ordinary_user_is_sent_to_the_login_page(role):
+    c = Client()
+    c.force_login(make("plain", role))
+    for path in ("/admin/", USERS, "/admin/audit/auditevent/"):
+        r = c.get(path)
+        assert r.status_code == 302, (path, r.status_code)
+        assert r["Location"].startswith("/admin/login/")
+
+
+def test_anonymous_is_sent_to_the_login_page(db):
+    r = Client().get(USERS)
+    assert r.status_code == 302 and r["Location"].startswith("/admin/login/")
+
+
+def test_banned_root_is_logged_out(admin_client, root):
+    """A ban takes effect on the next admin request too (is_active follows the role)."""
+    User.objects.filter(pk=root.pk).update(role=Role.BANNED)
+    r = admin_client.get(USERS)
+    assert r.status_code == 302 and r["Location"].startswith("/admin/login/")
+
+
+def test_admin_login_form_refuses_ordinary_user(root):
+    make("plain")
+    c = Client()
+    r = c.post("/admin/login/", {"username": "plain", "password": PASSWORD, "next": "/admin/"})
+    assert r.status_code == 200  # the form again, with an error
+    assert "_auth_user_id" not in c.session
+    # The same form lets root in.
+    r = c.post("/admin/login/", {"username": "root", "password": PASSWORD, "next": "/admin/"})
+    assert r.status_code == 302 and c.session["_auth_user_id"] == root.pk
+
+
+# --- the user list ---------------------------------------------------------------------------------
+
+
+def test_search_and_role_filter(admin_client):
+    make("bob", email="bob@example.com")
+    make("carol", email="carol@corp.example")
+    make("mallory", Role.BANNED)
+    make("adam", Role.ADMIN)
+
+    assert listed(admin_client.get(USERS, {"q": "bob"})) == {"bob"}
+    assert listed(admin_client.get(USERS, {"q": "corp.example"})) == {"carol"}
+    assert listed(admin_client.get(USERS, {"q": "nobody-at-all"})) == set()
+    assert listed(admin_client.get(USERS, {"role__exact": "banned"})) == {"mallory"}
+    assert listed(admin_client.get(USERS, {"role__exact": "admin"})) == {"adam"}
+    assert listed(admin_client.get(USERS, {"role__exact": "root"})) == {"root"}
+    assert listed(admin_client.get(USERS, {"role__exact": "user", "q": "carol"})) == {"carol"}
+    assert listed(admin_client.get(USERS, {"role__exact": "banned", "q": "carol"})) == set()
+
+
+def test_users_cannot_be_added_in_the_admin(admin_client):
+    """Accounts come from registration or create_root, where the password rule applies."""
+    assert admin_client.get(USERS + "add/").status_code == 403
+    r = admin_client.post(USERS + "add/", {"username": "sneaky", "role": "root"})
+    assert r.status_code == 403
+    assert not User.objects.filter(username="sneaky").exists()
+
+
+# --- the ban action ----------------------------------------------------------------------------------
+
+
+def test_ban_action_bans_audits_and_ends_sessions(admin_client, root):
+    bob, carol, dave = make("bob"), make("carol"), make("dave")
+    bob_pair, carol_pair, dave_pair = open_session(bob), open_session(carol), open_session(dave)
+    assert me(bob_pair.access).status_code == 200
+
+    r = admin_client.post(USERS, {"action": "ban_users", "_selected_action": [bob.pk, carol.pk]})
+    assert r.status_code == 302, r.content[:300]
+
+    for user, pair in ((bob, bob_pair), (carol, carol_pair)):
+        user.refresh_from_db()
+        assert user.role == Role.BANNED
+        assert not AuthSession.objects.filter(user=user, revoked_at__isnull=True).exists()
+        r = me(pair.access)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "user_banned"
+        r = APIClient().post("/api/v1/auth/refresh", {"refresh": pair.refresh}, format="json")
+        assert r.status_code in (401, 403)
+        event = AuditEvent.objects.get(action="user.ban", resource_id=user.pk)
+        assert event.user_id == root.pk
+        assert (event.ip, event.user_agent) == (ADMIN_IP, ADMIN_UA)
+        assert event.details["sessions_revoked"] == 1
+
+    # The one not selected is untouched.
+    dave.refresh_from_db()
+    assert dave.role == Role.USER and me(dave_pair.access).status_code == 200
+
+
+def test_ban_action_respects_the_rules(db):
+    """A site admin cannot ban another admin or root; the action reports it and changes nothing."""
+    moderator, other_admin, top = (
+        make("moderator", Role.ADMIN),
+        make("other", Role.ADMIN),
+        make("top", Role.ROOT),
+    )
+    c = Client(raise_request_exception=False)
+    c.force_login(moderator)
+    r = c.post(
+        USERS,
+        {"action": "ban_users", "_selected_action": [other_admin.pk, top.pk, moderator.pk]},
+        follow=True,
+    )
+    assert r.status_code == 200
+    for user in (moderator, other_admin, top):
+        user.refresh_from_db()
+        assert user.role != Role.BANNED
+    assert not AuditEvent.objects.filter(action="user.ban").exists()
+    assert any("root can change" in str(m) or "own role" in str(m) for m in r.context["messages"])
+
+
+def test_unban_and_end_sessions_actions(admin_client, root):
+    bob = make("bob")
+    pair = open_session(bob)
+    admin_client.post(USERS, {"action": "end_sessions", "_selected_action": [bob.pk]})
+    assert me(pair.access).status_code == 401
+    assert AuditEvent.objects.get(action="tokens.revoke_all").user_id == root.pk
+
+    services.user_ban(actor=root, user=bob, reason="x", origin=Origin())
+    admin_client.post(USERS, {"action": "unban_users", "_selected_action": [bob.pk]})
+    bob.refresh_from_db()
+    assert bob.role == Role.USER
+    assert AuditEvent.objects.get(action="user.unban").user_id == root.pk
+
+
+# --- the change form ------------------------------------------------------------------------------
+
+
+def change_form_data(response, **overrides) -> dict:
+    """What the browser would post back: the form's current values (inlines included)."""
+    data: dict = {}
+    form = response.context["adminform"].form
+    for name in form.fields:
+        value = form[name].value()
+        if value is not None:
+            data[name] = value
+    for inline in response.context["inline_admin_formsets"]:
+        formset = inline.formset
+        management = formset.management_form
+        for name in management.fields:
+            data[management.add_prefix(name)] = management[name].value()
+        for inline_form in formset.forms:
+            for name in inline_form.fields:
+                value = inline_form[name].value()
+                if value is not None:
+                    data[inline_form.add_prefix(name)] = value
+    data.update(overrides)
+    return data
+
+
+def test_role_change_goes_through_the_services(admin_client, root):
+    bob = make("bob", email="bob@example.com")
+    url = f"{USERS}{bob.pk}/change/"
+    r = admin_client.get(url)
+    assert r.status_code == 200
+    r = admin_client.post(url, change_form_data(r, role=Role.ADMIN))
+    assert r.status_code == 302, r.context["adminform"].form.errors if r.context else r.content[:300]
+    bob.refresh_from_db()
+    assert bob.role == Role.ADMIN
+    event = AuditEvent.objects.get(action="user.role_change")
+    assert event.user_id == root.pk and event.resource_id == bob.pk
+    assert event.details == {"from": "user", "to": "admin"}
+    assert (event.ip, event.user_agent) == (ADMIN_IP, ADMIN_UA)
+
+
+def test_ban_in_the_change_form_ends_sessions_and_records_the_reason(admin_client, root):
+    bob = make("bob")
+    pair = open_session(bob)
+    url = f"{USERS}{bob.pk}/change/"
+    r = admin_client.post(url, change_form_data(admin_client.get(url), role=Role.BANNED, ban_reason="spam"))
+    assert r.status_code == 302
+    bob.refresh_from_db()
+    assert bob.role == Role.BANNED and bob.banned_reason == "spam"
+    assert me(pair.access).json()["error"]["code"] == "user_banned"
+    event = AuditEvent.objects.get(action="user.ban")
+    assert event.user_id == root.pk and event.details["reason"] == "spam"
+
+
+def test_change_form_refused_role_change_is_not_written(db):
+    """A site admin may not make someone root: the service refuses and the form's value is not saved."""
+    moderator, bob = make("moderator", Role.ADMIN), make("bob")
+    c = Client(raise_request_exception=False)
+    c.force_login(moderator)
+    url = f"{USERS}{bob.pk}/change/"
+    r = c.post(url, change_form_data(c.get(url), role=Role.ROOT), follow=True)
+    assert r.status_code == 200
+    assert ("error", "Only root can change the role of an admin.") in {
+        (m.level_tag, str(m)) for m in r.context["messages"]
+    }
+    bob.refresh_from_db()
+    assert bob.role == Role.USER
+    assert not AuditEvent.objects.filter(action="user.role_change").exists()
+
+
+def test_change_form_does_not_offer_the_password(admin_client):
+    bob = make("bob")
+    r = admin_client.get(f"{USERS}{bob.pk}/change/")
+    assert "password" not in r.context["adminform"].form.fields
+    assert _password_hash() not in r.content.decode()
+
+
+# --- read-only admins ---------------------------------------------------------------------------------
+
+
+def test_audit_log_admin_is_read_only(admin_client, root):
+    services.user_set_role(actor=root, user=make("bob"), role=Role.ADMIN, origin=Origin(ip="127.0.0.1"))
+    event = AuditEvent.objects.get(action="user.role_change")
+    base = "/admin/audit/auditevent/"
+
+    r = admin_client.get(base)
+    assert r.status_code == 200 and event in r.context["cl"].result_list
+    assert r.context["action_form"] is None  # no bulk actions at all, delete included
+    assert admin_client.get(base + "?q=role_change").status_code == 200
+
+    assert admin_client.get(base + "add/").status_code == 403
+    assert admin_client.post(base + "add/", {"action": "forged"}).status_code == 403
+    assert admin_client.get(f"{base}{event.pk}/change/").status_code == 200  # a view page
+    r = admin_client.post(f"{base}{event.pk}/change/", {"action": "forged", "resource_id": "x"})
+    assert r.status_code == 403
+    assert admin_client.post(f"{base}{event.pk}/delete/", {"post": "yes"}).status_code == 403
+    r = admin_client.post(base, {"action": "delete_selected", "_selected_action": [event.pk], "post": "yes"})
+    event.refresh_from_db()
+    assert event.action == "user.role_change"
+    assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+    model_admin = site._registry[AuditEvent]
+    request = RequestFactory().get(base)
+    request.user = root
+    assert not model_admin.has_add_permission(request)
+    assert not model_admin.has_change_permission(request, event)
+    assert not model_admin.has_delete_permission(request, event)
+    assert "delete_selected" not in model_admin.get_actions(request)
+
+
+def test_signing_keys_are_read_only_in_the_admin(admin_client):
+    open_session(make("bob"))  # seeds the key store
+    key = SigningKey.objects.get()
+    base = "/admin/accounts/signingkey/"
+    assert admin_client.get(base).status_code == 200
+    assert admin_client.get(base + "add/").status_code == 403
+    assert admin_client.post(f"{base}{key.pk}/delete/", {"post": "yes"}).status_code == 403
+    r = admin_client.get(f"{base}{key.pk}/change/")
+    assert r.status_code == 200
+    assert b"PRIVATE KEY" not in r.content
+    assert SigningKey.objects.filter(pk=key.pk, is_signing=True).exists()

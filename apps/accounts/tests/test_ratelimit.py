@@ -1,0 +1,251 @@
+"""SECURITY.md §3.4: 429 ``rate_limited`` with ``Retry-After`` on login (per IP and per username),
+registration (per IP) and the whole API (100/min per IP); RATELIMIT_ENABLE=False turns them off.
+
+Limits are shrunk with override_settings to keep the tests fast. django-ratelimit counts in fixed
+windows; its clock is frozen here so a test can never straddle a window edge (and so the tests
+can step past a window to see the limit lift).
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.hashers import make_password
+from django.db import transaction
+from django.test import override_settings
+from django_ratelimit import core as ratelimit_core
+from rest_framework.test import APIClient
+
+from apps.accounts import services
+from apps.accounts.models import AuthSession, User
+from apps.accounts.tests.factories import PASSWORD, TEST_ORIGIN
+
+pytestmark = pytest.mark.django_db
+
+LOGIN = "/api/v1/auth/login"
+REGISTER = "/api/v1/auth/register"
+ME = "/api/v1/users/me"
+WRONG = "Wr0ng-passw0rd"
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch) -> Clock:
+    clock = Clock(1_800_000_000.0)
+    monkeypatch.setattr(ratelimit_core, "time", types.SimpleNamespace(time=clock.time))
+    return clock
+
+
+def limits(**overrides) -> dict:
+    return {**settings.RATELIMITS, **overrides}
+
+
+@functools.cache
+def _password_hash() -> str:
+    return make_password(PASSWORD)
+
+
+@pytest.fixture
+def alice() -> User:
+    return User.objects.create(username="alice", email="alice@example.com", password=_password_hash())
+
+
+def client(ip: str = "127.0.0.1", **extra) -> APIClient:
+    return APIClient(raise_request_exception=False, REMOTE_ADDR=ip, **extra)
+
+
+def login(c: APIClient, username: str = "alice", password: str = PASSWORD):
+    return c.post(LOGIN, {"username": username, "password": password}, format="json")
+
+
+def assert_rate_limited(response, max_seconds: int) -> int:
+    assert response.status_code == 429, response.content
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == "rate_limited"
+    retry_after = response["Retry-After"]
+    assert retry_after.isdigit(), retry_after
+    seconds = int(retry_after)
+    assert 0 < seconds <= max_seconds
+    assert body["error"]["details"]["retry_after"] == seconds
+    return seconds
+
+
+# --- login per IP --------------------------------------------------------------------------------
+
+
+@override_settings(RATELIMITS=limits(login_ip="3/m", login_user="100/m"))
+def test_login_per_ip(alice, clock):
+    c = client("198.51.100.1")
+    for _ in range(3):
+        assert login(c, password=WRONG).status_code == 401
+    sessions = AuthSession.objects.count()
+    # Over the limit even the right password is refused, before any password is checked.
+    r = login(c)
+    seconds = assert_rate_limited(r, 60)
+    assert AuthSession.objects.count() == sessions
+    # Another address is not affected.
+    assert login(client("198.51.100.2")).status_code == 200
+    # Retry-After is exact: a second early is still refused, at Retry-After the address may retry.
+    clock.now += seconds - 1
+    assert_rate_limited(login(c), 1)
+    clock.now += 1
+    assert login(c).status_code == 200
+
+
+@override_settings(RATELIMITS=limits(login_ip="2/m", login_user="100/m"))
+def test_login_per_ip_counts_successful_logins_and_unknown_users(alice):
+    c = client("198.51.100.3")
+    assert login(c).status_code == 200
+    assert login(c, username="nobody", password=WRONG).status_code == 401
+    assert_rate_limited(login(c), 60)
+
+
+@override_settings(RATELIMITS=limits(login_ip="2/m", login_user="100/m"), TRUSTED_PROXY_COUNT=0)
+def test_login_per_ip_ignores_spoofed_forwarded_for(alice):
+    """Without a trusted proxy, X-Forwarded-For is the client's own claim and changes nothing."""
+    for i in range(2):
+        r = login(client("198.51.100.4", HTTP_X_FORWARDED_FOR=f"10.0.0.{i}"), password=WRONG)
+        assert r.status_code == 401
+    assert_rate_limited(login(client("198.51.100.4", HTTP_X_FORWARDED_FOR="10.0.0.99")), 60)
+
+
+@override_settings(RATELIMITS=limits(login_ip="2/m", login_user="100/m"), TRUSTED_PROXY_COUNT=1)
+def test_login_per_ip_behind_a_trusted_proxy_uses_the_forwarded_address(alice):
+    proxy = "10.0.0.1"
+    for _ in range(2):
+        assert login(client(proxy, HTTP_X_FORWARDED_FOR="203.0.113.5"), password=WRONG).status_code == 401
+    assert_rate_limited(login(client(proxy, HTTP_X_FORWARDED_FOR="203.0.113.5")), 60)
+    # Another client behind the same proxy is a different address.
+    assert login(client(proxy, HTTP_X_FORWARDED_FOR="203.0.113.6")).status_code == 200
+
+
+# --- login per username --------------------------------------------------------------------------
+
+
+@override_settings(RATELIMITS=limits(login_ip="100/m", login_user="3/15m"))
+def test_login_per_username_across_addresses(alice, clock):
+    for i in range(3):
+        assert login(client(f"192.0.2.{i + 1}"), password=WRONG).status_code == 401
+    # A fourth address, the right password: the account is locked for the window.
+    r = login(client("192.0.2.50"))
+    assert_rate_limited(r, 15 * 60)
+    # Case does not get around it: the key is the lower-cased identifier.
+    assert_rate_limited(login(client("192.0.2.51"), username="ALICE"), 15 * 60)
+    # Another account is unaffected.
+    User.objects.create(username="bob", password=_password_hash())
+    assert login(client("192.0.2.52"), username="bob").status_code == 200
+    # After the window the account opens again.
+    clock.now += 15 * 60
+    assert login(client("192.0.2.53")).status_code == 200
+
+
+@override_settings(RATELIMITS=limits(login_ip="100/m", login_user="2/15m"))
+def test_login_per_username_counts_only_failures(alice):
+    c = client("192.0.2.60")
+    for _ in range(4):
+        assert login(c).status_code == 200  # successes do not count against the account
+    assert login(c, password=WRONG).status_code == 401
+    assert login(c).status_code == 200
+    assert login(c, password=WRONG).status_code == 401
+    assert_rate_limited(login(c), 15 * 60)
+
+
+@override_settings(RATELIMITS=limits(login_ip="100/m", login_user="2/15m"))
+def test_login_per_username_also_limits_unknown_names(db):
+    """Guessing at a name that does not exist is limited the same way (no account oracle)."""
+    for i in range(2):
+        assert login(client(f"192.0.2.{70 + i}"), username="ghost", password=WRONG).status_code == 401
+    assert_rate_limited(login(client("192.0.2.79"), username="ghost", password=WRONG), 15 * 60)
+
+
+# --- registration per IP -------------------------------------------------------------------------
+
+
+@override_settings(RATELIMITS=limits(register_ip="2/h"))
+def test_registration_per_ip(db, clock):
+    c = client("198.51.100.20")
+    for i in range(2):
+        r = c.post(REGISTER, {"username": f"newbie{i}", "password": "N3w-passw0rd"}, format="json")
+        assert r.status_code == 201, r.content
+    r = c.post(REGISTER, {"username": "newbie9", "password": "N3w-passw0rd"}, format="json")
+    seconds = assert_rate_limited(r, 3600)
+    assert not User.objects.filter(username="newbie9").exists()
+    # Another address may register.
+    r = client("198.51.100.21").post(
+        REGISTER, {"username": "newbie8", "password": "N3w-passw0rd"}, format="json"
+    )
+    assert r.status_code == 201
+    clock.now += seconds
+    r = c.post(REGISTER, {"username": "newbie9", "password": "N3w-passw0rd"}, format="json")
+    assert r.status_code == 201
+
+
+# --- the whole API: 100 requests a minute per IP -----------------------------------------------------
+
+
+@pytest.fixture
+def alice_access(alice) -> str:
+    with transaction.atomic():
+        return services._session_open(user=alice, origin=TEST_ORIGIN).access
+
+
+def test_general_api_limit_is_100_per_minute(alice_access, clock):
+    assert settings.RATELIMITS["api"] == "100/m"
+    c = client("198.51.100.30", HTTP_AUTHORIZATION=f"Bearer {alice_access}")
+    for i in range(100):
+        r = c.get(ME)
+        assert r.status_code == 200, (i, r.content)
+    seconds = assert_rate_limited(c.get(ME), 60)
+    # Other endpoints share the budget; other addresses have their own.
+    assert_rate_limited(c.patch(ME, {"email": "x@example.com"}, format="json"), 60)
+    other = client("198.51.100.31", HTTP_AUTHORIZATION=f"Bearer {alice_access}")
+    assert other.get(ME).status_code == 200
+    clock.now += seconds
+    assert c.get(ME).status_code == 200
+
+
+@override_settings(RATELIMITS=limits(api="3/m", login_ip="100/m"))
+def test_general_api_limit_covers_public_endpoints(alice):
+    c = client("198.51.100.32")
+    for _ in range(3):
+        assert login(c, password=WRONG).status_code == 401
+    assert_rate_limited(login(c), 60)
+
+
+# --- switched off ----------------------------------------------------------------------------------
+
+
+@override_settings(
+    RATELIMIT_ENABLE=False,
+    RATELIMITS=limits(api="1/m", login_ip="1/m", login_user="1/m", register_ip="1/h"),
+)
+def test_ratelimit_enable_false_turns_them_off(alice, alice_access):
+    c = client("198.51.100.40")
+    for _ in range(3):
+        assert login(c, password=WRONG).status_code == 401
+    assert login(c).status_code == 200
+    for i in range(2):
+        r = c.post(REGISTER, {"username": f"free{i}", "password": "N3w-passw0rd"}, format="json")
+        assert r.status_code == 201
+    authed = client("198.51.100.40", HTTP_AUTHORIZATION=f"Bearer {alice_access}")
+    for _ in range(3):
+        assert authed.get(ME).status_code == 200
+
+
+@override_settings(RATELIMITS=limits(login_ip="1/m"))
+def test_limits_are_on_by_default(alice):
+    assert settings.RATELIMIT_ENABLE is True
+    c = client("198.51.100.41")
+    login(c, password=WRONG)
+    assert_rate_limited(login(c), 60)
