@@ -88,6 +88,8 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.accounts",
     "apps.audit",
+    "apps.permissions",
+    "apps.rooms",
 ]
 
 MIDDLEWARE = [
@@ -204,6 +206,7 @@ JWT_PRIVATE_KEY_FILE = env.str("JWT_PRIVATE_KEY_FILE", default="")
 JWT_PUBLIC_KEY_FILE = env.str("JWT_PUBLIC_KEY_FILE", default="")
 JWT_ACCESS_LIFETIME = timedelta(seconds=env.int("JWT_ACCESS_LIFETIME_SECONDS", default=3600))
 JWT_REFRESH_LIFETIME = timedelta(seconds=env.int("JWT_REFRESH_LIFETIME_SECONDS", default=30 * 24 * 3600))
+GUEST_TOKEN_LIFETIME = timedelta(seconds=env.int("GUEST_TOKEN_LIFETIME_SECONDS", default=4 * 3600))
 # Allowed clock difference between nodes when checking exp/iat.
 JWT_LEEWAY_SECONDS = env.int("JWT_LEEWAY_SECONDS", default=5)
 # How long a node trusts its in-process copy of the key set before re-reading it.
@@ -239,6 +242,10 @@ RATELIMITS = {
     "register_ip": env.str("RATELIMIT_REGISTER_IP", default="10/h"),
     "refresh_ip": env.str("RATELIMIT_REFRESH_IP", default="60/m"),
     "password_change_user": env.str("RATELIMIT_PASSWORD_CHANGE_USER", default="10/h"),
+    # Room passwords: attempts per IP, and wrong ones per user and room.
+    "room_password_ip": env.str("RATELIMIT_ROOM_PASSWORD_IP", default="30/m"),
+    "room_password_user": env.str("RATELIMIT_ROOM_PASSWORD_USER", default="10/15m"),
+    "guest_ip": env.str("RATELIMIT_GUEST_IP", default="20/h"),
 }
 # Number of trusted reverse proxies in front of the app (for X-Forwarded-For).
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
@@ -246,7 +253,7 @@ TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 # --- REST framework ------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.accounts.authentication.BearerAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["apps.accounts.permissions.IsRegisteredUser"],
     "DEFAULT_THROTTLE_CLASSES": ["apps.core.ratelimit.ApiRateThrottle"],
     "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.SafeJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -326,3 +333,7 @@ LOGGING = {
 # In development WhiteNoise serves straight from the app and static/ folders (no collectstatic).
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
+
+# The server itself never fetches loopback/private/link-local/metadata addresses unless allowed
+# (cloud metadata stays refused even then). Viewers' browsers may use any http(s) URL.
+FETCH_ALLOW_PRIVATE_NETWORKS = env.bool("FETCH_ALLOW_PRIVATE_NETWORKS", default=False)

@@ -11,6 +11,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path(".well-known/jwks.json", JWKSView.as_view(), name="well-known-jwks"),
     path("api/v1/", include("apps.accounts.urls")),
+    path("api/v1/", include("apps.rooms.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),

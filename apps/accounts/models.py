@@ -51,6 +51,10 @@ class User(AbstractBaseUser):
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.USER, db_index=True)
     date_joined = models.DateTimeField(default=timezone.now)
     banned_reason = models.CharField(max_length=500, blank=True)
+    # Guests (rooms/{id}/guest) get a throw-away account bound to one room: no password, never
+    # a login, shown by the name they chose.
+    is_guest = models.BooleanField(default=False)
+    display_name = models.CharField(max_length=32, blank=True)
 
     objects = UserManager()
 
@@ -70,6 +74,10 @@ class User(AbstractBaseUser):
     def __str__(self) -> str:
         return self.username
 
+    @property
+    def public_name(self) -> str:
+        return self.display_name or self.username
+
     # Django's auth and admin read these; they follow from the one `role` field.
     @property
     def is_active(self) -> bool:
@@ -81,7 +89,7 @@ class User(AbstractBaseUser):
 
     @property
     def is_staff(self) -> bool:
-        return self.role in STAFF_ROLES
+        return self.role in STAFF_ROLES and not self.is_guest
 
     @property
     def is_superuser(self) -> bool:
@@ -90,7 +98,7 @@ class User(AbstractBaseUser):
     @property
     def is_site_admin(self) -> bool:
         """Site admins and root moderate every room (SECURITY.md §1.4)."""
-        return self.role in STAFF_ROLES
+        return self.role in STAFF_ROLES and not self.is_guest
 
     def has_perm(self, perm, obj=None) -> bool:
         return self.is_active and self.is_staff

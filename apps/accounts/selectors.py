@@ -8,16 +8,17 @@ from rest_framework_simplejwt.exceptions import TokenError
 
 from apps.accounts import revocation
 from apps.accounts.models import AuthSession, Role, User
-from apps.accounts.tokens import AccessToken
+from apps.accounts.tokens import AccessToken, GuestToken
 from apps.core.errors import TokenInvalid, TokenRevoked, UserBanned
 
 # Our tokens are ~900 bytes; anything far larger is not worth parsing.
 MAX_TOKEN_BYTES = 8192
 
 
-def authenticate_access_token(raw: str | bytes) -> tuple[User, AccessToken]:
+def authenticate_access_token(raw: str | bytes) -> tuple[User, AccessToken | GuestToken]:
     """SECURITY.md §1.1 pipeline: verify (RS256, exp, iss, type) -> jti not revoked -> load the
     user -> not banned -> session still live. One Redis round trip and one database query.
+    Guest tokens pass too; what they may open is decided by the permission layer (``rid``).
 
     Raises TokenInvalid, TokenRevoked or UserBanned.
     """
@@ -26,7 +27,10 @@ def authenticate_access_token(raw: str | bytes) -> tuple[User, AccessToken]:
     try:
         token = AccessToken(raw)
     except TokenError as exc:
-        raise TokenInvalid() from exc
+        try:  # a guest's token (rare): same checks, its own type
+            token = GuestToken(raw)
+        except TokenError:
+            raise TokenInvalid() from exc
     sid = token.get("sid")
     if not isinstance(sid, str) or not isinstance(token["sub"], str):
         raise TokenInvalid()

@@ -2,7 +2,8 @@
 
 Claims (SECURITY.md §1.1): access ``sub, username, role, iat, exp, jti, iss``; refresh
 ``sub, iat, exp, jti, iss``; both also ``nid`` (issuing node), ``sid`` (login session) and
-``token_type``, so a refresh token can never pass as an access token or the reverse.
+``token_type``, so a refresh token can never pass as an access token or the reverse. Guest
+tokens (``token_type`` guest) add ``rid``, the one room they open.
 """
 
 from __future__ import annotations
@@ -82,6 +83,25 @@ class RefreshToken(Token):
     token_type = "refresh"
     lifetime = settings.JWT_REFRESH_LIFETIME
     _token_backend = token_backend
+
+
+class GuestToken(Token):
+    """A guest's access token: bound to one room (``rid``), 4 hours, no refresh."""
+
+    token_type = "guest"
+    lifetime = settings.GUEST_TOKEN_LIFETIME
+    _token_backend = token_backend
+
+
+def mint_guest(*, user, session_id: str, room_id: str) -> GuestToken:
+    token = GuestToken()
+    token["sub"] = user.pk
+    token["username"] = user.public_name
+    token["role"] = "guest"
+    token["sid"] = session_id
+    token["rid"] = room_id
+    token["nid"] = settings.SYNCTV_NODE_ID
+    return token
 
 
 def mint_access(*, user, session_id: str) -> AccessToken:

@@ -1,29 +1,54 @@
-"""Security audit events (SECURITY.md §6.1): who, what, on what, from where, when."""
+"""Security audit events (SECURITY.md §6.1): who, what, on what, from where, when.
+
+The log is tamper-evident: every event stores ``hash = sha256(content + previous hash)`` and a
+gap-free sequence number, so editing or deleting a row breaks the chain at that row
+(``manage.py audit_verify`` finds it).
+"""
 
 from django.conf import settings
 from django.db import models
 
 
 class AuditEvent(models.Model):
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(db_index=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
+        db_constraint=False,  # the chain must outlive the user row; the id stays in the hash
         related_name="+",
         help_text="Who acted (empty for anonymous or system actions).",
     )
     action = models.CharField(max_length=64, db_index=True)
     resource_type = models.CharField(max_length=32, blank=True)
     resource_id = models.CharField(max_length=64, blank=True)
+    room_id = models.CharField(max_length=32, blank=True, db_index=True)
     details = models.JSONField(default=dict, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=512, blank=True)
+    seq = models.BigIntegerField(unique=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
 
     class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["resource_type", "resource_id", "-created_at"])]
+        ordering = ["-seq"]
+        indexes = [
+            models.Index(fields=["resource_type", "resource_id", "-created_at"]),
+            models.Index(fields=["room_id", "-seq"]),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action} {self.resource_type}:{self.resource_id}"
+        when = f"{self.created_at:%Y-%m-%d %H:%M:%S}"
+        return f"#{self.seq} {when} {self.action} {self.resource_type}:{self.resource_id}"
+
+
+class AuditChainHead(models.Model):
+    """One row: the last sequence number and hash. Locking it orders appends to the chain."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    seq = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64, default="0" * 64)
+
+    def __str__(self) -> str:
+        return f"audit chain head #{self.seq}"

@@ -82,6 +82,22 @@ class PermissionDenied(ApplicationError):
     status, code, message = 403, "permission_denied", "You do not have permission to do this."
 
 
+class NotInRoom(ApplicationError):
+    status, code, message = 403, "not_in_room", "You are not a member of this room."
+
+
+class RoomPasswordRequired(ApplicationError):
+    status, code, message = 403, "room_password_required", "This room needs a password."
+
+
+class RoomPasswordWrong(ApplicationError):
+    status, code, message = 403, "room_password_wrong", "Wrong room password."
+
+
+class RoomClosed(ApplicationError):
+    status, code, message = 403, "room_closed", "This room is closed."
+
+
 class NotFound(ApplicationError):
     status, code, message = 404, "not_found", "Not found."
 

@@ -1,0 +1,67 @@
+"""The hash chain of the audit log: how an event's hash is computed and how the chain is checked."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+GENESIS = "0" * 64
+
+
+def event_digest(event, prev_hash: str) -> str:
+    """sha256 over the event's content (every field a reader relies on) and the previous hash."""
+    content = {
+        "seq": event.seq,
+        "created_at": event.created_at.isoformat(),
+        "user_id": event.user_id or "",
+        "action": event.action,
+        "resource_type": event.resource_type,
+        "resource_id": event.resource_id,
+        "room_id": event.room_id,
+        "details": event.details,
+        "ip": event.ip or "",
+        "user_agent": event.user_agent,
+        "prev_hash": prev_hash,
+    }
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    seq: int
+    event_id: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        return f"audit chain broken at seq {self.seq} (event id {self.event_id}): {self.reason}"
+
+
+def verify_chain(*, batch_size: int = 2000) -> tuple[int, ChainBreak | None]:
+    """Walk the chain in order. Returns (events checked, first break or None)."""
+    from apps.audit.models import AuditChainHead, AuditEvent
+
+    prev_hash, expected_seq, checked = GENESIS, 1, 0
+    last_seq = 0
+    while True:
+        batch = list(AuditEvent.objects.filter(seq__gt=last_seq).order_by("seq")[:batch_size])
+        if not batch:
+            break
+        for event in batch:
+            if event.seq != expected_seq:
+                return checked, ChainBreak(
+                    expected_seq, None, f"event missing (next present is seq {event.seq})"
+                )
+            if event.prev_hash != prev_hash:
+                return checked, ChainBreak(event.seq, event.pk, "prev_hash does not match the previous event")
+            if event_digest(event, prev_hash) != event.hash:
+                return checked, ChainBreak(event.seq, event.pk, "content does not match its hash (edited)")
+            prev_hash, expected_seq, last_seq = event.hash, expected_seq + 1, event.seq
+            checked += 1
+    head = AuditChainHead.objects.filter(pk=1).first()
+    if head is not None and head.seq != last_seq:
+        return checked, ChainBreak(head.seq, None, f"the last {head.seq - last_seq} event(s) are missing")
+    if head is not None and head.hash != prev_hash:
+        return checked, ChainBreak(last_seq, None, "the chain head does not match the last event")
+    return checked, None

@@ -1,0 +1,104 @@
+"""Media URLs: what users may put in a playlist, and what the server itself may fetch.
+
+Viewers' browsers fetch playlist URLs, so a LAN media server (http://192.168.1.20:8096/...) is a
+fine playlist entry. The server is different: whenever it fetches a URL itself (proxying,
+probing), :func:`check_server_fetch` must pass first. It resolves the host and refuses loopback,
+private, link-local, CGNAT, multicast, reserved and cloud-metadata addresses (IPv4-mapped IPv6
+included) unless the operator allows private targets (``FETCH_ALLOW_PRIVATE_NETWORKS``). A
+fetcher must then connect to one of the addresses returned, not resolve the name again, so a
+DNS answer that changes between check and connect (rebinding) gains nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+from apps.core.errors import InvalidInput
+
+MAX_URL_LENGTH = 2048
+ALLOWED_SCHEMES = ("http", "https")
+METADATA_ADDRESSES = {
+    ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack
+    ipaddress.ip_address("fd00:ec2::254"),  # AWS IPv6
+    ipaddress.ip_address("100.100.100.200"),  # Alibaba
+}
+
+
+class UnsafeURL(InvalidInput):
+    code = "unsafe_url"
+
+
+def validate_media_url(url: object, *, field: str = "url") -> str:
+    """A playlist URL: http(s), a host, at most 2048 characters, no spaces or control characters."""
+
+    def refuse(message: str) -> InvalidInput:
+        return InvalidInput(f"{field}: {message}", details={field: [message]})
+
+    if not isinstance(url, str) or not url:
+        raise refuse("A URL is required.")
+    if len(url) > MAX_URL_LENGTH:
+        raise refuse(f"The URL is longer than {MAX_URL_LENGTH} characters.")
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise refuse("The URL contains spaces or control characters.")
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError as exc:
+        raise refuse("The URL is malformed.") from exc
+    if parts.scheme.lower() not in ALLOWED_SCHEMES:
+        raise refuse("Only http and https URLs are allowed.")
+    if not hostname:
+        raise refuse("The URL has no host.")
+    return url
+
+
+def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip in METADATA_ADDRESSES:
+        return "a cloud metadata address"
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_private:
+        return "a private address"
+    if ip.is_multicast or ip.is_reserved or ip.is_unspecified or not ip.is_global:
+        return "not a public address"
+    return None
+
+
+def check_server_fetch(
+    url: str, *, allow_private: bool | None = None, resolver=socket.getaddrinfo
+) -> list[str]:
+    """Refuse ``url`` unless every address its host resolves to is public. Returns the addresses
+    (connect to one of these). Raises UnsafeURL."""
+    validate_media_url(url)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    allow = settings.FETCH_ALLOW_PRIVATE_NETWORKS if allow_private is None else allow_private
+    try:
+        infos = resolver(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, OSError) as exc:
+        raise UnsafeURL(
+            f"url: the host {host!r} does not resolve.", details={"url": ["Host does not resolve."]}
+        ) from exc
+    addresses = []
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        reason = _refusal(ip)
+        if reason and not (allow and reason != "a cloud metadata address"):
+            raise UnsafeURL(
+                f"url: the server will not fetch {host!r}: it resolves to {reason}.",
+                details={"url": [f"Resolves to {reason}."]},
+            )
+        addresses.append(str(ip))
+    if not addresses:
+        raise UnsafeURL(f"url: the host {host!r} has no address.", details={"url": ["Host has no address."]})
+    return addresses

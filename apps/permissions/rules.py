@@ -1,0 +1,142 @@
+"""The effective-permission rule and the anti-escalation rules (SECURITY.md §1.4).
+
+``can(actor, room, perm)`` is the one answer to "may this actor do this in this room", asked by
+REST permission classes, services and (later) the WebSocket consumer alike. Pure functions over
+the rows: no queries here except the membership lookup in :func:`actor_in_room`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from apps.permissions import flags
+from apps.permissions.flags import Perm
+
+CREATOR, ADMIN, MEMBER, GUEST = "creator", "admin", "member", "guest"
+RANK = {GUEST: 0, MEMBER: 1, ADMIN: 2, CREATOR: 3}
+
+
+@dataclass(frozen=True)
+class RoomActor:
+    """Who is acting in one room: the account (None for anonymous), its membership row there
+    (None if it has none), and what that adds up to."""
+
+    user: object | None
+    member: object | None  # apps.rooms.models.RoomMember
+    permissions: int
+    rank: int  # RANK of the acting role; site admins act as creator
+    is_site_admin: bool = False
+
+    @property
+    def is_member(self) -> bool:
+        """An active member (guests included) or a site admin acting as one."""
+        return self.is_site_admin or (self.member is not None and self.member.status == "active")
+
+    def can(self, perm: int) -> bool:
+        return (self.permissions & perm) == perm
+
+
+def effective_permissions(*, room, member) -> int:
+    """creator: every bit; admin/member: (room default for the role | added) & ~removed, with the
+    default read now so a changed room default reaches existing members; guest: the room's
+    guest mask (with the member's overrides) capped to chat, emoji and the member list.
+    Anything but an active membership holds nothing."""
+    if member is None or member.status != "active":
+        return flags.NONE
+    if member.role == CREATOR:
+        return flags.ALL_BITS
+    added, removed = member.permissions_added, member.permissions_removed
+    if member.role == ADMIN:
+        base = room.admin_permissions
+    elif member.role == MEMBER:
+        base = room.member_permissions
+    elif member.role == GUEST:
+        return ((room.guest_permissions | added) & ~removed) & flags.GUEST_CAP
+    else:
+        return flags.NONE
+    return ((base | added) & ~removed) & flags.ALL_BITS
+
+
+def build_actor(*, user, room, member) -> RoomActor:
+    """The actor for ``user`` in ``room`` given their membership row (or None)."""
+    if user is None or not getattr(user, "is_authenticated", False) or getattr(user, "is_banned", False):
+        return RoomActor(user=None if user is None else user, member=None, permissions=flags.NONE, rank=-1)
+    if getattr(user, "is_site_admin", False):
+        return RoomActor(
+            user=user, member=member, permissions=flags.ALL_BITS, rank=RANK[CREATOR], is_site_admin=True
+        )
+    if member is None or member.status != "active":
+        return RoomActor(user=user, member=member, permissions=flags.NONE, rank=-1)
+    return RoomActor(
+        user=user,
+        member=member,
+        permissions=effective_permissions(room=room, member=member),
+        rank=RANK.get(member.role, -1),
+    )
+
+
+def can(actor: RoomActor, perm: int) -> bool:
+    """May ``actor`` do what ``perm`` (one bit or several, all required) allows in its room?"""
+    return actor.can(perm)
+
+
+# --- anti-escalation ---------------------------------------------------------------------------------
+
+
+class EscalationError(Exception):
+    """A member change the actor is not allowed to make. ``str()`` says why."""
+
+
+def check_member_change(
+    *, actor: RoomActor, target, new_role: str | None, added: int | None, removed: int | None
+) -> None:
+    """Rules for PATCH members/{user}: nobody acts on the creator or on themselves; only holders of
+    MANAGE_ADMINS (and the creator) promote, demote or change the bits of admins; nobody grants or
+    takes away a bit they do not hold; the target must rank below the actor."""
+    if target.role == CREATOR:
+        raise EscalationError("Nobody can change the room's creator.")
+    if actor.user is not None and target.user_id == getattr(actor.user, "pk", None):
+        raise EscalationError("You cannot change your own role or permissions.")
+    if target.role == GUEST or new_role == GUEST:
+        raise EscalationError("Guests' roles cannot be changed; they join as guests only.")
+    if new_role is not None and new_role not in (ADMIN, MEMBER):
+        raise EscalationError("The role must be admin or member.")
+    touches_admin = target.role == ADMIN or new_role == ADMIN
+    if touches_admin and not actor.can(Perm.MANAGE_ADMINS):
+        raise EscalationError("Only holders of MANAGE_ADMINS can promote, demote or change admins.")
+    if not touches_admin and not actor.can(Perm.MANAGE_ADMINS) and actor.rank <= RANK[MEMBER]:
+        raise EscalationError("Only room admins can change members.")
+    if actor.rank <= RANK.get(target.role, 0) and not actor.can(Perm.MANAGE_ADMINS):
+        raise EscalationError("You can only change members ranked below you.")
+    for label, bits in (("grant", added), ("take away", removed)):
+        if bits and (bits & ~actor.permissions):
+            missing = flags.names(bits & ~actor.permissions)
+            raise EscalationError(f"You cannot {label} permissions you do not hold: {', '.join(missing)}.")
+
+
+def check_moderation(*, actor: RoomActor, target, perm: int) -> None:
+    """Kick and ban (and their undoing): the actor needs ``perm`` and must outrank the target;
+    nobody acts on the creator or on themselves."""
+    if not actor.can(perm):
+        raise EscalationError(f"This needs {flags.names(perm)[0]}.")
+    if target.role == CREATOR:
+        raise EscalationError("Nobody can act on the room's creator.")
+    if actor.user is not None and target.user_id == getattr(actor.user, "pk", None):
+        raise EscalationError("You cannot do this to yourself.")
+    if RANK.get(target.role, 0) >= actor.rank:
+        raise EscalationError("You can only act on members ranked below you.")
+
+
+def check_settings_masks(*, actor: RoomActor, before: dict[str, int], after: dict[str, int]) -> None:
+    """Changing a room default is granting (or taking) bits to everyone of that role: the same
+    rule applies, you cannot move a bit you do not hold. The admin default is MANAGE_ADMINS'
+    business."""
+    for field, new in after.items():
+        changed = new ^ before[field]
+        if not changed:
+            continue
+        if field == "admin_permissions" and not actor.can(Perm.MANAGE_ADMINS):
+            raise EscalationError("Only holders of MANAGE_ADMINS can change the admin defaults.")
+        if changed & ~actor.permissions:
+            missing = flags.names(changed & ~actor.permissions)
+            raise EscalationError(f"You cannot change permissions you do not hold: {', '.join(missing)}.")

@@ -1,0 +1,102 @@
+"""Room reads: lookups, lists (constant query counts), the acting member, playback state."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from apps.audit.models import AuditEvent
+from apps.core.errors import NotFound
+from apps.permissions.rules import RoomActor, build_actor
+from apps.rooms.models import MemberStatus, Movie, PlaybackState, Room, RoomMember
+
+
+def _with_counts(qs: QuerySet[Room]) -> QuerySet[Room]:
+    return qs.select_related("creator").annotate(
+        member_count=Count("members", filter=Q(members__status=MemberStatus.ACTIVE), distinct=True)
+    )
+
+
+def room_get(room_id: object, *, with_counts: bool = False) -> Room:
+    if not isinstance(room_id, str) or len(room_id) > 32:
+        raise NotFound("No such room.")
+    qs = _with_counts(Room.objects.all()) if with_counts else Room.objects.select_related("creator")
+    room = qs.filter(pk=room_id).first()
+    if room is None:
+        raise NotFound("No such room.")
+    return room
+
+
+def room_list_public(*, search: str = "") -> QuerySet[Room]:
+    """Rooms anyone may find: not hidden, not closed; ``search`` matches name or description."""
+    qs = Room.objects.filter(hidden=False, closed_at__isnull=True)
+    search = search.strip()[:100]
+    if search:
+        qs = qs.filter(Q(name__icontains=search) | Q(description__icontains=search))
+    return _with_counts(qs).order_by("-created_at", "id")
+
+
+def membership(*, user, room: Room) -> RoomMember | None:
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return RoomMember.objects.filter(room=room, user=user).first()
+
+
+def room_actor(*, user, room: Room, auth=None) -> RoomActor:
+    """The acting member for a request. A guest token opens only the room named in it."""
+    if auth is not None and auth.get("token_type") == "guest" and auth.get("rid") != room.pk:
+        return build_actor(user=user, room=room, member=None)
+    return build_actor(user=user, room=room, member=membership(user=user, room=room))
+
+
+def member_list(*, room: Room, status: str | None = MemberStatus.ACTIVE) -> QuerySet[RoomMember]:
+    qs = RoomMember.objects.filter(room=room).select_related("user", "room")
+    if status is not None:
+        qs = qs.filter(status=status)
+    return qs.order_by("joined_at", "id")
+
+
+def member_get(*, room: Room, user_id: object) -> RoomMember:
+    if not isinstance(user_id, str) or len(user_id) > 32:
+        raise NotFound("No such member.")
+    member = RoomMember.objects.select_related("user", "room").filter(room=room, user_id=user_id).first()
+    if member is None:
+        raise NotFound("No such member.")
+    return member
+
+
+def movie_list(*, room: Room) -> QuerySet[Movie]:
+    return Movie.objects.filter(room=room).select_related("added_by").order_by("position", "created_at", "id")
+
+
+def movie_get(*, room: Room, movie_id: object) -> Movie:
+    if not isinstance(movie_id, str) or len(movie_id) > 32:
+        raise NotFound("No such movie.")
+    movie = Movie.objects.select_related("added_by").filter(room=room, pk=movie_id).first()
+    if movie is None:
+        raise NotFound("No such movie.")
+    return movie
+
+
+def playback_get(*, room: Room) -> PlaybackState:
+    state = PlaybackState.objects.filter(room=room).first()
+    return state or PlaybackState(room=room, updated_at=room.created_at)
+
+
+def playback_view(state: PlaybackState, *, now=None) -> dict:
+    """The state as clients see it: ``position`` extrapolated to ``server_time``."""
+    now = now or timezone.now()
+    return {
+        "movie_id": state.movie_id,
+        "playing": state.playing,
+        "position": round(state.position_at(now), 3),
+        "rate": state.rate,
+        "updated_at": state.updated_at,
+        "version": state.version,
+        "server_time": now,
+        "server_time_ms": int(now.timestamp() * 1000),
+    }
+
+
+def room_audit_log(*, room: Room) -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.filter(room_id=room.pk).select_related("user").order_by("-seq")

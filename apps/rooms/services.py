@@ -1,0 +1,767 @@
+"""Room writes: rooms, membership, invites, playlist, playback.
+
+Keyword-only, one transaction each, the audit event in that transaction. Every function that
+takes ``actor`` (a :class:`~apps.permissions.rules.RoomActor`) checks the actor's right itself
+through apps.permissions; nothing here trusts the caller to have checked.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.contrib.auth.hashers import check_password, make_password
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max, Q
+from django.utils import timezone
+from rest_framework.fields import DateTimeField
+
+from apps.accounts.models import AuthSession, User
+from apps.accounts.tokens import mint_guest
+from apps.audit.services import audit_record
+from apps.core.context import Origin
+from apps.core.errors import (
+    Conflict,
+    InvalidInput,
+    NotInRoom,
+    PermissionDenied,
+    RoomClosed,
+    RoomPasswordRequired,
+    RoomPasswordWrong,
+)
+from apps.core.ids import new_id
+from apps.core.netguard import validate_media_url
+from apps.permissions import flags
+from apps.permissions.flags import Perm
+from apps.permissions.rules import (
+    EscalationError,
+    RoomActor,
+    build_actor,
+    check_member_change,
+    check_moderation,
+    check_settings_masks,
+)
+from apps.rooms.models import (
+    Invite,
+    MemberStatus,
+    Movie,
+    MovieType,
+    PlaybackState,
+    Room,
+    RoomMember,
+    RoomRole,
+)
+
+RATE_MIN, RATE_MAX = 0.25, 4.0
+POSITION_MAX = 10 * 24 * 3600.0  # ten days of video is more than any real stream position
+MAX_MOVIES_PER_ROOM = 1000
+MASK_FIELDS = ("member_permissions", "admin_permissions", "guest_permissions")
+SETTING_FIELDS = ("hidden", "allow_guests", "join_requires_approval", *MASK_FIELDS)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _invalid(field: str, message: str) -> InvalidInput:
+    return InvalidInput(f"{field}: {message}", details={field: [message]})
+
+
+def require(actor: RoomActor, perm: int) -> None:
+    """Raise unless ``actor`` holds every bit of ``perm`` (not_in_room for outsiders)."""
+    if not actor.is_member:
+        raise NotInRoom()
+    if not actor.can(perm):
+        raise PermissionDenied(f"This needs {', '.join(flags.names(perm))}.")
+
+
+def _require_open(room: Room) -> None:
+    if room.is_closed:
+        raise RoomClosed()
+
+
+def _escalation(exc: EscalationError) -> PermissionDenied:
+    return PermissionDenied(str(exc))
+
+
+def _audit(
+    action: str, *, actor_user, origin: Origin, room: Room, resource_type: str, resource_id, **details
+):
+    return audit_record(
+        action=action,
+        origin=origin,
+        user=actor_user,
+        resource_type=resource_type,
+        resource_id=str(resource_id),
+        room_id=room.pk,
+        details=details,
+    )
+
+
+def _bump_playlist(room: Room) -> None:
+    Room.objects.filter(pk=room.pk).update(playlist_version=F("playlist_version") + 1)
+
+
+def _check_mask(field: str, value: Any) -> int:
+    if not flags.is_valid_mask(value):
+        raise _invalid(field, f"A permission mask: an integer from 0 to {flags.ALL_BITS}.")
+    return int(value)
+
+
+# --- rooms -------------------------------------------------------------------------------------------
+
+
+def room_create(
+    *,
+    creator: User,
+    name: str,
+    description: str = "",
+    password: str = "",
+    settings: dict | None = None,
+    origin: Origin,
+) -> Room:
+    """Create a room; the caller becomes its creator (a member with every bit)."""
+    if creator.is_guest or creator.is_banned:
+        raise PermissionDenied("Only registered users can create rooms.")
+    settings = settings or {}
+    room = Room(name=name, description=description, creator=creator)
+    if password:
+        room.password = make_password(password)
+    for field in SETTING_FIELDS:
+        if field in settings:
+            value = settings[field]
+            setattr(room, field, _check_mask(field, value) if field in MASK_FIELDS else bool(value))
+    with transaction.atomic():
+        room.save(force_insert=True)
+        RoomMember.objects.create(room=room, user=creator, role=RoomRole.CREATOR)
+        PlaybackState.objects.create(room=room)
+        _audit(
+            "room.create",
+            actor_user=creator,
+            origin=origin,
+            room=room,
+            resource_type="room",
+            resource_id=room.pk,
+            name=name,
+            has_password=bool(password),
+        )
+    return room
+
+
+def room_update(*, actor: RoomActor, room: Room, changes: dict[str, Any], origin: Origin) -> Room:
+    """PATCH a room. Name, description and password need EDIT_ROOM_INFO; settings need
+    EDIT_ROOM_SETTINGS, and moving a permission default is granting: only bits you hold."""
+    _require_open(room)
+    info = {k: changes[k] for k in ("name", "description", "password") if k in changes}
+    settings = changes.get("settings") or {}
+    if info:
+        require(actor, Perm.EDIT_ROOM_INFO)
+    if settings:
+        require(actor, Perm.EDIT_ROOM_SETTINGS)
+    if not info and not settings:
+        if not (actor.can(Perm.EDIT_ROOM_INFO) or actor.can(Perm.EDIT_ROOM_SETTINGS)):
+            require(actor, Perm.EDIT_ROOM_INFO)
+        return room
+    with transaction.atomic():
+        room = Room.objects.select_for_update().get(pk=room.pk)
+        before_masks = {f: getattr(room, f) for f in MASK_FIELDS}
+        after_masks = {f: _check_mask(f, settings[f]) for f in MASK_FIELDS if f in settings}
+        try:
+            check_settings_masks(actor=actor, before=before_masks, after=after_masks)
+        except EscalationError as exc:
+            raise _escalation(exc) from exc
+        changed: dict[str, Any] = {}
+        if "name" in info:
+            changed["name"] = [room.name, info["name"]]
+            room.name = info["name"]
+        if "description" in info:
+            changed["description"] = True
+            room.description = info["description"]
+        if "password" in info:
+            changed["password"] = "set" if info["password"] else "removed"
+            room.password = make_password(info["password"]) if info["password"] else ""
+        for field in SETTING_FIELDS:
+            if field in settings:
+                value = after_masks[field] if field in MASK_FIELDS else bool(settings[field])
+                if getattr(room, field) != value:
+                    changed[field] = [getattr(room, field), value]
+                    setattr(room, field, value)
+        room.save()
+        action = "room.settings_change" if settings else "room.update"
+        _audit(
+            action,
+            actor_user=actor.user,
+            origin=origin,
+            room=room,
+            resource_type="room",
+            resource_id=room.pk,
+            changes=changed,
+        )
+    return room
+
+
+def room_delete(*, actor: RoomActor, room: Room, origin: Origin) -> None:
+    """Delete a room: its creator or a site admin only."""
+    is_creator = actor.member is not None and actor.member.role == RoomRole.CREATOR and actor.member.is_active
+    if not (is_creator or actor.is_site_admin):
+        raise PermissionDenied("Only the creator or a site admin can delete a room.")
+    with transaction.atomic():
+        _audit(
+            "room.delete",
+            actor_user=actor.user,
+            origin=origin,
+            room=room,
+            resource_type="room",
+            resource_id=room.pk,
+            name=room.name,
+        )
+        room.delete()
+
+
+def room_set_closed(*, actor: RoomActor, room: Room, closed: bool, origin: Origin) -> Room:
+    """Close (read-only, unlisted, no joins) or reopen a room: creator or site admin."""
+    is_creator = actor.member is not None and actor.member.role == RoomRole.CREATOR
+    if not (is_creator or actor.is_site_admin):
+        raise PermissionDenied("Only the creator or a site admin can close a room.")
+    with transaction.atomic():
+        room.closed_at = timezone.now() if closed else None
+        room.save(update_fields=["closed_at", "updated_at"])
+        _audit(
+            "room.close" if closed else "room.reopen",
+            actor_user=actor.user,
+            origin=origin,
+            room=room,
+            resource_type="room",
+            resource_id=room.pk,
+        )
+    return room
+
+
+# --- membership ---------------------------------------------------------------------------------------
+
+
+def member_join(
+    *, user: User, room: Room, password: str | None = None, invite_code: str | None = None, origin: Origin
+) -> tuple[RoomMember, bool]:
+    """Join ``room``. Returns (member, created). A password room needs its password or a valid
+    invite; an approval room leaves the member pending unless invited. Banned members stay out."""
+    if user.is_guest:
+        raise PermissionDenied("Guests join through rooms/{id}/guest.")
+    _require_open(room)
+    existing = RoomMember.objects.filter(room=room, user=user).first()
+    if existing is not None and existing.status == MemberStatus.BANNED:
+        raise PermissionDenied("You are banned from this room.")
+    if existing is not None and existing.status in (MemberStatus.ACTIVE, MemberStatus.PENDING):
+        return existing, False
+    invite = None
+    if invite_code:
+        invite = Invite.objects.filter(code=invite_code, room=room).first()
+        if invite is None or not invite.usable():
+            raise PermissionDenied("This invite is not valid (expired, used up or for another room).")
+    elif room.has_password:
+        if not password:
+            raise RoomPasswordRequired()
+        if not check_password(password, room.password):
+            with transaction.atomic():
+                _audit(
+                    "member.join_password_wrong",
+                    actor_user=user,
+                    origin=origin,
+                    room=room,
+                    resource_type="room",
+                    resource_id=room.pk,
+                )
+            raise RoomPasswordWrong()
+    status = MemberStatus.PENDING if (room.join_requires_approval and invite is None) else MemberStatus.ACTIVE
+    try:
+        with transaction.atomic():
+            if invite is not None:
+                # One conditional UPDATE: two joins racing for the last use cannot both get it.
+                used = (
+                    Invite.objects.filter(pk=invite.pk)
+                    .filter(Q(max_uses__isnull=True) | Q(uses__lt=F("max_uses")))
+                    .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+                    .update(uses=F("uses") + 1)
+                )
+                if not used:
+                    raise PermissionDenied("This invite was just used up.")
+            member = RoomMember.objects.create(room=room, user=user, role=RoomRole.MEMBER, status=status)
+            _audit(
+                "member.join" if status == MemberStatus.ACTIVE else "member.request",
+                actor_user=user,
+                origin=origin,
+                room=room,
+                resource_type="member",
+                resource_id=user.pk,
+                invite=invite.code if invite else None,
+            )
+    except IntegrityError:
+        member = RoomMember.objects.get(room=room, user=user)
+        return member, False
+    return member, True
+
+
+def member_leave(*, user: User, room: Room, origin: Origin) -> None:
+    """Leave a room. The creator cannot leave (delete the room instead); a ban is not undone by
+    leaving."""
+    member = RoomMember.objects.filter(room=room, user=user).first()
+    if member is None or member.status == MemberStatus.BANNED:
+        raise NotInRoom()
+    if member.role == RoomRole.CREATOR:
+        raise PermissionDenied("The creator cannot leave; delete the room instead.")
+    with transaction.atomic():
+        member.delete()
+        _audit(
+            "member.leave",
+            actor_user=user,
+            origin=origin,
+            room=room,
+            resource_type="member",
+            resource_id=user.pk,
+        )
+
+
+def guest_join(*, room: Room, name: str, origin: Origin) -> tuple[RoomMember, str]:
+    """A guest account bound to this room and a 4-hour guest token. Only rooms that allow guests
+    and have no password."""
+    _require_open(room)
+    if not room.allow_guests:
+        raise PermissionDenied("This room does not allow guests.")
+    if room.has_password:
+        raise PermissionDenied("Guests cannot join a room with a password.")
+    if room.join_requires_approval:
+        raise PermissionDenied("This room approves its members; guests cannot join it.")
+    with transaction.atomic():
+        guest = User(username=f"guest-{new_id()}", display_name=name, is_guest=True)
+        guest.set_unusable_password()
+        guest.save(force_insert=True)
+        member = RoomMember.objects.create(room=room, user=guest, role=RoomRole.GUEST)
+        expires = timezone.now() + django_settings.GUEST_TOKEN_LIFETIME
+        session = AuthSession.objects.create(
+            user=guest,
+            refresh_jti="",
+            expires_at=expires,
+            ip=origin.ip,
+            user_agent=origin.user_agent,
+            node_id=django_settings.SYNCTV_NODE_ID,
+        )
+        token = mint_guest(user=guest, session_id=session.pk, room_id=room.pk)
+        _audit(
+            "member.guest_join",
+            actor_user=guest,
+            origin=origin,
+            room=room,
+            resource_type="member",
+            resource_id=guest.pk,
+            name=name,
+        )
+    return member, str(token)
+
+
+def invite_create(
+    *, actor: RoomActor, room: Room, max_uses: int | None, expires_in: int | None, origin: Origin
+) -> Invite:
+    _require_open(room)
+    require(actor, Perm.INVITE_MEMBERS)
+    with transaction.atomic():
+        invite = Invite.objects.create(
+            room=room,
+            created_by=actor.user,
+            max_uses=max_uses,
+            expires_at=timezone.now() + timedelta(seconds=expires_in) if expires_in else None,
+        )
+        _audit(
+            "invite.create",
+            actor_user=actor.user,
+            origin=origin,
+            room=room,
+            resource_type="invite",
+            resource_id=invite.code,
+            max_uses=max_uses,
+            expires_in=expires_in,
+        )
+    return invite
+
+
+def member_update(
+    *,
+    actor: RoomActor,
+    room: Room,
+    target: RoomMember,
+    role: str | None = None,
+    permissions_added: int | None = None,
+    permissions_removed: int | None = None,
+    origin: Origin,
+) -> RoomMember:
+    """Change a member's role or per-member overrides under the anti-escalation rules."""
+    _require_open(room)
+    if not actor.is_member:
+        raise NotInRoom()
+    if permissions_added is not None:
+        permissions_added = _check_mask("permissions_added", permissions_added)
+    if permissions_removed is not None:
+        permissions_removed = _check_mask("permissions_removed", permissions_removed)
+    # Only the bits that actually change count as granting/taking.
+    added_delta = None if permissions_added is None else permissions_added ^ target.permissions_added
+    removed_delta = None if permissions_removed is None else permissions_removed ^ target.permissions_removed
+    try:
+        check_member_change(
+            actor=actor, target=target, new_role=role, added=added_delta, removed=removed_delta
+        )
+    except EscalationError as exc:
+        raise _escalation(exc) from exc
+    if target.status != MemberStatus.ACTIVE:
+        raise InvalidInput("Only active members can be changed; approve or unban first.")
+    before = {"role": target.role, "added": target.permissions_added, "removed": target.permissions_removed}
+    with transaction.atomic():
+        if role is not None:
+            target.role = role
+        if permissions_added is not None:
+            target.permissions_added = permissions_added
+        if permissions_removed is not None:
+            target.permissions_removed = permissions_removed
+        target.save(update_fields=["role", "permissions_added", "permissions_removed", "updated_at"])
+        after = {
+            "role": target.role,
+            "added": target.permissions_added,
+            "removed": target.permissions_removed,
+        }
+        action = "member.role_change" if before["role"] != after["role"] else "member.permissions_change"
+        _audit(
+            action,
+            actor_user=actor.user,
+            origin=origin,
+            room=room,
+            resource_type="member",
+            resource_id=target.user_id,
+            before=before,
+            after=after,
+        )
+    return target
+
+
+def member_kick(*, actor: RoomActor, room: Room, target: RoomMember, origin: Origin) -> None:
+    try:
+        check_moderation(actor=actor, target=target, perm=Perm.KICK_MEMBERS)
+    except EscalationError as exc:
+        if not actor.is_member:
+            raise NotInRoom() from exc
+        raise _escalation(exc) from exc
+    if target.status == MemberStatus.BANNED:
+        raise InvalidInput("This member is banned; unban them instead.")
+    with transaction.atomic():
+        target.delete()
+        _audit(
+            "member.kick",
+            actor_user=actor.user,
+            origin=origin,
+            room=room,
+            resource_type="member",
+            resource_id=target.user_id,
+        )
+
+
+def member_ban(
+    *, actor: RoomActor, room: Room, target: RoomMember, reason: str = "", origin: Origin
+) -> RoomMember:
+    try:
+        check_moderation(actor=actor, target=target, perm=Perm.BAN_MEMBERS)
+    except EscalationError as exc:
+        if not actor.is_member:
+            raise NotInRoom() from exc
+        raise _escalation(exc) from exc
+    with transaction.atomic():
+        target.status = MemberStatus.BANNED
+        target.ban_reason = reason[:500]
+        target.save(update_fields=["status", "ban_reason", "updated_at"])
+        _audit(
+            "member.ban",
+            actor_user=actor.user,
+            origin=origin,
+            room=room,
+            resource_type="member",
+            resource_id=target.user_id,
+            reason=reason[:500],
+        )
+    return target
+
+
+def member_unban(*, actor: RoomActor, room: Room, target: RoomMember, origin: Origin) -> None:
+    """Lift a room ban: the row goes, so the user may join again like anyone."""
+    if not actor.is_member:
+        raise NotInRoom()
+    require(actor, Perm.BAN_MEMBERS)
+    if target.status != MemberStatus.BANNED:
+        raise InvalidInput("This member is not banned.")
+    with transaction.atomic():
+        target.delete()
+        _audit(
+            "member.unban",
+            actor_user=actor.user,
+            origin=origin,
+            room=room,
+            resource_type="member",
+            resource_id=target.user_id,
+        )
+
+
+def member_approve(*, actor: RoomActor, room: Room, target: RoomMember, origin: Origin) -> RoomMember:
+    if not actor.is_member:
+        raise NotInRoom()
+    if not (actor.can(Perm.KICK_MEMBERS) or actor.can(Perm.BAN_MEMBERS)):
+        raise PermissionDenied("This needs KICK_MEMBERS or BAN_MEMBERS.")
+    if target.status != MemberStatus.PENDING:
+        raise InvalidInput("This member is not waiting for approval.")
+    with transaction.atomic():
+        target.status = MemberStatus.ACTIVE
+        target.save(update_fields=["status", "updated_at"])
+        _audit(
+            "member.approve",
+            actor_user=actor.user,
+            origin=origin,
+            room=room,
+            resource_type="member",
+            resource_id=target.user_id,
+        )
+    return target
+
+
+# --- playlist ------------------------------------------------------------------------------------------
+
+
+def _clean_movie(data: dict) -> dict:
+    out: dict[str, Any] = {}
+    if "name" in data:
+        out["name"] = data["name"]
+    if "url" in data:
+        out["url"] = validate_media_url(data["url"])
+    if "type" in data:
+        if data["type"] not in MovieType.values:
+            raise _invalid("type", f"One of {', '.join(MovieType.values)}.")
+        out["type"] = data["type"]
+    for key in ("subtitles", "headers"):
+        if key in data:
+            out[key] = data[key]
+    return out
+
+
+def movies_add(*, actor: RoomActor, room: Room, items: list[dict], origin: Origin) -> list[Movie]:
+    """Append one or many movies to the playlist, in the order given."""
+    _require_open(room)
+    require(actor, Perm.ADD_MOVIE)
+    cleaned = [_clean_movie(item) for item in items]
+    with transaction.atomic():
+        Room.objects.select_for_update().filter(pk=room.pk).first()  # orders concurrent appends
+        count = Movie.objects.filter(room=room).count()
+        if count + len(cleaned) > MAX_MOVIES_PER_ROOM:
+            raise InvalidInput(f"A playlist holds at most {MAX_MOVIES_PER_ROOM} movies.")
+        start = (Movie.objects.filter(room=room).aggregate(m=Max("position"))["m"] or -1) + 1
+        movies = [
+            Movie(
+                room=room,
+                added_by=actor.user if actor.user and actor.user.pk else None,
+                position=start + i,
+                **c,
+            )
+            for i, c in enumerate(cleaned)
+        ]
+        Movie.objects.bulk_create(movies)
+        _bump_playlist(room)
+        _audit(
+            "playlist.add",
+            actor_user=actor.user,
+            origin=origin,
+            room=room,
+            resource_type="movie",
+            resource_id=movies[0].pk if len(movies) == 1 else "",
+            movies=[m.pk for m in movies],
+        )
+    return movies
+
+
+def movie_edit(*, actor: RoomActor, room: Room, movie: Movie, changes: dict, origin: Origin) -> Movie:
+    _require_open(room)
+    require(actor, Perm.EDIT_MOVIE)
+    cleaned = _clean_movie(changes)
+    with transaction.atomic():
+        for key, value in cleaned.items():
+            setattr(movie, key, value)
+        movie.save()
+        _bump_playlist(room)
+        _audit(
+            "playlist.edit",
+            actor_user=actor.user,
+            origin=origin,
+            room=room,
+            resource_type="movie",
+            resource_id=movie.pk,
+            fields=sorted(cleaned),
+        )
+    return movie
+
+
+def movie_delete(*, actor: RoomActor, room: Room, movie: Movie, origin: Origin) -> None:
+    """DELETE_MOVIE, or the movie's own adder (who may take back what they added)."""
+    _require_open(room)
+    own = actor.user is not None and movie.added_by_id == getattr(actor.user, "pk", None) and actor.is_member
+    if not own:
+        require(actor, Perm.DELETE_MOVIE)
+    with transaction.atomic():
+        PlaybackState.objects.filter(room=room, movie=movie).update(
+            movie=None, playing=False, position=0.0, updated_at=timezone.now(), version=F("version") + 1
+        )
+        movie.delete()
+        _bump_playlist(room)
+        _audit(
+            "playlist.delete",
+            actor_user=actor.user,
+            origin=origin,
+            room=room,
+            resource_type="movie",
+            resource_id=movie.pk,
+            name=movie.name,
+        )
+
+
+def playlist_clear(*, actor: RoomActor, room: Room, origin: Origin) -> int:
+    _require_open(room)
+    require(actor, Perm.DELETE_MOVIE)
+    with transaction.atomic():
+        PlaybackState.objects.filter(room=room, movie__isnull=False).update(
+            movie=None, playing=False, position=0.0, updated_at=timezone.now(), version=F("version") + 1
+        )
+        count, _ = Movie.objects.filter(room=room).delete()
+        _bump_playlist(room)
+        _audit(
+            "playlist.clear",
+            actor_user=actor.user,
+            origin=origin,
+            room=room,
+            resource_type="room",
+            resource_id=room.pk,
+            removed=count,
+        )
+    return count
+
+
+def playlist_reorder(*, actor: RoomActor, room: Room, order: list[str], origin: Origin) -> None:
+    """Set the whole order at once: ``order`` must name every movie of the room exactly once."""
+    _require_open(room)
+    require(actor, Perm.REORDER_PLAYLIST)
+    with transaction.atomic():
+        Room.objects.select_for_update().filter(pk=room.pk).first()
+        current = {m.pk: m for m in Movie.objects.filter(room=room)}
+        if len(order) != len(set(order)) or set(order) != set(current):
+            raise _invalid("order", "Give every movie of the playlist exactly once.")
+        changed = []
+        for index, movie_id in enumerate(order):
+            movie = current[movie_id]
+            if movie.position != index:
+                movie.position = index
+                changed.append(movie)
+        Movie.objects.bulk_update(changed, ["position"])
+        _bump_playlist(room)
+        _audit(
+            "playlist.reorder",
+            actor_user=actor.user,
+            origin=origin,
+            room=room,
+            resource_type="room",
+            resource_id=room.pk,
+            order=order,
+        )
+
+
+# --- playback --------------------------------------------------------------------------------------------
+
+
+def _number(field: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _invalid(field, "A finite number.")
+    return float(value)
+
+
+def playback_update(
+    *, actor: RoomActor, room: Room, changes: dict[str, Any], origin: Origin
+) -> PlaybackState:
+    """Change the room's playback. PLAY_CONTROL always; CHANGE_CURRENT_MOVIE too when the movie
+    changes. With ``version``, a stale version is refused (409 carrying the current state), so
+    of two writers that read the same state exactly one wins."""
+    _require_open(room)
+    require(actor, Perm.PLAY_CONTROL)
+    expected = changes.get("version")
+    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)):
+        raise _invalid("version", "An integer.")
+    playing = changes.get("playing")
+    if playing is not None and not isinstance(playing, bool):
+        raise _invalid("playing", "true or false.")
+    position = _number("position", changes["position"]) if changes.get("position") is not None else None
+    if position is not None:
+        position = min(max(0.0, position), POSITION_MAX)
+    rate = _number("rate", changes["rate"]) if changes.get("rate") is not None else None
+    if rate is not None and not RATE_MIN <= rate <= RATE_MAX:
+        raise _invalid("rate", f"From {RATE_MIN} to {RATE_MAX}.")
+    movie_given = "movie_id" in changes
+    with transaction.atomic():
+        state, _ = PlaybackState.objects.select_for_update().get_or_create(room=room)
+        if expected is not None and expected != state.version:
+            from apps.rooms.selectors import playback_view
+
+            raise Conflict(
+                "The playback changed since you read it.",
+                details={"current": _json_state(playback_view(state))},
+            )
+        now = timezone.now()
+        # Materialise where the room is now, then apply the change from there.
+        state.position = state.position_at(now)
+        if movie_given and changes["movie_id"] != state.movie_id:
+            require(actor, Perm.CHANGE_CURRENT_MOVIE)
+            movie_id = changes["movie_id"]
+            if movie_id is None:
+                state.movie = None
+            else:
+                movie = (
+                    Movie.objects.filter(room=room, pk=movie_id).first()
+                    if isinstance(movie_id, str)
+                    else None
+                )
+                if movie is None:
+                    raise _invalid("movie_id", "No such movie in this room.")
+                state.movie = movie
+            state.position = 0.0
+            state.playing = False
+        if playing is not None:
+            state.playing = playing
+        if position is not None:
+            state.position = position
+        if rate is not None:
+            state.rate = rate
+        state.updated_at = now
+        state.version += 1
+        state.save()
+        _audit(
+            "playback.update",
+            actor_user=actor.user,
+            origin=origin,
+            room=room,
+            resource_type="playback",
+            resource_id=room.pk,
+            movie_id=state.movie_id,
+            playing=state.playing,
+            position=round(state.position, 3),
+            rate=state.rate,
+            version=state.version,
+        )
+    return state
+
+
+def _json_state(view: dict) -> dict:
+    as_api = DateTimeField().to_representation  # the same format as every other API time
+    return {k: (as_api(v) if hasattr(v, "isoformat") else v) for k, v in view.items()}
+
+
+def actor_for_user(*, user, room: Room) -> RoomActor:
+    """For admin actions and commands: ``user`` as an actor in ``room`` (site admins act as creator)."""
+    member = RoomMember.objects.filter(room=room, user=user).first() if user is not None else None
+    return build_actor(user=user, room=room, member=member)
