@@ -1,3 +1,9 @@
-"""WebSocket routes. The room consumer arrives with the real-time rooms work."""
+"""WebSocket routes."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from apps.rooms.consumers import RoomConsumer
+
+websocket_urlpatterns = [
+    path("ws/rooms/<str:room_id>/", RoomConsumer.as_asgi()),
+]

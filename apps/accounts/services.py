@@ -21,6 +21,7 @@ from apps.accounts import revocation
 from apps.accounts.models import STAFF_ROLES, AuthSession, Role, User
 from apps.accounts.tokens import AccessToken, RefreshToken, mint_access, mint_refresh
 from apps.audit.services import audit_record
+from apps.core import realtime
 from apps.core.context import Origin
 from apps.core.errors import (
     AccountPending,
@@ -89,10 +90,16 @@ def _session_open(*, user: User, origin: Origin) -> TokenPair:
 
 
 def _sessions_revoke_all(*, user: User, reason: str) -> int:
-    """End every live session of ``user``: all their access and refresh tokens stop working."""
+    """End every live session of ``user``: all their access and refresh tokens stop working, and
+    (after commit) their open sockets on every node re-check their token and close."""
+    _announce_sessions_changed(user)
     return AuthSession.objects.filter(user=user, revoked_at__isnull=True).update(
         revoked_at=timezone.now(), revoked_reason=reason
     )
+
+
+def _announce_sessions_changed(user: User) -> None:
+    realtime.user_event(user.pk, {"type": "_sessions_revoked"})
 
 
 def _decode_refresh(raw: str) -> RefreshToken:
@@ -284,6 +291,7 @@ def session_logout(*, user: User, access: AccessToken, raw_refresh: str, origin:
         AuthSession.objects.filter(user=user, pk__in=session_ids, revoked_at__isnull=True).update(
             revoked_at=timezone.now(), revoked_reason="logout"
         )
+        _announce_sessions_changed(user)
         audit_record(
             action="auth.logout",
             origin=origin,

@@ -171,3 +171,19 @@ class SensitiveWord(models.Model):
 
     def __str__(self) -> str:
         return self.word
+
+
+class ChatMessage(models.Model):
+    """Chat as sent to the room: already filtered and escaped. The last 50 are replayed after
+    ``hello``; older ones are kept for moderation until the clean-up task removes them."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="chat_messages")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    text = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["room", "-id"])]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.text[:40]}"

@@ -21,6 +21,7 @@ from rest_framework.fields import DateTimeField
 from apps.accounts.models import AuthSession, User
 from apps.accounts.tokens import mint_guest
 from apps.audit.services import audit_record
+from apps.core import realtime
 from apps.core.context import Origin
 from apps.core.errors import (
     Conflict,
@@ -101,6 +102,47 @@ def _audit(
 
 def _bump_playlist(room: Room) -> None:
     Room.objects.filter(pk=room.pk).update(playlist_version=F("playlist_version") + 1)
+    realtime.room_event(room.pk, {"type": "playlist"})
+
+
+def _announce_playback(room: Room, state: PlaybackState, actor_user) -> None:
+    """After commit, every member on every node gets the new state (position at server_time)."""
+    from apps.rooms.selectors import playback_view
+
+    view = playback_view(state)
+    by = None
+    if getattr(actor_user, "pk", None):
+        by = {"id": actor_user.pk, "username": actor_user.public_name}
+    realtime.room_event(
+        room.pk,
+        {
+            "type": "playback",
+            "movie_id": view["movie_id"],
+            "playing": view["playing"],
+            "position": view["position"],
+            "rate": view["rate"],
+            "updated_at": int(view["updated_at"].timestamp() * 1000),
+            "version": view["version"],
+            "server_time": view["server_time_ms"],
+            "by": by,
+        },
+    )
+
+
+def _announce_playback_reset(room: Room, actor_user) -> None:
+    state = PlaybackState.objects.filter(room=room).first()
+    if state is not None:
+        _announce_playback(room, state, actor_user)
+
+
+def _announce_member(room: Room, member: RoomMember) -> None:
+    from apps.rooms.serializers import MemberSerializer
+
+    realtime.room_event(room.pk, {"type": "member_updated", "member": dict(MemberSerializer(member).data)})
+
+
+def _announce_removed(room: Room, user_id: str, reason: str) -> None:
+    realtime.room_event(room.pk, {"type": "_member_removed", "user_id": user_id, "reason": reason})
 
 
 def _check_mask(field: str, value: Any) -> int:
@@ -188,6 +230,9 @@ def room_update(*, actor: RoomActor, room: Room, changes: dict[str, Any], origin
                     changed[field] = [getattr(room, field), value]
                     setattr(room, field, value)
         room.save()
+        from apps.rooms.serializers import RoomSerializer
+
+        realtime.room_event(room.pk, {"type": "room_updated", "room": dict(RoomSerializer(room).data)})
         action = "room.settings_change" if settings else "room.update"
         _audit(
             action,
@@ -216,6 +261,7 @@ def room_delete(*, actor: RoomActor, room: Room, origin: Origin) -> None:
             resource_id=room.pk,
             name=room.name,
         )
+        realtime.room_event(room.pk, {"type": "_room_closed", "reason": "room_deleted"})
         room.delete()
 
 
@@ -226,6 +272,8 @@ def room_set_closed(*, actor: RoomActor, room: Room, closed: bool, origin: Origi
         raise PermissionDenied("Only the creator or a site admin can close a room.")
     with transaction.atomic():
         room.closed_at = timezone.now() if closed else None
+        if closed:
+            realtime.room_event(room.pk, {"type": "_room_closed", "reason": "room_closed"})
         room.save(update_fields=["closed_at", "updated_at"])
         _audit(
             "room.close" if closed else "room.reopen",
@@ -312,6 +360,7 @@ def member_leave(*, user: User, room: Room, origin: Origin) -> None:
         raise PermissionDenied("The creator cannot leave; delete the room instead.")
     with transaction.atomic():
         member.delete()
+        _announce_removed(room, user.pk, "left")
         _audit(
             "member.leave",
             actor_user=user,
@@ -422,6 +471,7 @@ def member_update(
         if permissions_removed is not None:
             target.permissions_removed = permissions_removed
         target.save(update_fields=["role", "permissions_added", "permissions_removed", "updated_at"])
+        _announce_member(room, target)
         after = {
             "role": target.role,
             "added": target.permissions_added,
@@ -452,6 +502,7 @@ def member_kick(*, actor: RoomActor, room: Room, target: RoomMember, origin: Ori
         raise InvalidInput("This member is banned; unban them instead.")
     with transaction.atomic():
         target.delete()
+        _announce_removed(room, target.user_id, "kicked")
         _audit(
             "member.kick",
             actor_user=actor.user,
@@ -473,6 +524,7 @@ def member_ban(
         raise _escalation(exc) from exc
     with transaction.atomic():
         target.status = MemberStatus.BANNED
+        _announce_removed(room, target.user_id, "banned")
         target.ban_reason = reason[:500]
         target.save(update_fields=["status", "ban_reason", "updated_at"])
         _audit(
@@ -540,9 +592,13 @@ def _clean_movie(data: dict) -> dict:
         if data["type"] not in MovieType.values:
             raise _invalid("type", f"One of {', '.join(MovieType.values)}.")
         out["type"] = data["type"]
-    for key in ("subtitles", "headers"):
-        if key in data:
-            out[key] = data[key]
+    if "subtitles" in data:
+        # Viewers' browsers load subtitle files too: the same URL rules as the movie's.
+        for subtitle in data["subtitles"]:
+            validate_media_url(subtitle.get("url") if isinstance(subtitle, dict) else None, field="subtitles")
+        out["subtitles"] = data["subtitles"]
+    if "headers" in data:
+        out["headers"] = data["headers"]
     return out
 
 
@@ -556,7 +612,8 @@ def movies_add(*, actor: RoomActor, room: Room, items: list[dict], origin: Origi
         count = Movie.objects.filter(room=room).count()
         if count + len(cleaned) > MAX_MOVIES_PER_ROOM:
             raise InvalidInput(f"A playlist holds at most {MAX_MOVIES_PER_ROOM} movies.")
-        start = (Movie.objects.filter(room=room).aggregate(m=Max("position"))["m"] or -1) + 1
+        last = Movie.objects.filter(room=room).aggregate(m=Max("position"))["m"]
+        start = 0 if last is None else last + 1  # not `or -1`: a last position of 0 is falsy
         movies = [
             Movie(
                 room=room,
@@ -608,9 +665,11 @@ def movie_delete(*, actor: RoomActor, room: Room, movie: Movie, origin: Origin) 
     if not own:
         require(actor, Perm.DELETE_MOVIE)
     with transaction.atomic():
-        PlaybackState.objects.filter(room=room, movie=movie).update(
+        reset = PlaybackState.objects.filter(room=room, movie=movie).update(
             movie=None, playing=False, position=0.0, updated_at=timezone.now(), version=F("version") + 1
         )
+        if reset:
+            _announce_playback_reset(room, actor.user)
         movie.delete()
         _bump_playlist(room)
         _audit(
@@ -628,9 +687,11 @@ def playlist_clear(*, actor: RoomActor, room: Room, origin: Origin) -> int:
     _require_open(room)
     require(actor, Perm.DELETE_MOVIE)
     with transaction.atomic():
-        PlaybackState.objects.filter(room=room, movie__isnull=False).update(
+        reset = PlaybackState.objects.filter(room=room, movie__isnull=False).update(
             movie=None, playing=False, position=0.0, updated_at=timezone.now(), version=F("version") + 1
         )
+        if reset:
+            _announce_playback_reset(room, actor.user)
         count, _ = Movie.objects.filter(room=room).delete()
         _bump_playlist(room)
         _audit(
@@ -740,6 +801,7 @@ def playback_update(
         state.updated_at = now
         state.version += 1
         state.save()
+        _announce_playback(room, state, actor.user)
         _audit(
             "playback.update",
             actor_user=actor.user,

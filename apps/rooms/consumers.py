@@ -1,0 +1,358 @@
+"""The room WebSocket: ``/ws/rooms/{room_id}/`` (API.md § WebSocket).
+
+Thin: authentication and the permission check are the same functions REST uses
+(apps.accounts.selectors.authenticate_access_token, apps.permissions via RoomActor); playback goes
+through the same service as ``PUT playback``. Room-wide events reach this socket through the
+process's room hub (apps.rooms.hub), never through a per-socket channel-layer subscription.
+Nothing a client sends can end this consumer: every frame is parsed by apps.rooms.messages and
+every failure becomes an ``error`` frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from apps.accounts.selectors import authenticate_access_token
+from apps.core import realtime
+from apps.core.context import Origin
+from apps.core.errors import ApplicationError, NotFound, UserBanned
+from apps.permissions.flags import Perm
+from apps.rooms import messages, selectors, services
+from apps.rooms.hub import hub
+from apps.rooms.models import ChatMessage
+from apps.rooms.moderation import clean_text, escape
+
+logger = logging.getLogger(__name__)
+
+SUBPROTOCOL = "synctv.v1"
+BEARER_PREFIX = "bearer."
+CHAT_HISTORY = 50
+CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND = 4401, 4403, 4404
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+class TokenBucket:
+    """Burst ``capacity``, refilled at ``rate`` per second."""
+
+    __slots__ = ("capacity", "rate", "stamp", "tokens")
+
+    def __init__(self, capacity: float, rate: float) -> None:
+        self.capacity, self.rate, self.tokens, self.stamp = capacity, rate, capacity, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+# Per user (all their sockets in this process): chat 5 at once then 1 a second; emoji 10 then 3/s.
+_chat_buckets: dict[str, TokenBucket] = {}
+_emoji_buckets: dict[str, TokenBucket] = {}
+CHAT_BURST, CHAT_RATE = 5, 1.0
+EMOJI_BURST, EMOJI_RATE = 10, 3.0
+FRAME_BURST, FRAME_RATE = 40, 20.0  # any frame, per socket
+
+
+def _bucket(table: dict, key: str, capacity: float, rate: float) -> TokenBucket:
+    bucket = table.get(key)
+    if bucket is None:
+        if len(table) > 100_000:
+            table.clear()  # bounded memory; forgetting old buckets only forgives
+        bucket = table[key] = TokenBucket(capacity, rate)
+    return bucket
+
+
+def _member_payload(member) -> dict:
+    from apps.rooms.serializers import MemberSerializer
+
+    return dict(MemberSerializer(member).data)
+
+
+def _room_payload(room) -> dict:
+    from apps.rooms.serializers import RoomSerializer
+
+    return dict(RoomSerializer(room).data)
+
+
+def _playback_payload(state) -> dict:
+    view = selectors.playback_view(state)
+    return {
+        "movie_id": view["movie_id"],
+        "playing": view["playing"],
+        "position": view["position"],
+        "rate": view["rate"],
+        "updated_at": int(view["updated_at"].timestamp() * 1000),
+        "version": view["version"],
+        "server_time": view["server_time_ms"],
+    }
+
+
+class RoomConsumer(AsyncWebsocketConsumer):
+    # No channel layer per socket: the hub carries room and user events (see module docstring).
+    channel_layer_alias = "__room_hub_only__"
+
+    connection_id = ""
+    user = None
+    room = None
+    actor = None
+    claims = None
+    _closing = False
+
+    # --- connect / disconnect -----------------------------------------------------------------
+
+    def _token(self) -> str | None:
+        for proto in self.scope.get("subprotocols") or ():
+            if proto.startswith(BEARER_PREFIX):
+                return proto[len(BEARER_PREFIX) :]
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        values = query.get("token")
+        return values[0] if values else None
+
+    async def _refuse(self, code: int, reason: str) -> None:
+        # A close code only reaches the client after the handshake: accept, say why, close.
+        await self.accept(self._subprotocol())
+        await self.send_json_event(messages.error("connection_refused", reason))
+        await self.close(code=code)
+
+    def _subprotocol(self) -> str | None:
+        return SUBPROTOCOL if SUBPROTOCOL in (self.scope.get("subprotocols") or ()) else None
+
+    async def connect(self) -> None:
+        self._tasks: set[asyncio.Task] = set()
+        self._frames = TokenBucket(FRAME_BURST, FRAME_RATE)
+        self.room_id = self.scope["url_route"]["kwargs"]["room_id"]
+        client = self.scope.get("client") or (None, None)
+        headers = dict(self.scope.get("headers") or ())
+        self.origin = Origin(ip=client[0], user_agent=headers.get(b"user-agent", b"").decode("latin-1")[:512])
+        if hub.shutting_down:
+            return await self._refuse(1012, "This server is restarting; reconnect shortly.")
+        token = self._token()
+        if not token:
+            return await self._refuse(CLOSE_UNAUTHORIZED, "No token: send a bearer.<token> subprotocol.")
+        try:
+            self.user, self.claims = await database_sync_to_async(authenticate_access_token)(token)
+        except UserBanned:
+            return await self._refuse(CLOSE_FORBIDDEN, "This account is banned.")
+        except ApplicationError as exc:
+            return await self._refuse(CLOSE_UNAUTHORIZED, exc.message)
+        try:
+            self.room, self.actor = await database_sync_to_async(self._load_room_and_actor)()
+        except NotFound:
+            return await self._refuse(CLOSE_NOT_FOUND, "No such room.")
+        if not self.actor.is_member:
+            return await self._refuse(CLOSE_FORBIDDEN, "You are not a member of this room.")
+
+        await self.accept(self._subprotocol())
+        # Subscribe before reading the state, so nothing published in between is missed.
+        await hub.subscribe(realtime.room_channel(self.room.pk), self)
+        await hub.subscribe(realtime.user_channel(self.user.pk), self)
+        self.connection_id = hub.presence.new_connection_id()
+        first = await hub.presence.join(self.room.pk, self.connection_id, self._presence_info(ready=True))
+        hello, history = await database_sync_to_async(self._hello_and_history)()
+        hello["members_online"] = await hub.presence.online(self.room.pk)
+        await self.send_json_event(hello)
+        for chat in history:
+            await self.send_json_event(chat)
+        if first:
+            await hub.publish(
+                realtime.room_channel(self.room.pk),
+                {"type": "member_joined", "user": self._user_ref(), "role": self.actor_role()},
+            )
+
+    def _load_room_and_actor(self):
+        room = selectors.room_get(self.room_id)
+        return room, selectors.room_actor(user=self.user, room=room, auth=self.claims)
+
+    def _hello_and_history(self) -> tuple[dict, list[dict]]:
+        state = selectors.playback_get(room=self.room)
+        member = self.actor.member
+        hello = {
+            "type": "hello",
+            "member": _member_payload(member)
+            if member is not None
+            else {
+                "user": self._user_ref(),
+                "role": "site_admin",
+                "status": "active",
+                "effective_permissions": self.actor.permissions,
+            },
+            "room": _room_payload(selectors.room_get(self.room.pk, with_counts=True)),
+            "playback": _playback_payload(state),
+        }
+        rows = list(
+            ChatMessage.objects.filter(room=self.room).select_related("user").order_by("-id")[:CHAT_HISTORY]
+        )
+        history = [
+            {
+                "type": "chat",
+                "id": row.pk,
+                "user": {"id": row.user_id, "username": row.user.public_name if row.user else ""},
+                "text": row.text,
+                "history": True,
+                "server_time": int(row.created_at.timestamp() * 1000),
+            }
+            for row in reversed(rows)
+        ]
+        return hello, history
+
+    def _user_ref(self) -> dict:
+        return {"id": self.user.pk, "username": self.user.public_name}
+
+    def actor_role(self) -> str:
+        return self.actor.member.role if self.actor.member is not None else "site_admin"
+
+    def _presence_info(self, *, ready: bool) -> dict:
+        user = self.user
+        return {"user_id": user.pk, "username": user.public_name, "role": self.actor_role(), "ready": ready}
+
+    async def disconnect(self, code) -> None:
+        for task in list(getattr(self, "_tasks", ())):
+            task.cancel()
+        if self.room is None or self.user is None:
+            return
+        await hub.unsubscribe(realtime.room_channel(self.room.pk), self)
+        await hub.unsubscribe(realtime.user_channel(self.user.pk), self)
+        if self.connection_id:
+            last = await hub.presence.leave(self.room.pk, self.connection_id, self.user.pk)
+            if last:
+                event = {"type": "member_left", "user": self._user_ref()}
+                await hub.publish(realtime.room_channel(self.room.pk), event)
+
+    # --- sending ----------------------------------------------------------------------------------
+
+    async def send_json_event(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=realtime.encode(event))
+
+    async def send_error(self, code: str, message: str, ref: Any = None, **details: Any) -> None:
+        await self.send_json_event(messages.error(code, message, ref, **details))
+
+    # --- receiving --------------------------------------------------------------------------------
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        if self._closing:
+            return
+        try:
+            if not self._frames.take():
+                return await self.send_error("rate_limited", "Too many messages; slow down.")
+            message = messages.parse(text_data, bytes_data)
+        except messages.BadMessage as exc:
+            return await self.send_error("invalid", exc.message, exc.ref)
+        try:
+            await getattr(self, f"on_{message.type}")(message)
+        except ApplicationError as exc:
+            await self.send_error(exc.code, exc.message, message.ref, **exc.details)
+        except Exception:
+            logger.exception("room consumer failed on %s", message.type)
+            await self.send_error("server_error", "That failed on our side.", message.ref)
+
+    async def on_ping(self, message: messages.Ping) -> None:
+        await self.send_json_event({"type": "pong", "t": message.t})
+
+    async def on_sync(self, message: messages.Sync) -> None:
+        state = await database_sync_to_async(selectors.playback_get)(room=self.room)
+        await self.send_json_event({"type": "playback", **_playback_payload(state), "by": None, "sync": True})
+
+    async def on_chat(self, message: messages.Chat) -> None:
+        services.require(self.actor, Perm.SEND_CHAT_MESSAGE)
+        if not _bucket(_chat_buckets, self.user.pk, CHAT_BURST, CHAT_RATE).take():
+            return await self.send_error("rate_limited", "You are sending messages too fast.", message.ref)
+        row = await database_sync_to_async(self._store_chat)(message.text)
+        await hub.publish(
+            realtime.room_channel(self.room.pk),
+            {"type": "chat", "id": row.pk, "user": self._user_ref(), "text": row.text},
+        )
+
+    def _store_chat(self, text: str) -> ChatMessage:
+        # Masked and escaped once, here; what is stored is exactly what members receive.
+        return ChatMessage.objects.create(room=self.room, user=self.user, text=clean_text(text))
+
+    async def on_emoji(self, message: messages.Emoji) -> None:
+        services.require(self.actor, Perm.SEND_EMOJI)
+        if not _bucket(_emoji_buckets, self.user.pk, EMOJI_BURST, EMOJI_RATE).take():
+            return await self.send_error("rate_limited", "You are sending emoji too fast.", message.ref)
+        await hub.publish(
+            realtime.room_channel(self.room.pk),
+            {"type": "emoji", "user": self._user_ref(), "emoji": escape(message.emoji)},
+        )
+
+    async def on_playback(self, message: messages.Playback) -> None:
+        changes = message.model_dump(exclude={"type", "ref"}, exclude_unset=True)
+        await database_sync_to_async(services.playback_update)(
+            actor=self.actor, room=self.room, changes=changes, origin=self.origin
+        )  # the service announces the new state to the room after commit
+
+    async def on_ready(self, message: messages.Ready) -> None:
+        info = self._presence_info(ready=message.ready)
+        await hub.presence.set_info(self.room.pk, self.connection_id, info)
+        await hub.publish(
+            realtime.room_channel(self.room.pk),
+            {"type": "member_ready", "user": self._user_ref(), "ready": message.ready},
+        )
+
+    # --- events from the hub (sync: return True to forward the frame) ------------------------------
+
+    def on_event(self, channel: str, event: dict[str, Any]) -> bool:
+        kind = event.get("type", "")
+        if self._closing:
+            return False
+        if not kind.startswith("_"):
+            target = (
+                (event.get("member") or {}).get("user", {}).get("id") if kind == "member_updated" else None
+            )
+            if target == self.user.pk or kind == "room_updated":
+                self._spawn(self._reload_actor())  # permissions may have changed
+            return True
+        if kind == "_member_removed" and event.get("user_id") == self.user.pk:
+            self._spawn(self._kick(event.get("reason", "removed"), CLOSE_FORBIDDEN))
+        elif kind == "_room_closed":
+            self._spawn(self._kick(event.get("reason", "room_closed"), CLOSE_NOT_FOUND))
+        elif kind == "_user_banned":
+            self._spawn(self._kick("banned", CLOSE_FORBIDDEN))
+        elif kind == "_sessions_revoked":
+            self._spawn(self._recheck_token())
+        return False
+
+    def on_slow(self) -> None:
+        self._spawn(self._drop_slow())
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reload_actor(self) -> None:
+        self.room, self.actor = await database_sync_to_async(self._load_room_and_actor)()
+        if not self.actor.is_member:
+            await self._kick("removed", CLOSE_FORBIDDEN)
+
+    async def _recheck_token(self) -> None:
+        token = self._token()
+        try:
+            await database_sync_to_async(authenticate_access_token)(token)
+        except UserBanned:
+            await self._kick("banned", CLOSE_FORBIDDEN)
+        except ApplicationError:
+            await self._kick("session_ended", CLOSE_UNAUTHORIZED)
+
+    async def _kick(self, reason: str, code: int) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        await self.send_json_event({"type": "kicked", "reason": reason})
+        await self.close(code=code)
+
+    async def _drop_slow(self) -> None:
+        if not self._closing:
+            self._closing = True
+            await self.close(code=CLOSE_TRY_AGAIN_LATER)

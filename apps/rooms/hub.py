@@ -1,0 +1,409 @@
+"""The per-process room hub and presence (ARCHITECTURE.md § Fan-out, ISSUE: real-time rooms).
+
+One hub per ``ws`` process. Local sockets subscribe to channels (a room, their user); the hub
+holds ONE Redis pub/sub connection for the whole process and one subscription per channel, no
+matter how many local sockets want it. An event arrives once, is decoded once, and the same
+encoded frame is written to every local socket that wants it, in one pass. A socket that cannot
+take a frame within SLOW_SEND_SECONDS (its client stopped reading) is dropped, so one stuck
+client never stalls a room.
+
+When Redis goes away the hub keeps serving local traffic, reconnects with backoff and
+re-subscribes every channel it needs, so sockets hear events again within seconds of Redis
+answering. Presence lives in Redis with heartbeats (a dead node's sockets expire), or in
+process memory in the embedded default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from django.conf import settings
+
+from apps.core import realtime
+
+logger = logging.getLogger(__name__)
+
+SLOW_SEND_SECONDS = 0.25
+RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0)
+HEARTBEAT_SECONDS = 5.0
+PRESENCE_TTL_SECONDS = 15.0
+SUBSCRIBE_CONFIRM_SECONDS = 2.0
+
+
+class Subscriber(Protocol):
+    """What the hub needs from a socket."""
+
+    base_send: Callable
+    connection_id: str
+
+    def on_event(self, channel: str, event: dict[str, Any]) -> bool:
+        """React to an event; return True to have the encoded frame written to the socket."""
+
+    def on_slow(self) -> None:
+        """The socket did not take a frame in time: it will be dropped."""
+
+
+class RoomHub:
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.channels: dict[str, set[Subscriber]] = defaultdict(set)
+        self._redis: aioredis.Redis | None = None
+        self._pubsub = None
+        self._connected: asyncio.Event | None = None
+        self._reader: asyncio.Task | None = None
+        self._confirm: dict[str, asyncio.Future] = {}
+        self.presence: Presence | None = None
+        self.shutting_down = False
+        self.stats = {"delivered": 0, "dropped_slow": 0, "redis_reconnects": 0}
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def ensure_started(self) -> None:
+        if self.loop is not None:
+            return
+        self.loop = asyncio.get_running_loop()
+        realtime.set_local_hub(self)
+        if settings.REDIS_URL:
+            self._redis = aioredis.Redis.from_url(
+                settings.REDIS_URL,
+                socket_connect_timeout=1,
+                socket_timeout=5,
+                decode_responses=True,
+                health_check_interval=15,
+            )
+            self._connected = asyncio.Event()
+            self._reader = asyncio.create_task(self._read_forever(), name="room-hub-reader")
+            self.presence = RedisPresence(self._redis)
+        else:
+            self.presence = LocalPresence()
+        self.presence.start()
+
+    @property
+    def redis(self) -> aioredis.Redis | None:
+        return self._redis
+
+    def local_subscribers(self) -> list[Subscriber]:
+        seen: dict[int, Subscriber] = {}
+        for subs in self.channels.values():
+            for s in subs:
+                seen[id(s)] = s
+        return list(seen.values())
+
+    async def announce_shutdown(self, message: str, reconnect_after_ms: int) -> int:
+        """Tell every local socket the server is going away; new connections are refused from now."""
+        self.shutting_down = True
+        subscribers = self.local_subscribers()
+        text = realtime.encode(
+            {"type": "server_shutdown", "message": message, "reconnect_after_ms": reconnect_after_ms}
+        )
+        await self.send_many(subscribers, {"type": "websocket.send", "text": text})
+        return len(subscribers)
+
+    # --- subscriptions ---------------------------------------------------------------------------
+
+    async def subscribe(self, channel: str, subscriber: Subscriber) -> None:
+        """Add a local subscriber; the first one makes the process subscribe on Redis. Returns
+        once Redis confirmed (or could not be reached), so state read afterwards misses nothing."""
+        await self.ensure_started()
+        subs = self.channels[channel]
+        first = not subs
+        subs.add(subscriber)
+        if first and self._pubsub is not None and self._connected is not None and self._connected.is_set():
+            future = self.loop.create_future()
+            self._confirm[channel] = future
+            try:
+                await self._pubsub.subscribe(channel)
+                await asyncio.wait_for(asyncio.shield(future), SUBSCRIBE_CONFIRM_SECONDS)
+            except (TimeoutError, OSError, aioredis.RedisError):
+                logger.warning("subscription to %s not confirmed; the reader will retry", channel)
+            finally:
+                self._confirm.pop(channel, None)
+
+    async def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
+        subs = self.channels.get(channel)
+        if not subs:
+            return
+        subs.discard(subscriber)
+        if not subs:
+            del self.channels[channel]
+            if self._pubsub is not None and self._connected is not None and self._connected.is_set():
+                with contextlib.suppress(OSError, aioredis.RedisError):
+                    await self._pubsub.unsubscribe(channel)
+
+    # --- publishing (from async code in this process) ----------------------------------------------
+
+    async def publish(self, channel: str, event: dict[str, Any]) -> None:
+        text = realtime.encode(event)
+        if self._redis is not None:
+            try:
+                await self._redis.publish(channel, text)
+                return
+            except (OSError, aioredis.RedisError):
+                logger.warning("Redis unavailable: %s delivered on this node only", event.get("type"))
+        await self.dispatch(channel, text)
+
+    def deliver_threadsafe(self, channel: str, text: str) -> None:
+        """From a worker thread of this process (services run there): deliver locally."""
+        if self.loop is None or self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.dispatch(channel, text)))
+
+    # --- delivery --------------------------------------------------------------------------------
+
+    async def dispatch(self, channel: str, text: str) -> None:
+        subs = self.channels.get(channel)
+        if not subs:
+            return
+        try:
+            event = json.loads(text)
+        except ValueError:
+            logger.error("undecodable event on %s dropped", channel)
+            return
+        wanted = []
+        for sub in list(subs):
+            try:
+                if sub.on_event(channel, event):
+                    wanted.append(sub)
+            except Exception:  # one socket's bug must not stop the room
+                logger.exception("subscriber failed on %s", event.get("type"))
+        if wanted:
+            await self.send_many(wanted, {"type": "websocket.send", "text": text})
+
+    async def send_many(self, subscribers: list[Subscriber], message: dict) -> None:
+        """Write one frame to many sockets in one pass. One timer covers the whole pass; the
+        socket that was being written when it fires is the slow one and is dropped."""
+        i, n = 0, len(subscribers)
+        while i < n:
+            try:
+                async with asyncio.timeout(SLOW_SEND_SECONDS):
+                    while i < n:
+                        sub = subscribers[i]
+                        i += 1
+                        await sub.base_send(message)
+                        self.stats["delivered"] += 1
+            except TimeoutError:
+                self.stats["dropped_slow"] += 1
+                subscribers[i - 1].on_slow()
+            except Exception:  # noqa: S112 - a socket that closed meanwhile; the rest still get it
+                continue
+
+    # --- Redis reader ------------------------------------------------------------------------------
+
+    async def _read_forever(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                self._pubsub = self._redis.pubsub()
+                channels = list(self.channels)
+                await self._pubsub.subscribe("synctv:__hub__", *channels)
+                self._connected.set()
+                if attempt:
+                    self.stats["redis_reconnects"] += 1
+                    logger.info("hub reconnected to Redis; re-subscribed %d channel(s)", len(channels))
+                attempt = 0
+                while True:
+                    message = await self._pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        continue
+                    kind = message["type"]
+                    if kind == "message":
+                        await self.dispatch(message["channel"], message["data"])
+                    elif kind == "subscribe":
+                        future = self._confirm.get(message["channel"])
+                        if future is not None and not future.done():
+                            future.set_result(True)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis went away: keep the process up, come back later
+                self._connected.clear()
+                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+                attempt += 1
+                logger.warning("hub lost Redis (%s); retrying in %.1fs", type(exc).__name__, delay)
+                with contextlib.suppress(Exception):
+                    await self._pubsub.aclose()
+                await asyncio.sleep(delay)
+
+
+# --- presence ------------------------------------------------------------------------------------------
+
+
+class Presence:
+    """Who is online in a room, per connection. ``join``/``leave`` return True when the user's
+    first connection arrived / last one left (the moments to announce)."""
+
+    node_id = settings.SYNCTV_NODE_ID
+
+    def new_connection_id(self) -> str:
+        return f"{self.node_id}:{uuid.uuid4().hex[:12]}"
+
+    def start(self) -> None: ...
+
+    async def join(self, room_id: str, connection_id: str, info: dict) -> bool: ...
+
+    async def leave(self, room_id: str, connection_id: str, user_id: str) -> bool: ...
+
+    async def online(self, room_id: str) -> list[dict]: ...
+
+    async def set_info(self, room_id: str, connection_id: str, info: dict) -> None: ...
+
+
+class LocalPresence(Presence):
+    def __init__(self) -> None:
+        self.rooms: dict[str, dict[str, dict]] = defaultdict(dict)
+
+    async def join(self, room_id, connection_id, info) -> bool:
+        conns = self.rooms[room_id]
+        first = not any(i["user_id"] == info["user_id"] for i in conns.values())
+        conns[connection_id] = info
+        return first
+
+    async def leave(self, room_id, connection_id, user_id) -> bool:
+        conns = self.rooms.get(room_id, {})
+        conns.pop(connection_id, None)
+        if not conns:
+            self.rooms.pop(room_id, None)
+        return not any(i["user_id"] == user_id for i in conns.values())
+
+    async def online(self, room_id) -> list[dict]:
+        return _dedupe(self.rooms.get(room_id, {}).values())
+
+    async def set_info(self, room_id, connection_id, info) -> None:
+        if connection_id in self.rooms.get(room_id, {}):
+            self.rooms[room_id][connection_id] = info
+
+
+def _dedupe(infos) -> list[dict]:
+    users: dict[str, dict] = {}
+    for info in infos:
+        users.setdefault(info["user_id"], info)
+    return sorted(users.values(), key=lambda i: i.get("username", ""))
+
+
+class RedisPresence(Presence):
+    """``presence:{room}`` hash conn -> info, ``presence:{room}:seen`` sorted set conn -> last
+    heartbeat. Every process refreshes its own connections every HEARTBEAT_SECONDS; entries older
+    than PRESENCE_TTL_SECONDS belong to a dead node and are swept (the sweeper that removes one
+    announces member_left, exactly once, if that user has no live connection left)."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self.local: dict[str, dict[str, dict]] = defaultdict(dict)  # room -> conn -> info
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._heartbeat_forever(), name="presence-heartbeat")
+
+    @staticmethod
+    def _keys(room_id: str) -> tuple[str, str]:
+        return f"presence:{room_id}", f"presence:{room_id}:seen"
+
+    async def join(self, room_id, connection_id, info) -> bool:
+        self.local[room_id][connection_id] = info
+        hkey, zkey = self._keys(room_id)
+        try:
+            before = await self._live_users(room_id)
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hset(hkey, connection_id, json.dumps(info))
+                pipe.zadd(zkey, {connection_id: time.time()})
+                await pipe.execute()
+        except (OSError, aioredis.RedisError):
+            others = (i for c, i in self.local[room_id].items() if c != connection_id)
+            return not any(i["user_id"] == info["user_id"] for i in others)
+        return info["user_id"] not in before
+
+    async def leave(self, room_id, connection_id, user_id) -> bool:
+        self.local.get(room_id, {}).pop(connection_id, None)
+        if room_id in self.local and not self.local[room_id]:
+            del self.local[room_id]
+        hkey, zkey = self._keys(room_id)
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.zrem(zkey, connection_id)
+                pipe.hdel(hkey, connection_id)
+                await pipe.execute()
+            return user_id not in await self._live_users(room_id)
+        except (OSError, aioredis.RedisError):
+            return not any(i["user_id"] == user_id for i in self.local.get(room_id, {}).values())
+
+    async def set_info(self, room_id, connection_id, info) -> None:
+        if connection_id not in self.local.get(room_id, {}):
+            return
+        self.local[room_id][connection_id] = info
+        with contextlib.suppress(OSError, aioredis.RedisError):
+            await self.client.hset(self._keys(room_id)[0], connection_id, json.dumps(info))
+
+    async def _live_infos(self, room_id: str) -> list[dict]:
+        hkey, zkey = self._keys(room_id)
+        conns = await self.client.zrangebyscore(zkey, time.time() - PRESENCE_TTL_SECONDS, "+inf")
+        if not conns:
+            return []
+        raw = await self.client.hmget(hkey, conns)
+        return [json.loads(r) for r in raw if r]
+
+    async def _live_users(self, room_id: str) -> set[str]:
+        return {i["user_id"] for i in await self._live_infos(room_id)}
+
+    async def online(self, room_id) -> list[dict]:
+        try:
+            return _dedupe(await self._live_infos(room_id))
+        except (OSError, aioredis.RedisError):
+            return _dedupe(self.local.get(room_id, {}).values())
+
+    async def _heartbeat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await self._beat_and_sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis down: try again next beat
+                logger.warning("presence heartbeat failed: %s", type(exc).__name__)
+
+    async def _beat_and_sweep(self) -> None:
+        now = time.time()
+        rooms = list(self.local.items())
+        if not rooms:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for room_id, conns in rooms:
+                hkey, zkey = self._keys(room_id)
+                if conns:
+                    pipe.zadd(zkey, dict.fromkeys(conns, now))
+                    # After a Redis restart the hash is gone: write our entries back.
+                    pipe.hset(hkey, mapping={c: json.dumps(i) for c, i in conns.items()})
+                    pipe.expire(hkey, 24 * 3600)
+                    pipe.expire(zkey, 24 * 3600)
+            await pipe.execute()
+        for room_id, _conns in rooms:
+            await self._sweep(room_id, now)
+
+    async def _sweep(self, room_id: str, now: float) -> None:
+        hkey, zkey = self._keys(room_id)
+        stale = await self.client.zrangebyscore(zkey, "-inf", now - PRESENCE_TTL_SECONDS)
+        for conn in stale:
+            if not await self.client.zrem(zkey, conn):
+                continue  # another node swept it first
+            raw = await self.client.hget(hkey, conn)
+            await self.client.hdel(hkey, conn)
+            if not raw:
+                continue
+            info = json.loads(raw)
+            if info["user_id"] not in await self._live_users(room_id):
+                event = {"type": "member_left", "user": _public(info)}
+                await hub.publish(realtime.room_channel(room_id), event)
+
+
+def _public(info: dict) -> dict:
+    return {"id": info["user_id"], "username": info.get("username", "")}
+
+
+hub = RoomHub()

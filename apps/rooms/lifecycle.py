@@ -1,0 +1,68 @@
+"""ASGI lifespan for the ``ws`` process: start the room hub, and on SIGTERM tell every socket
+``server_shutdown`` before the server closes them (SECURITY.md §6.2).
+
+uvicorn handles SIGTERM by no longer accepting connections, closing every WebSocket with 1012 and
+waiting for running work (``--timeout-graceful-shutdown``). We put our notice in front of that:
+the signal first reaches us, we send the notice to every local socket, then hand the signal to
+uvicorn's own handler. (daphne cancels every application at once, with no such chance; the
+Procfile uses uvicorn for that reason.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from apps.rooms.hub import hub
+
+logger = logging.getLogger(__name__)
+
+RECONNECT_AFTER_MS = 2000
+_pending: set = set()  # keeps the notice task referenced until the process exits
+SHUTDOWN_MESSAGE = "This server is restarting; reconnect shortly."
+
+
+def install_shutdown_notice() -> None:
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous):
+        return  # not under a server that handles SIGTERM itself (tests, shells)
+
+    def on_sigterm() -> None:
+        async def notify_then_exit() -> None:
+            try:
+                count = await hub.announce_shutdown(SHUTDOWN_MESSAGE, RECONNECT_AFTER_MS)
+                logger.info("shutdown notice sent to %d socket(s)", count)
+                await asyncio.sleep(0.1)  # let the frames leave before the close frames
+            finally:
+                previous(signal.SIGTERM, None)
+
+        _pending.add(loop.create_task(notify_then_exit()))
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+
+
+class Lifespan:
+    """Wraps the ASGI application: answers ``lifespan`` itself, passes everything else on."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "lifespan":
+            return await self.app(scope, receive, send)
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await hub.ensure_started()
+                    install_shutdown_notice()
+                except Exception as exc:
+                    logger.exception("ws startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
