@@ -112,6 +112,15 @@ def check_member_change(
         if bits and (bits & ~actor.permissions):
             missing = flags.names(bits & ~actor.permissions)
             raise EscalationError(f"You cannot {label} permissions you do not hold: {', '.join(missing)}.")
+    if new_role is not None and new_role != target.role:
+        # A promotion grants the new role's room default: those bits too must be the actor's.
+        room = target.room
+        base = room.admin_permissions if new_role == ADMIN else room.member_permissions
+        after = (base | target.permissions_added) & ~target.permissions_removed & flags.ALL_BITS
+        gained = after & ~effective_permissions(room=room, member=target)
+        if gained & ~actor.permissions:
+            missing = flags.names(gained & ~actor.permissions)
+            raise EscalationError(f"This role would grant permissions you do not hold: {', '.join(missing)}.")
 
 
 def check_moderation(*, actor: RoomActor, target, perm: int) -> None:

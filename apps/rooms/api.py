@@ -4,10 +4,11 @@ call a service, shape the answer. Permission decisions are the services' (apps.p
 from __future__ import annotations
 
 from django.conf import settings
+from django.http import JsonResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import SAFE_METHODS, AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -67,7 +68,12 @@ class RoomView(APIView):
 
 class RoomListView(APIView):
     permission_classes = [AllowAny]
-    anonymous_allowed = True
+
+    @property
+    def anonymous_allowed(self) -> bool:
+        # Only reads are open to anonymous callers. On a write a bad token must be reported
+        # (user_banned, token_revoked...), not turned into "anonymous" and a 401.
+        return self.request.method in SAFE_METHODS
 
     def get_permissions(self):
         return [IsAuthenticated()] if self.request.method == "POST" else super().get_permissions()
@@ -104,7 +110,12 @@ class RoomListView(APIView):
 
 class RoomDetailView(RoomView):
     permission_classes = [AllowAny]
-    anonymous_allowed = True
+
+    @property
+    def anonymous_allowed(self) -> bool:
+        # Only reads are open to anonymous callers. On a write a bad token must be reported
+        # (user_banned, token_revoked...), not turned into "anonymous" and a 401.
+        return self.request.method in SAFE_METHODS
 
     def get_permissions(self):
         return [GuestAllowed()] if self.request.method != "GET" else super().get_permissions()
@@ -166,6 +177,8 @@ class JoinView(RoomView):
 
 
 class LeaveView(RoomView):
+    permission_classes = [GuestAllowed]  # guests may leave too
+
     @extend_schema(request=None, responses={204: None, **ERRORS}, summary="Leave a room")
     def post(self, request, room_id):
         room = selectors.room_get(room_id)
@@ -412,7 +425,10 @@ class CurrentMovieView(RoomView):
             raise NotInRoom()
         state = selectors.playback_get(room=room)
         movie = selectors.movie_get(room=room, movie_id=state.movie_id) if state.movie_id else None
-        return Response(MovieSerializer(movie).data if movie else None)
+        if movie is None:
+            # JSON null: DRF's renderer would send an empty body, which is not JSON at all.
+            return JsonResponse(None, safe=False)
+        return Response(MovieSerializer(movie).data)
 
 
 class PlaybackView(RoomView):

@@ -108,6 +108,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     actor = None
     claims = None
     _closing = False
+    _pending: list[dict] | None = None  # room events that arrived before hello was sent
 
     # --- connect / disconnect -----------------------------------------------------------------
 
@@ -154,7 +155,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return await self._refuse(CLOSE_FORBIDDEN, "You are not a member of this room.")
 
         await self.accept(self._subprotocol())
-        # Subscribe before reading the state, so nothing published in between is missed.
+        # Subscribe before reading the state, so nothing published in between is missed; what
+        # arrives meanwhile is held back so that hello and the history come first.
+        self._pending = []
         await hub.subscribe(realtime.room_channel(self.room.pk), self)
         await hub.subscribe(realtime.user_channel(self.user.pk), self)
         self.connection_id = hub.presence.new_connection_id()
@@ -164,6 +167,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.send_json_event(hello)
         for chat in history:
             await self.send_json_event(chat)
+        last_chat, version = (history[-1]["id"] if history else 0), hello["playback"]["version"]
+        while self._pending:  # then what was held back, minus what hello and the history hold
+            event = self._pending.pop(0)
+            kind = event.get("type")
+            if (kind == "chat" and event.get("id", 0) <= last_chat) or (
+                kind == "playback" and event.get("version", 0) <= version
+            ):
+                continue
+            await self.send_json_event(event)
+        self._pending = None
         if first:
             await hub.publish(
                 realtime.room_channel(self.room.pk),
@@ -312,6 +325,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             )
             if target == self.user.pk or kind == "room_updated":
                 self._spawn(self._reload_actor())  # permissions may have changed
+            if self._pending is not None:
+                self._pending.append(event)
+                return False
             return True
         if kind == "_member_removed" and event.get("user_id") == self.user.pk:
             self._spawn(self._kick(event.get("reason", "removed"), CLOSE_FORBIDDEN))
@@ -325,6 +341,20 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     def on_slow(self) -> None:
         self._spawn(self._drop_slow())
+
+    def on_resync(self) -> None:
+        """The hub is back on Redis after an outage: re-check the session and the membership."""
+        if not self._closing and self.room is not None:
+            self._spawn(self._resync())
+
+    async def _resync(self) -> None:
+        await self._recheck_token()
+        if self._closing:
+            return
+        try:
+            await self._reload_actor()
+        except NotFound:
+            await self._kick("room_closed", CLOSE_NOT_FOUND)
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)

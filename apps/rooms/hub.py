@@ -27,6 +27,8 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from apps.core import realtime
 
@@ -57,6 +59,7 @@ class RoomHub:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.channels: dict[str, set[Subscriber]] = defaultdict(set)
         self._redis: aioredis.Redis | None = None
+        self._subscriber: aioredis.Redis | None = None
         self._pubsub = None
         self._connected: asyncio.Event | None = None
         self._reader: asyncio.Task | None = None
@@ -73,13 +76,18 @@ class RoomHub:
         self.loop = asyncio.get_running_loop()
         realtime.set_local_hub(self)
         if settings.REDIS_URL:
-            self._redis = aioredis.Redis.from_url(
-                settings.REDIS_URL,
-                socket_connect_timeout=1,
-                socket_timeout=5,
-                decode_responses=True,
-                health_check_interval=15,
-            )
+            options = {
+                "socket_connect_timeout": 1,
+                "socket_timeout": 5,
+                "decode_responses": True,
+                "health_check_interval": 15,
+            }
+            # After a Redis restart every pooled connection is dead: a command retries once, at
+            # once, on a fresh one (else the first publish would reach this node only). The
+            # subscriber connection keeps no retry, so its reader sees every loss and resyncs.
+            once = Retry(NoBackoff(), 1, supported_errors=(aioredis.ConnectionError,))
+            self._redis = aioredis.Redis.from_url(settings.REDIS_URL, retry=once, **options)
+            self._subscriber = aioredis.Redis.from_url(settings.REDIS_URL, **options)
             self._connected = asyncio.Event()
             self._reader = asyncio.create_task(self._read_forever(), name="room-hub-reader")
             self.presence = RedisPresence(self._redis)
@@ -196,19 +204,32 @@ class RoomHub:
             except Exception:  # noqa: S112 - a socket that closed meanwhile; the rest still get it
                 continue
 
+    def _resync_local(self) -> None:
+        """Events published while Redis was down never reached this node (a kick, a ban, a logout
+        on another node): every local socket re-checks what they would have told it."""
+        for sub in self.local_subscribers():
+            resync = getattr(sub, "on_resync", None)
+            if resync is None:
+                continue
+            try:
+                resync()
+            except Exception:
+                logger.exception("resync failed for a subscriber")
+
     # --- Redis reader ------------------------------------------------------------------------------
 
     async def _read_forever(self) -> None:
         attempt = 0
         while True:
             try:
-                self._pubsub = self._redis.pubsub()
+                self._pubsub = self._subscriber.pubsub()
                 channels = list(self.channels)
                 await self._pubsub.subscribe("synctv:__hub__", *channels)
                 self._connected.set()
                 if attempt:
                     self.stats["redis_reconnects"] += 1
                     logger.info("hub reconnected to Redis; re-subscribed %d channel(s)", len(channels))
+                    self._resync_local()
                 attempt = 0
                 while True:
                     message = await self._pubsub.get_message(timeout=1.0)

@@ -10,10 +10,17 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 MAX_FRAME_BYTES = 64 * 1024
 MAX_CHAT_CHARS = 2000
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL cannot store NUL in text; REST refuses it too (DRF's null-character check).
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    return value
 
 
 class _ClientMessage(BaseModel):
@@ -29,12 +36,12 @@ class Ping(_ClientMessage):
 
 class Chat(_ClientMessage):
     type: Literal["chat"]
-    text: Annotated[str, Field(min_length=1, max_length=MAX_CHAT_CHARS)]
+    text: Annotated[str, Field(min_length=1, max_length=MAX_CHAT_CHARS), AfterValidator(_no_nul)]
 
 
 class Emoji(_ClientMessage):
     type: Literal["emoji"]
-    emoji: Annotated[str, Field(min_length=1, max_length=16)]
+    emoji: Annotated[str, Field(min_length=1, max_length=16), AfterValidator(_no_nul)]
 
 
 class Playback(_ClientMessage):
@@ -88,6 +95,11 @@ def parse(text: str | None, raw_bytes: bytes | None = None) -> Ping | Chat | Emo
         ref = None
     elif isinstance(ref, str):
         ref = ref[:64]
+        if not ref.isascii():
+            try:
+                ref.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: it could not be sent back in a text frame
+                ref = None
     kind = data.get("type")
     if kind not in CLIENT_TYPES:
         raise BadMessage(f"Unknown message type; expected one of {', '.join(CLIENT_TYPES)}.", ref)

@@ -11,6 +11,12 @@ from apps.permissions.rules import RoomActor, build_actor
 from apps.rooms.models import MemberStatus, Movie, PlaybackState, Room, RoomMember
 
 
+def _plausible_id(value: object) -> bool:
+    """Ids are short strings; a NUL byte cannot be in one (and PostgreSQL refuses it in a query
+    with an error, which would be a 500)."""
+    return isinstance(value, str) and len(value) <= 32 and "\x00" not in value
+
+
 def _with_counts(qs: QuerySet[Room]) -> QuerySet[Room]:
     return qs.select_related("creator").annotate(
         member_count=Count("members", filter=Q(members__status=MemberStatus.ACTIVE), distinct=True)
@@ -18,7 +24,7 @@ def _with_counts(qs: QuerySet[Room]) -> QuerySet[Room]:
 
 
 def room_get(room_id: object, *, with_counts: bool = False) -> Room:
-    if not isinstance(room_id, str) or len(room_id) > 32:
+    if not _plausible_id(room_id):
         raise NotFound("No such room.")
     qs = _with_counts(Room.objects.all()) if with_counts else Room.objects.select_related("creator")
     room = qs.filter(pk=room_id).first()
@@ -30,7 +36,7 @@ def room_get(room_id: object, *, with_counts: bool = False) -> Room:
 def room_list_public(*, search: str = "") -> QuerySet[Room]:
     """Rooms anyone may find: not hidden, not closed; ``search`` matches name or description."""
     qs = Room.objects.filter(hidden=False, closed_at__isnull=True)
-    search = search.strip()[:100]
+    search = search.replace("\x00", "").strip()[:100]  # NUL: PostgreSQL refuses it in a query
     if search:
         qs = qs.filter(Q(name__icontains=search) | Q(description__icontains=search))
     return _with_counts(qs).order_by("-created_at", "id")
@@ -57,7 +63,7 @@ def member_list(*, room: Room, status: str | None = MemberStatus.ACTIVE) -> Quer
 
 
 def member_get(*, room: Room, user_id: object) -> RoomMember:
-    if not isinstance(user_id, str) or len(user_id) > 32:
+    if not _plausible_id(user_id):
         raise NotFound("No such member.")
     member = RoomMember.objects.select_related("user", "room").filter(room=room, user_id=user_id).first()
     if member is None:
@@ -70,7 +76,7 @@ def movie_list(*, room: Room) -> QuerySet[Movie]:
 
 
 def movie_get(*, room: Room, movie_id: object) -> Movie:
-    if not isinstance(movie_id, str) or len(movie_id) > 32:
+    if not _plausible_id(movie_id):
         raise NotFound("No such movie.")
     movie = Movie.objects.select_related("added_by").filter(room=room, pk=movie_id).first()
     if movie is None:

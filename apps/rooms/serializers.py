@@ -195,6 +195,14 @@ class MemberUpdateSerializer(serializers.Serializer):
     permissions_added = MaskField(required=False)
     permissions_removed = MaskField(required=False)
 
+    def to_internal_value(self, data):
+        # A misspelt field ("permission_added") must not pass for "nothing to change".
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
+        return super().to_internal_value(data)
+
 
 class BanSerializer(serializers.Serializer):
     reason = StrictCharField(required=False, allow_blank=True, max_length=500, default="")
@@ -230,7 +238,13 @@ def _validate_headers(value):
     for name, val in value.items():
         if not isinstance(val, str) or len(name) > HEADER_NAME_MAX or len(val) > HEADER_VALUE_MAX:
             raise serializers.ValidationError("Header names up to 64 characters, values strings up to 1024.")
-        if not name.replace("-", "").isalnum() or any(c in val for c in "\r\n\0"):
+        # Names: ASCII letters, digits and "-" (str.isalnum alone takes any script); values: no
+        # control characters (tab aside), which HTTP clients refuse or split headers on.
+        if (
+            not name.isascii()
+            or not name.replace("-", "").isalnum()
+            or any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in val)
+        ):
             raise serializers.ValidationError(f"Invalid header {name[:64]!r}.")
     return value
 

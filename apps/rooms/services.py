@@ -447,6 +447,8 @@ def member_update(
     _require_open(room)
     if not actor.is_member:
         raise NotInRoom()
+    if role is None and permissions_added is None and permissions_removed is None:
+        raise InvalidInput("Nothing to change: give role, permissions_added or permissions_removed.")
     if permissions_added is not None:
         permissions_added = _check_mask("permissions_added", permissions_added)
     if permissions_removed is not None:
@@ -540,10 +542,15 @@ def member_ban(
 
 
 def member_unban(*, actor: RoomActor, room: Room, target: RoomMember, origin: Origin) -> None:
-    """Lift a room ban: the row goes, so the user may join again like anyone."""
+    """Lift a room ban: the row goes, so the user may join again like anyone. Undoing a ban has
+    the ban's rules: BAN_MEMBERS and a target ranked below the actor (an admin cannot lift the
+    creator's ban of another admin)."""
     if not actor.is_member:
         raise NotInRoom()
-    require(actor, Perm.BAN_MEMBERS)
+    try:
+        check_moderation(actor=actor, target=target, perm=Perm.BAN_MEMBERS)
+    except EscalationError as exc:
+        raise _escalation(exc) from exc
     if target.status != MemberStatus.BANNED:
         raise InvalidInput("This member is not banned.")
     with transaction.atomic():
@@ -623,7 +630,8 @@ def movies_add(*, actor: RoomActor, room: Room, items: list[dict], origin: Origi
             )
             for i, c in enumerate(cleaned)
         ]
-        Movie.objects.bulk_create(movies)
+        for movie in movies:  # one save each, not bulk_create: django-auditlog hears post_save only
+            movie.save(force_insert=True)
         _bump_playlist(room)
         _audit(
             "playlist.add",
@@ -670,6 +678,7 @@ def movie_delete(*, actor: RoomActor, room: Room, movie: Movie, origin: Origin) 
         )
         if reset:
             _announce_playback_reset(room, actor.user)
+        movie_id = movie.pk  # delete() sets movie.pk to None
         movie.delete()
         _bump_playlist(room)
         _audit(
@@ -678,7 +687,7 @@ def movie_delete(*, actor: RoomActor, room: Room, movie: Movie, origin: Origin) 
             origin=origin,
             room=room,
             resource_type="movie",
-            resource_id=movie.pk,
+            resource_id=movie_id,
             name=movie.name,
         )
 
@@ -764,6 +773,8 @@ def playback_update(
     if rate is not None and not RATE_MIN <= rate <= RATE_MAX:
         raise _invalid("rate", f"From {RATE_MIN} to {RATE_MAX}.")
     movie_given = "movie_id" in changes
+    if not movie_given and playing is None and position is None and rate is None:
+        raise InvalidInput("Nothing to change: give playing, position, rate or movie_id.")
     with transaction.atomic():
         state, _ = PlaybackState.objects.select_for_update().get_or_create(room=room)
         if expected is not None and expected != state.version:
@@ -784,7 +795,7 @@ def playback_update(
             else:
                 movie = (
                     Movie.objects.filter(room=room, pk=movie_id).first()
-                    if isinstance(movie_id, str)
+                    if isinstance(movie_id, str) and "\x00" not in movie_id
                     else None
                 )
                 if movie is None:

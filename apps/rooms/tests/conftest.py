@@ -1,0 +1,372 @@
+"""Shared fixtures for the rooms tests.
+
+``room_world`` builds one room with every kind of actor the permission rules know about, each
+with a token and an API client, plus the targets that moderation endpoints need (a plain member
+to kick/ban/change, a member banned in the room to unban, a member waiting for approval) and a
+two-movie playlist. Everything is built through the services, so the rows are what the real
+rules produce.
+
+Fixtures: ``room_world`` (fresh per test), ``shared_room_world`` (built once per module, every
+test's changes rolled back; much faster when many tests need the same world), and the raw
+``module_room_world``. Actors are ``world.actors[name]`` (or ``world.member``, ``world.admin``...)
+with ``.user``, ``.token``, ``.client``, ``.member``; ``world.target`` is a plain member to act on.
+
+Import the helpers freely from other test modules::
+
+    from apps.rooms.tests.conftest import ROOMS, build_world, client_for, db_state, error_code
+
+Speed: registering a user costs one Argon2id hash (~25 ms with the production parameters). The
+world registers a dozen users, so it is built with a cheap Argon2id (same algorithm and
+encoding, tiny memory/time cost): the hashes still verify with the real hasher afterwards (and
+would be upgraded on a login), and nothing here tests password hashing.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import transaction
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from apps.accounts import services as account_services
+from apps.accounts.hashers import Argon2idHasher
+from apps.accounts.models import AuthSession, Role, User
+from apps.accounts.tests.factories import TEST_ORIGIN, make_user
+from apps.audit.models import AuditEvent
+from apps.permissions.flags import Perm
+from apps.rooms import services
+from apps.rooms.models import Invite, Movie, PlaybackState, Room, RoomMember
+
+ROOMS = "/api/v1/rooms"
+
+
+class CheapArgon2idHasher(Argon2idHasher):
+    """Argon2id with a trivial cost, for building test users quickly."""
+
+    memory_cost = 8
+    time_cost = 1
+    parallelism = 1
+
+
+@contextmanager
+def cheap_passwords() -> Iterator[None]:
+    """Hash passwords cheaply inside the block (Argon2id still; the real hasher verifies them)."""
+    hashers = [f"{__name__}.CheapArgon2idHasher", *settings.PASSWORD_HASHERS]
+    with override_settings(PASSWORD_HASHERS=hashers):
+        yield
+
+
+def client_for(token: str | None) -> APIClient:
+    client = APIClient()
+    if token:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+def room_url(room_or_id, suffix: str = "") -> str:
+    room_id = getattr(room_or_id, "pk", room_or_id)
+    return f"{ROOMS}/{room_id}{'/' + suffix if suffix else ''}"
+
+
+def error_code(response) -> str | None:
+    try:
+        body = response.json()
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
+        return None
+    return body["error"].get("code")
+
+
+def assert_error(response, status: int, code: str | None = None) -> None:
+    """The status and, if given, the error code, with the API's error body shape."""
+    assert response.status_code == status, (response.status_code, response.content[:500])
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "details"}, body
+    if code is not None:
+        assert body["error"]["code"] == code, body
+
+
+@contextmanager
+def rolled_back() -> Iterator[None]:
+    """Run the block in a savepoint and roll it back, whatever happened in it."""
+    with transaction.atomic():
+        yield
+        transaction.set_rollback(True)
+
+
+def db_state() -> dict[str, Any]:
+    """Everything a room endpoint could change, as comparable values. Two equal snapshots mean
+    nothing room-related, no account, session or audit row changed in between."""
+    return {
+        "audit": list(AuditEvent.objects.order_by("seq").values_list("seq", "action")),
+        "rooms": list(
+            Room.objects.order_by("pk").values_list(
+                "pk",
+                "name",
+                "description",
+                "password",
+                "hidden",
+                "allow_guests",
+                "join_requires_approval",
+                "member_permissions",
+                "admin_permissions",
+                "guest_permissions",
+                "playlist_version",
+                "closed_at",
+            )
+        ),
+        "members": list(
+            RoomMember.objects.order_by("pk").values_list(
+                "pk",
+                "room_id",
+                "user_id",
+                "role",
+                "status",
+                "permissions_added",
+                "permissions_removed",
+                "ban_reason",
+            )
+        ),
+        "movies": list(
+            Movie.objects.order_by("pk").values_list("pk", "room_id", "name", "url", "type", "position")
+        ),
+        "playback": list(
+            PlaybackState.objects.order_by("pk").values_list(
+                "pk", "movie_id", "playing", "position", "rate", "version"
+            )
+        ),
+        "invites": list(Invite.objects.order_by("pk").values_list("pk", "room_id", "uses")),
+        "users": list(User.objects.order_by("pk").values_list("pk", "role", "is_guest")),
+        "sessions": list(AuthSession.objects.order_by("pk").values_list("pk", "revoked_at")),
+    }
+
+
+@dataclass
+class Actor:
+    """One caller: ``user`` is None for anonymous; ``member`` their row in the world's room."""
+
+    name: str
+    user: User | None
+    token: str | None
+    member: RoomMember | None = None
+
+    @property
+    def client(self) -> APIClient:
+        return client_for(self.token)
+
+    @property
+    def id(self) -> str | None:
+        return self.user.pk if self.user is not None else None
+
+
+# The callers of the permission matrix, in table column order.
+ACTOR_NAMES = (
+    "anon",  # no token
+    "banned",  # site-banned account (was a member of the room before the ban)
+    "outsider",  # registered, not a member
+    "guest",  # guest token of this room
+    "foreign_guest",  # guest token of another room
+    "room_banned",  # banned from this room (the world's banned_target)
+    "pending",  # waiting for approval (the world's pending_target)
+    "member",  # the room's default member mask
+    "member_plus",  # member with PLAY_CONTROL added
+    "member_minus",  # member with ADD_MOVIE removed
+    "admin",  # room admin with the room's default admin mask
+    "creator",
+    "site_admin",  # User.role admin, not a member
+)
+
+
+@dataclass
+class RoomWorld:
+    room: Room
+    other_room: Room
+    actors: dict[str, Actor]
+    target: Actor  # a plain active member to kick, ban or change
+    movies: list[Movie] = field(default_factory=list)
+    snapshot: dict[str, Any] | None = None  # db_state() right after building (module world only)
+
+    def __getattr__(self, name: str) -> Actor:
+        actors = self.__dict__.get("actors") or {}
+        if name in actors:
+            return actors[name]
+        raise AttributeError(name)
+
+    @property
+    def banned_target(self) -> Actor:
+        return self.actors["room_banned"]
+
+    @property
+    def pending_target(self) -> Actor:
+        return self.actors["pending"]
+
+    def actor(self, name: str) -> Actor:
+        """An actor by column name, or ``"target"``."""
+        return self.target if name == "target" else self.actors[name]
+
+    def client(self, name: str) -> APIClient:
+        return self.actor(name).client
+
+    def url(self, suffix: str = "") -> str:
+        return room_url(self.room, suffix)
+
+    def refresh(self) -> None:
+        """Reload the room and the member rows (after requests changed them)."""
+        self.room.refresh_from_db()
+        for actor in [*self.actors.values(), self.target]:
+            if actor.member is not None:
+                actor.member = RoomMember.objects.filter(pk=actor.member.pk).first()
+
+    def actor_of(self, name: str):
+        """The rules' RoomActor for ``name`` in the world's room (as the services see it)."""
+        return services.actor_for_user(user=self.actor(name).user, room=self.room)
+
+
+_names = itertools.count()
+
+
+def _register(name: str) -> tuple[User, str]:
+    user, pair = make_user(f"{name.replace('_', '')}{next(_names)}")
+    return user, pair.access
+
+
+def build_world(
+    *,
+    member_permissions: int | None = None,
+    admin_permissions: int | None = None,
+    guest_permissions: int | None = None,
+) -> RoomWorld:
+    """One room (guests allowed, no password, no approval) with every actor of ACTOR_NAMES."""
+    origin = TEST_ORIGIN
+    with cheap_passwords():
+        creator, creator_token = _register("creator")
+        room_settings: dict[str, Any] = {"allow_guests": True, "join_requires_approval": False}
+        for key, value in (
+            ("member_permissions", member_permissions),
+            ("admin_permissions", admin_permissions),
+            ("guest_permissions", guest_permissions),
+        ):
+            if value is not None:
+                room_settings[key] = value
+        room = services.room_create(creator=creator, name="World", settings=room_settings, origin=origin)
+        other_room = services.room_create(
+            creator=creator, name="Other", settings={"allow_guests": True}, origin=origin
+        )
+        as_creator = services.actor_for_user(user=creator, room=room)
+        actors: dict[str, Actor] = {
+            "anon": Actor("anon", None, None),
+            "creator": Actor(
+                "creator", creator, creator_token, RoomMember.objects.get(room=room, user=creator)
+            ),
+        }
+
+        def joined(name: str, **change) -> Actor:
+            user, token = _register(name)
+            member, _ = services.member_join(user=user, room=room, origin=origin)
+            if change:
+                member = services.member_update(
+                    actor=as_creator, room=room, target=member, origin=origin, **change
+                )
+            return Actor(name, user, token, member)
+
+        actors["admin"] = joined("admin", role="admin")
+        actors["member"] = joined("member")
+        actors["member_plus"] = joined("member_plus", permissions_added=int(Perm.PLAY_CONTROL))
+        actors["member_minus"] = joined("member_minus", permissions_removed=int(Perm.ADD_MOVIE))
+        target = joined("target")
+
+        room_banned = joined("room_banned")
+        room_banned.member = services.member_ban(
+            actor=as_creator, room=room, target=room_banned.member, reason="test", origin=origin
+        )
+        actors["room_banned"] = room_banned
+
+        banned = joined("banned")
+        account_services.user_ban(actor=None, user=banned.user, reason="test", origin=origin)
+        actors["banned"] = banned
+
+        # A pending member: approval on, join, approval off again (guests cannot join approval rooms).
+        services.room_update(
+            actor=as_creator, room=room, changes={"settings": {"join_requires_approval": True}}, origin=origin
+        )
+        room.refresh_from_db()
+        pending_user, pending_token = _register("pending")
+        pending_member, _ = services.member_join(user=pending_user, room=room, origin=origin)
+        assert pending_member.status == "pending"
+        actors["pending"] = Actor("pending", pending_user, pending_token, pending_member)
+        services.room_update(
+            actor=as_creator,
+            room=room,
+            changes={"settings": {"join_requires_approval": False}},
+            origin=origin,
+        )
+        room.refresh_from_db()
+
+        outsider, outsider_token = _register("outsider")
+        actors["outsider"] = Actor("outsider", outsider, outsider_token)
+        site_admin, site_admin_token = _register("siteadmin")
+        account_services.user_set_role(actor=None, user=site_admin, role=Role.ADMIN, origin=origin)
+        actors["site_admin"] = Actor("site_admin", site_admin, site_admin_token)
+
+        guest_member, guest_token = services.guest_join(room=room, name="Guest", origin=origin)
+        actors["guest"] = Actor("guest", guest_member.user, guest_token, guest_member)
+        foreign_member, foreign_token = services.guest_join(room=other_room, name="Foreign", origin=origin)
+        actors["foreign_guest"] = Actor("foreign_guest", foreign_member.user, foreign_token)
+
+        movies = services.movies_add(
+            actor=as_creator,
+            room=room,
+            items=[
+                {"name": "First", "url": "https://media.example.com/first.mp4"},
+                {"name": "Second", "url": "https://media.example.com/second.m3u8", "type": "hls"},
+            ],
+            origin=origin,
+        )
+        services.playback_update(
+            actor=as_creator, room=room, changes={"movie_id": movies[0].pk}, origin=origin
+        )
+        room.refresh_from_db()
+    assert set(actors) == set(ACTOR_NAMES)
+    return RoomWorld(room=room, other_room=other_room, actors=actors, target=target, movies=movies)
+
+
+@pytest.fixture
+def room_world(db) -> RoomWorld:
+    """A fresh world for one test."""
+    return build_world()
+
+
+@pytest.fixture(scope="module")
+def module_room_world(django_db_setup, django_db_blocker) -> Iterator[RoomWorld]:
+    """One world for a whole test module, like Django's ``setUpTestData``: built once inside an
+    outer transaction that is rolled back after the module. Each test using it runs in its own
+    transaction nested in that one (request ``db`` or mark the test ``django_db``, not
+    ``transactional_db``), so whatever a test changes is undone before the next test. Do not
+    mutate the Python objects of the world (they are shared); reload what you need."""
+    with django_db_blocker.unblock():
+        outer = transaction.atomic()
+        outer.__enter__()
+        try:
+            world = build_world()
+            world.snapshot = db_state()
+            yield world
+        finally:
+            transaction.set_rollback(True)
+            outer.__exit__(None, None, None)
+
+
+@pytest.fixture
+def shared_room_world(module_room_world: RoomWorld, db) -> RoomWorld:
+    """``module_room_world`` for one test, checked to be exactly as built (so no earlier test's
+    changes leaked); this test's changes are rolled back after it."""
+    assert db_state() == module_room_world.snapshot, "the shared world was changed by an earlier test"
+    return module_room_world
