@@ -11,6 +11,8 @@ from typing import TypeVar
 import redis
 from django.conf import settings
 from django_redis.exceptions import ConnectionInterrupted
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from apps.core.resilience import CircuitBreaker, CircuitOpen
 
@@ -29,6 +31,10 @@ def _client_for(url: str) -> redis.Redis:
         socket_timeout=1,
         health_check_interval=30,
         decode_responses=True,
+        # After a Redis restart the first command on each pooled connection fails: retry it once
+        # at once on a fresh connection instead of treating a healthy Redis as down.
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[redis.ConnectionError],
     )
 
 

@@ -278,6 +278,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def on_chat(self, message: messages.Chat) -> None:
         services.require(self.actor, Perm.SEND_CHAT_MESSAGE)
+        if not message.text.strip():
+            return await self.send_error("invalid", "text: say something (not only spaces).", message.ref)
         if not _bucket(_chat_buckets, self.user.pk, CHAT_BURST, CHAT_RATE).take():
             return await self.send_error("rate_limited", "You are sending messages too fast.", message.ref)
         row = await database_sync_to_async(self._store_chat)(message.text)
