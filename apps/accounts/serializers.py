@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
-from apps.accounts.models import User
+from apps.accounts.models import Role
 from apps.accounts.validators import MAX_LENGTH as PASSWORD_MAX
 
 USERNAME_RULE = RegexValidator(
@@ -46,11 +46,15 @@ def password_field(**kwargs) -> serializers.CharField:
     )
 
 
-class UserSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = User
-        fields = ["id", "username", "email", "role", "date_joined"]
-        read_only_fields = fields
+class UserSerializer(serializers.Serializer):
+    """The caller as the API shows it. Declared fields, not a ModelSerializer: ``users/me`` is
+    the hottest read and ModelSerializer rebuilds its fields from the model on every call."""
+
+    id = serializers.CharField(read_only=True)
+    username = serializers.CharField(read_only=True)
+    email = serializers.EmailField(read_only=True, allow_null=True)
+    role = serializers.ChoiceField(choices=Role.choices, read_only=True)
+    date_joined = serializers.DateTimeField(read_only=True)
 
 
 class UserUpdateSerializer(serializers.Serializer):
