@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.permissions",
     "apps.rooms",
+    "apps.web",
 ]
 
 MIDDLEWARE = [
@@ -102,6 +103,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "apps.web.middleware.ContentSecurityPolicyMiddleware",
     "auditlog.middleware.AuditlogMiddleware",
 ]
 

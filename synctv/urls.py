@@ -15,6 +15,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),
+    # The web page (templates/, static/): sign up, log in, room list, room.
+    path("", include("apps.web.urls")),
     # Unknown API paths answer in the API's error format, in DEBUG too (and for any method:
     # without csrf_exempt a POST from a non-browser client got Django's HTML CSRF page).
     re_path(r"^api/", csrf_exempt(errors.not_found)),

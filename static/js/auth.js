@@ -1,0 +1,69 @@
+// Log in / sign up (/login/, /signup/). OAuth buttons appear only for providers the server
+// reports as configured (GET auth/providers); none are, so far, and the page shows none.
+import { api, ApiError, tokens } from "./api.js";
+import { $, h, initAccountNav, nextPath, showError } from "./common.js";
+
+const form = $("[data-auth-form]");
+const mode = form.dataset.authForm;
+const error = $("[data-testid=auth-error]");
+const submit = $("[data-testid=auth-submit]");
+
+initAccountNav();
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  showError(error, "");
+  const data = Object.fromEntries(new FormData(form));
+  if (!data.username || !data.password) {
+    showError(error, "Enter a username and a password.");
+    return;
+  }
+  const body = { username: data.username.trim(), password: data.password };
+  if (mode === "signup" && data.email) body.email = data.email.trim();
+  submit.disabled = true;
+  try {
+    const result = await api("POST", mode === "signup" ? "auth/register" : "auth/login", { body, auth: false });
+    if (!result.access) {
+      // 202: the account waits for e-mail verification or review.
+      showError(error, "Account created. It becomes usable once verified or approved; check your e-mail.");
+      return;
+    }
+    tokens.save(result);
+    location.assign(nextPath());
+  } catch (err) {
+    let message = err instanceof ApiError ? err.describe() : String(err);
+    if (err.status === 401) message = "Wrong username or password.";
+    if (err.code === "rate_limited") message = `Too many attempts. Try again in ${err.retryAfter || 60} s.`;
+    showError(error, message);
+  } finally {
+    submit.disabled = false;
+  }
+});
+
+async function oauthButtons() {
+  const box = $("[data-oauth-providers]");
+  let providers;
+  try {
+    providers = await api("GET", "auth/providers", { auth: false });
+  } catch {
+    return; // not offered by this server: no buttons
+  }
+  if (!Array.isArray(providers)) return;
+  for (const provider of providers) {
+    if (!provider || typeof provider.id !== "string" || !/^[a-z0-9_-]{1,32}$/.test(provider.id)) continue;
+    box.append(h("button", {
+      type: "button", class: "secondary oauth-button",
+      onclick: async () => {
+        try {
+          const start = await api("POST", `auth/oauth/${provider.id}/start`, { body: {}, auth: false });
+          sessionStorage.setItem("synctv.oauth.next", nextPath());
+          const url = new URL(start.authorize_url);
+          if (url.protocol === "https:" || url.protocol === "http:") location.assign(url.href);
+        } catch (err) {
+          showError(error, err.message);
+        }
+      },
+    }, `Continue with ${provider.name || provider.id}`));
+  }
+}
+oauthButtons();

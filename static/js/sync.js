@@ -1,0 +1,256 @@
+// Keeping a <video> on the room's clock (ARCHITECTURE.md § Sync model).
+//
+// Clock: every ping carries our send time; the pong carries the server's time. A sample's offset
+// is server_time - (sent + received) / 2 and its error is at most half its round trip, so of the
+// last KEEP samples we trust the one with the lowest round trip (NTP's rule, Jellyfin's too).
+//
+// Room position: the state's position is where the room was at its server_time, so the room is
+// now at position + (server now - server_time) * rate while playing.
+//
+// Drift (player - room), in bands (BANDS; the README says why these):
+//   |drift| < 25 ms          leave it: under a frame at 40 fps, below what people notice,
+//                            and two viewers inside it are at most 50 ms apart;
+//   25 ms .. 400 ms          nudge the playback rate, proportional to the drift
+//                            (drift / 0.5 s, at most ±10 %), until |drift| < 8 ms: no jump,
+//                            no stall, audio keeps its pitch (the browser time-stretches);
+//   >= 400 ms                seek, aiming ahead by the time seeks take here (learned), since a
+//                            rate nudge would need seconds. A viewer who keeps stalling is not
+//                            seeked more than once per cool-down (grows while seeks keep failing).
+// A buffering viewer waits (no chasing while the element is starved) and catches up when it
+// plays again: its stall never changes the room's state, so it never drags the others.
+
+export const BANDS = Object.freeze({
+  ignore: 0.025, settle: 0.008, seek: 0.4, maxNudge: 0.1, tau: 0.5,
+});
+const KEEP = 8;
+const TICK_MS = 100;
+
+export const localNow = () => performance.timeOrigin + performance.now();
+
+export class Clock {
+  constructor(keep = KEEP) {
+    this.keep = keep;
+    this.samples = [];
+    this.offset = 0;
+    this.rtt = null;
+  }
+
+  // A first guess from any server message (its latency unknown) until a real sample exists.
+  coarse(serverTime) {
+    if (!this.samples.length && Number.isFinite(serverTime)) this.offset = serverTime - localNow();
+  }
+
+  sample(sentAt, receivedAt, serverTime) {
+    const rtt = receivedAt - sentAt;
+    if (!Number.isFinite(rtt) || !Number.isFinite(serverTime) || rtt < 0 || rtt > 30000) return;
+    this.samples.push({ rtt, offset: serverTime - (sentAt + receivedAt) / 2 });
+    if (this.samples.length > this.keep) this.samples.shift();
+    const best = this.samples.reduce((a, b) => (b.rtt < a.rtt ? b : a));
+    this.offset = best.offset;
+    this.rtt = best.rtt;
+  }
+
+  now() { return localNow() + this.offset; }
+}
+
+export function roomPosition(state, serverNow) {
+  if (!state) return 0;
+  if (!state.playing) return state.position;
+  return Math.max(0, state.position + ((serverNow - state.server_time) / 1000) * state.rate);
+}
+
+// What to do about `drift` seconds (player minus room). `nudging`: a nudge is under way.
+export function correction(drift, roomRate, nudging, bands = BANDS) {
+  const size = Math.abs(drift);
+  if (size >= bands.seek) return { action: "seek", rate: roomRate, nudging: false };
+  if (!(nudging ? size > bands.settle : size > bands.ignore)) return { action: "none", rate: roomRate, nudging: false };
+  const k = Math.max(-bands.maxNudge, Math.min(bands.maxNudge, drift / bands.tau));
+  return { action: "nudge", rate: roomRate * (1 - k), nudging: true };
+}
+
+// Follows the room's playback state with one media element.
+export class Follower {
+  constructor(video, clock, { onReady = () => {}, onAutoplayBlocked = () => {}, onStats = () => {} } = {}) {
+    this.video = video;
+    this.clock = clock;
+    this.onReady = onReady;
+    this.onAutoplayBlocked = onAutoplayBlocked;
+    this.onStats = onStats;
+    this.state = null;
+    this.live = false;
+    this.nudging = false;
+    this.hard = true;          // a change to meet at once (new state, new movie, just joined)
+    // How far ahead to aim a seek made while the room plays: what a seek (and the start of play)
+    // costs here, learned from each one; a seek into data not yet loaded costs more.
+    this.lead = { buffered: 0.05, unbuffered: 0.25 };
+    this.lastSeek = -Infinity;
+    this.cooldown = 1500;      // ms between corrective seeks (grows while seeks keep failing)
+    this.pendingSeek = null;   // {at, kind} while a measured seek is under way
+    this.starting = false;     // seeked to start playing: play once the element can
+    this.playPending = false;
+    this.waiting = false;
+    this.ready = true;
+    this.readyTimer = 0;
+    this.drift = null;
+    const tick = () => this.tick();
+    for (const name of ["loadedmetadata", "canplay", "playing", "seeked"]) video.addEventListener(name, tick);
+    // Buffering: `waiting` while it should play; over when it plays again (`playing`), or, if
+    // the room paused meanwhile, when the element has data again (`canplay` while paused).
+    video.addEventListener("waiting", () => { this.waiting = true; this.setReadySoon(false); });
+    video.addEventListener("playing", () => { this.waiting = false; this.setReadySoon(true); });
+    for (const name of ["canplay", "canplaythrough"]) {
+      video.addEventListener(name, () => { if (video.paused) { this.waiting = false; this.setReadySoon(true); } });
+    }
+    video.addEventListener("emptied", () => {
+      this.waiting = false; this.nudging = false; this.hard = true; this.starting = false; this.pendingSeek = null;
+    });
+    this.timer = setInterval(tick, TICK_MS);
+  }
+
+  // Short stalls (a corrective seek) are not worth telling the room about.
+  setReadySoon(ready) {
+    clearTimeout(this.readyTimer);
+    if (ready === this.ready) return;
+    this.readyTimer = setTimeout(() => {
+      if (this.ready !== ready) { this.ready = ready; this.onReady(ready); }
+    }, ready ? 0 : 400);
+  }
+
+  // A new state from the server (hello, playback, sync). Older versions are ignored.
+  setState(state) {
+    if (this.state && state.version < this.state.version) return;
+    const before = this.state;
+    this.state = { ...state };
+    const now = this.clock.now();
+    if (!before || before.movie_id !== state.movie_id || before.playing !== state.playing
+        || Math.abs(roomPosition(before, now) - roomPosition(state, now)) > BANDS.ignore) {
+      // A change someone made: meet it at once rather than by nudging.
+      this.hard = true;
+      this.starting = false;
+    }
+    this.tick();
+  }
+
+  setLive(live) { this.live = live; }
+
+  target() {
+    const v = this.video;
+    let position = roomPosition(this.state, this.clock.now());
+    if (Number.isFinite(v.duration) && v.duration > 0) position = Math.min(position, v.duration);
+    return position;
+  }
+
+  isBuffered(position) {
+    const ranges = this.video.buffered;
+    for (let i = 0; i < ranges.length; i += 1) {
+      if (ranges.start(i) <= position && position + 0.5 <= ranges.end(i)) return true;
+    }
+    return false;
+  }
+
+  // Seek to where the room will be once the seek is done (while playing), or exactly (paused).
+  seek(target, ahead) {
+    const v = this.video;
+    const kind = this.isBuffered(target) ? "buffered" : "unbuffered";
+    let position = ahead ? target + this.lead[kind] * this.state.rate : target;
+    if (Number.isFinite(v.duration) && v.duration > 0) position = Math.min(position, Math.max(0, v.duration - 0.05));
+    v.currentTime = Math.max(0, position);
+    this.lastSeek = performance.now();
+    this.pendingSeek = ahead ? { at: this.lastSeek, kind } : null;
+    this.nudging = false;
+  }
+
+  play() {
+    const v = this.video;
+    if (this.playPending || !v.paused) return;
+    this.playPending = true;
+    v.play().catch((err) => {
+      if (err && err.name === "NotAllowedError" && !v.muted) {
+        // No user gesture yet: start muted (allowed everywhere) and offer to unmute.
+        v.muted = true;
+        this.onAutoplayBlocked();
+        return v.play();
+      }
+      return undefined;
+    }).catch(() => {}).finally(() => { this.playPending = false; });
+  }
+
+  setRate(rate) {
+    const v = this.video;
+    if (Math.abs(v.playbackRate - rate) > 0.0005) v.playbackRate = rate;
+  }
+
+  tick() {
+    const v = this.video, st = this.state;
+    if (!st || !st.movie_id || v.readyState < 1 /* HAVE_METADATA */) return;
+    if (this.live) {
+      // A live stream has no shared position: follow play/pause, stay at the live edge.
+      if (st.playing && v.paused) this.play();
+      if (!st.playing && !v.paused) v.pause();
+      return;
+    }
+    const target = this.target();
+    if (!st.playing) {
+      if (!v.paused) v.pause();
+      this.setRate(st.rate);
+      this.nudging = false;
+      this.starting = false;
+      if (!v.seeking && Math.abs(v.currentTime - target) > 0.02) this.seek(target, false);
+      this.report(v.seeking ? null : v.currentTime - target);
+      return;
+    }
+    if (v.seeking) return;
+    const atEnd = Number.isFinite(v.duration) && target >= v.duration - 0.05;
+    if (atEnd) { this.report(null); return; }
+    if (v.paused) {
+      // Starting (joined, resumed, new video): seek to where the room will be, wait until the
+      // element has data there, then play; the first reading afterwards teaches the lead.
+      this.setRate(st.rate);
+      if (this.playPending) return;
+      if (!this.starting && Math.abs(v.currentTime - target) > BANDS.ignore) {
+        this.starting = true;
+        this.seek(target, true);
+        return;
+      }
+      if (v.readyState >= 3 /* HAVE_FUTURE_DATA */) {
+        this.starting = false;
+        this.play();
+      }
+      return;
+    }
+    const drift = v.currentTime - target;
+    if (this.pendingSeek) {
+      // First reading after a seek made while playing: learn what seeks cost here.
+      const { kind, at } = this.pendingSeek;
+      if (!this.waiting && performance.now() - at < 5000) {
+        this.lead[kind] = Math.min(3, Math.max(0, this.lead[kind] - (0.5 * drift) / st.rate));
+      }
+      this.pendingSeek = null;
+    }
+    if (this.waiting && v.readyState < 3) { this.report(drift); return; }
+    const c = correction(drift, st.rate, this.nudging);
+    // After a change someone made, anything over 100 ms is met with a seek too: the picture
+    // jumped anyway, and a nudge would take a second or more.
+    if (c.action === "seek" || (this.hard && Math.abs(drift) > 0.1)) {
+      const since = performance.now() - this.lastSeek;
+      if (this.hard || since >= this.cooldown) {
+        this.cooldown = this.hard ? 1500 : Math.min(10000, since < 4000 ? this.cooldown * 2 : 1500);
+        this.seek(target, true);
+        this.setRate(st.rate);
+        this.hard = false;
+        this.report(drift);
+        return;
+      }
+    } else {
+      this.nudging = c.nudging;
+      this.setRate(c.rate);
+    }
+    this.hard = false;
+    this.report(drift);
+  }
+
+  report(drift) {
+    this.drift = drift;
+    this.onStats({ drift, rate: this.video.playbackRate, rtt: this.clock.rtt, nudging: this.nudging });
+  }
+}
