@@ -130,9 +130,21 @@ TEMPLATES = [
 if DATABASE_URL:
     DATABASES = {"default": env.db_url_config(DATABASE_URL)}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-        # Persistent connections: the WSGI workers keep one each (PERFORMANCE.md).
-        DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
-        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        pool_size = env.int("DB_POOL_MAX_SIZE", default=0)
+        if pool_size > 0:
+            # The ASGI `ws` process: Django runs sync code there on changing threads, and
+            # persistent per-thread connections pile up until PostgreSQL refuses clients
+            # (measured: 95 connections from 50 clients). A small psycopg pool bounds them.
+            DATABASES["default"]["CONN_MAX_AGE"] = 0
+            DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+                "min_size": 1,
+                "max_size": pool_size,
+                "timeout": 10,
+            }
+        else:
+            # Persistent connections: each WSGI worker keeps one (PERFORMANCE.md).
+            DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+            DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
     DATABASES = {
         "default": {

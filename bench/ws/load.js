@@ -1,0 +1,496 @@
+#!/usr/bin/env node
+// SyncTV WebSocket load client (bench/ws/run drives it; see bench/ws/README.md).
+//
+// One lean Node.js process opens every socket (the `ws` package), so sender and receivers share
+// one monotonic clock (performance.now()). Scenarios:
+//   fanout  N members of one room over the given nodes (round robin); the room creator sends
+//           `playback` changes every --interval ms; every member records the arrival of each
+//           event (matched by `version`). "last" = send -> arrival at the LAST member.
+//   chat    R rooms of S members over the nodes; steps of offered chat load (members sending at
+//           the per-user limit of 1/s); delivered frames/s, latency, CPU of each node.
+//   idle    N sockets on ONE node over the mem rooms; RSS of the node before / after.
+// Output: one JSON document on stdout (and --out FILE).
+
+'use strict';
+
+const fs = require('fs');
+const { performance } = require('perf_hooks');
+const WebSocket = require('ws');
+
+// --- arguments --------------------------------------------------------------------------------
+function parseArgs(argv) {
+  const a = {
+    scenario: '', layout: '', ports: '8101,8102', pids: '', host: '127.0.0.1', out: '',
+    n: 100, events: 60, interval: 250, deflate: false, concurrency: 32,
+    rates: '250,500,1000', phase: 10, perRoom: 10, rooms: 0, roomSize: 0, settle: 6, label: '',
+    extra: 0, maxConnectMs: 2000,
+  };
+  for (let i = 2; i < argv.length; i++) {
+    const k = argv[i].replace(/^--/, '');
+    if (k === 'deflate') { a.deflate = true; continue; }
+    const key = k.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
+    const v = argv[++i];
+    a[key] = typeof a[key] === 'number' ? Number(v) : v;
+  }
+  a.ports = String(a.ports).split(',').filter(Boolean).map(Number);
+  a.pids = String(a.pids).split(',').filter(Boolean).map(Number);
+  return a;
+}
+const args = parseArgs(process.argv);
+const layout = JSON.parse(fs.readFileSync(args.layout, 'utf8'));
+const ORIGIN = 'http://localhost:8000';
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const log = (...m) => process.stderr.write(`[load ${args.scenario}${args.label ? ' ' + args.label : ''}] ${m.join(' ')}\n`);
+
+// --- /proc readings ----------------------------------------------------------------------------
+const CLK_TCK = 100; // getconf CLK_TCK on Linux x86_64
+function cpuSeconds(pid) {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK; // utime + stime
+}
+function statusKiB(pid, key) {
+  const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm'));
+  return m ? Number(m[1]) : null;
+}
+function machineTicks() { // [busy, total] jiffies of the whole machine, from /proc/stat
+  const f = fs.readFileSync('/proc/stat', 'utf8');
+  const v = f.slice(0, f.indexOf('\n')).split(/\s+/).slice(1).map(Number);
+  const idle = v[3] + (v[4] || 0);
+  const total = v.reduce((a, b) => a + b, 0);
+  return [total - idle, total];
+}
+function cpuSnap() {
+  return { t: performance.now(), nodes: args.pids.map(cpuSeconds), client: process.cpuUsage(), machine: machineTicks() };
+}
+function cpuDelta(a, b) {
+  const wall = (b.t - a.t) / 1000;
+  const nodes = b.nodes.map((x, i) => x - a.nodes[i]);
+  const client = ((b.client.user - a.client.user) + (b.client.system - a.client.system)) / 1e6;
+  // Whole machine (all cores) busy time; minus nodes and client = PostgreSQL + Redis + anything
+  // else running on the machine (other workloads distort every figure: see README).
+  const machine = (b.machine[0] - a.machine[0]) / CLK_TCK;
+  const rest = machine - client - nodes.reduce((x, y) => x + y, 0);
+  return {
+    wall_s: round(wall, 3),
+    node_cpu_s: nodes.map((x) => round(x, 2)),
+    node_cpu_pct: nodes.map((x) => round((100 * x) / wall, 1)),
+    client_cpu_s: round(client, 2),
+    client_cpu_pct: round((100 * client) / wall, 1),
+    machine_busy_pct: round((100 * machine) / wall, 1), // of 100 * cores
+    other_cpu_pct: round((100 * Math.max(0, rest)) / wall, 1), // PostgreSQL, Redis, the rest of the machine
+  };
+}
+async function waitIdle(maxMs = 60000, quietMs = 1000) {
+  // Until no frame arrived for quietMs and every node used < 5% CPU over the last 500 ms.
+  const start = performance.now();
+  while (performance.now() - start < maxMs) {
+    const a = cpuSnap();
+    await sleep(500);
+    const b = cpuSnap();
+    const busy = b.nodes.some((x, i) => x - a.nodes[i] > 0.025);
+    if (!busy && performance.now() - lastFrameAt > quietMs) return round(performance.now() - start, 0);
+  }
+  return -1;
+}
+
+// --- statistics ---------------------------------------------------------------------------------
+function round(x, d = 2) { const p = 10 ** d; return Math.round(x * p) / p; }
+function pct(sorted, p) {
+  if (!sorted.length) return null;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i];
+}
+function summary(values) {
+  const s = Float64Array.from(values).sort();
+  if (!s.length) return { n: 0 };
+  let sum = 0; for (const v of s) sum += v;
+  return {
+    n: s.length, p50: round(pct(s, 50)), p90: round(pct(s, 90)), p99: round(pct(s, 99)),
+    max: round(s[s.length - 1]), mean: round(sum / s.length),
+  };
+}
+
+// --- sockets -------------------------------------------------------------------------------------
+let lastFrameAt = performance.now();
+const PREFIX = (t) => Buffer.from(`{"type":"${t}"`);
+const P_PLAYBACK = PREFIX('playback');
+const P_CHAT = PREFIX('chat');
+const P_HELLO = PREFIX('hello');
+const P_ERROR = PREFIX('error');
+const counters = { frames: 0, errors: 0, rate_limited: 0, closed_early: 0 };
+
+function startsWith(buf, prefix) {
+  return buf.length >= prefix.length && buf.compare(prefix, 0, prefix.length, 0, prefix.length) === 0;
+}
+function intAfter(buf, key) { // integer value after "key": in a JSON buffer (no full parse)
+  const i = buf.indexOf(key);
+  if (i < 0) return -1;
+  let j = i + key.length, v = 0;
+  for (; j < buf.length; j++) { const c = buf[j]; if (c < 48 || c > 57) break; v = v * 10 + (c - 48); }
+  return v;
+}
+
+// Open one socket; resolves with {ws, hello} on `hello`, rejects on anything else.
+function openSocket(port, roomId, token, onFrame) {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const ws = new WebSocket(`ws://${args.host}:${port}/ws/rooms/${roomId}/`, ['synctv.v1', `bearer.${token}`], {
+      origin: ORIGIN, perMessageDeflate: args.deflate, skipUTF8Validation: true, handshakeTimeout: 30000,
+    });
+    let hello = false;
+    ws.on('message', (buf) => {
+      const now = performance.now();
+      lastFrameAt = now;
+      counters.frames++;
+      if (!hello) {
+        if (startsWith(buf, P_HELLO)) {
+          hello = true;
+          const msg = JSON.parse(buf.toString());
+          resolve({ ws, port, hello: msg, connect_ms: now - t0, hello_bytes: buf.length });
+          return;
+        }
+        if (startsWith(buf, P_ERROR)) { reject(new Error(`refused: ${buf.toString().slice(0, 200)}`)); return; }
+      }
+      if (startsWith(buf, P_ERROR)) {
+        counters.errors++;
+        if (buf.indexOf('"rate_limited"') >= 0) counters.rate_limited++;
+      }
+      if (onFrame) onFrame(buf, now);
+    });
+    ws.on('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+    ws.on('error', (err) => { if (!hello) reject(err); });
+    ws.on('close', (code) => {
+      if (!hello) reject(new Error(`closed ${code} before hello`));
+      else if (!ws._benchClosing) counters.closed_early++;
+    });
+  });
+}
+
+// Open many sockets with at most `concurrency` handshakes in flight.
+async function openMany(specs) {
+  const results = new Array(specs.length);
+  const errors = [];
+  let next = 0;
+  const t0 = performance.now();
+  async function worker() {
+    while (next < specs.length) {
+      const i = next++;
+      const s = specs[i];
+      try {
+        results[i] = await openSocket(s.port, s.room, s.token, s.onFrame);
+      } catch (err) {
+        errors.push(`${i}: ${err.message}`);
+      }
+      if ((i + 1) % 1000 === 0) log(`${i + 1}/${specs.length} opened`);
+    }
+  }
+  await Promise.all(Array.from({ length: args.concurrency }, worker));
+  const wall = performance.now() - t0;
+  const ok = results.filter(Boolean);
+  return {
+    sockets: results,
+    stats: {
+      requested: specs.length, opened: ok.length, errors: errors.length, first_errors: errors.slice(0, 5),
+      wall_s: round(wall / 1000, 2), per_s: round(ok.length / (wall / 1000), 1),
+      connect_ms: summary(ok.map((r) => r.connect_ms)),
+      hello_bytes_max: ok.reduce((m, r) => Math.max(m, r.hello_bytes), 0),
+    },
+  };
+}
+function closeAll(sockets) {
+  for (const s of sockets) if (s) { s.ws._benchClosing = true; s.ws.terminate(); }
+}
+
+// --- scenario: fan-out of playback ------------------------------------------------------------------
+async function fanout() {
+  const room = layout.fanout;
+  const n = Math.min(args.n, room.members.length);
+  const E = args.events;
+  const arrivals = Array.from({ length: n }, () => new Float64Array(E).fill(NaN));
+  const sendAt = new Float64Array(E).fill(NaN);
+  let v0 = null; // playback version before the first event (from the sender's hello)
+  const dupes = { n: 0 };
+  const specs = [];
+  for (let i = 0; i < n; i++) {
+    const u = layout.users[room.members[i]];
+    const port = args.ports[i % args.ports.length];
+    specs.push({
+      port, room: room.id, token: u.token,
+      onFrame: (buf, now) => {
+        if (v0 === null || !startsWith(buf, P_PLAYBACK)) return;
+        const k = intAfter(buf, '"version":') - v0 - 1;
+        if (k >= 0 && k < E) { if (!isNaN(arrivals[i][k])) dupes.n++; else arrivals[i][k] = now; }
+      },
+    });
+  }
+  // The sender (room creator) first, alone: its hello gives the current version.
+  const { sockets, stats: connect } = await openMany(specs);
+  if (!sockets[0]) throw new Error('sender did not connect');
+  const sender = sockets[0];
+  const quiet_ms = await waitIdle();
+  v0 = sender.hello.playback.version;
+  log(`${connect.opened}/${n} connected in ${connect.wall_s}s; idle after ${quiet_ms} ms; sending ${E} events`);
+
+  const before = cpuSnap();
+  const t0 = performance.now() + 50;
+  for (let k = 0; k < E; k++) {
+    const due = t0 + k * args.interval;
+    const wait = due - performance.now();
+    if (wait > 0) await sleep(wait);
+    sendAt[k] = performance.now();
+    sender.ws.send(JSON.stringify({ type: 'playback', playing: k % 2 === 0, position: 10 + k * 1.5 }));
+  }
+  // Until every member has every event (or 5 s after the last one).
+  const deadline = performance.now() + 5000;
+  const complete = () => arrivals.every((a, i) => !sockets[i] || !a.some(isNaN));
+  while (performance.now() < deadline && !complete()) await sleep(20);
+  const after = cpuSnap();
+
+  const last = [], first = [], spread = [], all = [];
+  const lastByNode = args.ports.map(() => []);
+  let missing = 0;
+  for (let k = 0; k < E; k++) {
+    let mx = -Infinity, mn = Infinity;
+    const mxNode = args.ports.map(() => -Infinity);
+    for (let i = 0; i < n; i++) {
+      if (!sockets[i]) continue;
+      const t = arrivals[i][k];
+      if (isNaN(t)) { missing++; continue; }
+      const d = t - sendAt[k];
+      all.push(d);
+      if (d > mx) mx = d;
+      if (d < mn) mn = d;
+      const ni = i % args.ports.length;
+      if (d > mxNode[ni]) mxNode[ni] = d;
+    }
+    last.push(mx); first.push(mn); spread.push(mx - mn);
+    mxNode.forEach((v, ni) => lastByNode[ni].push(v));
+  }
+  const deliveries = all.length;
+  const cpu = cpuDelta(before, after);
+  const nodeCpu = cpu.node_cpu_s.reduce((a, b) => a + b, 0);
+  closeAll(sockets);
+  const drain_ms = await waitIdle(60000, 300);
+  return {
+    scenario: 'fanout', members: n, nodes: args.ports.length, events: E, interval_ms: args.interval,
+    deflate: args.deflate, connect, quiet_before_ms: quiet_ms,
+    last_ms: summary(last), first_ms: summary(first), spread_ms: summary(spread),
+    last_ms_by_node: lastByNode.map(summary), delivery_ms: summary(all),
+    deliveries, expected: E * connect.opened, missing, duplicates: dupes.n,
+    cpu, node_cpu_us_per_delivery: round((nodeCpu * 1e6) / Math.max(1, deliveries), 1),
+    client_cpu_us_per_delivery: round((cpu.client_cpu_s * 1e6) / Math.max(1, deliveries), 1),
+    counters: { ...counters }, drain_after_close_ms: drain_ms,
+    per_event_last_ms: last.map((x) => round(x, 2)),
+  };
+}
+
+// --- scenario: chat throughput ---------------------------------------------------------------------
+async function chat() {
+  const rooms = layout.chat.slice(0, args.rooms || layout.chat.length);
+  const size = args.roomSize || rooms[0].members.length;
+  const rates = String(args.rates).split(',').map(Number);
+  // seq -> [sendAt, firstArrival, lastArrival, deliveries]
+  const MAXSEQ = rates.reduce((a, r) => a + r * (args.phase + 6), 0) + 1000;
+  const sendAt = new Float64Array(MAXSEQ).fill(NaN);
+  const lastAt = new Float64Array(MAXSEQ).fill(NaN);
+  const got = new Uint16Array(MAXSEQ);
+  let lat = [];
+  const onFrame = (buf, now) => {
+    if (!startsWith(buf, P_CHAT)) return;
+    const i = buf.indexOf('"text":"m');
+    if (i < 0) return;
+    const seq = intAfter(buf, '"text":"m');
+    if (seq <= 0 || seq >= MAXSEQ || isNaN(sendAt[seq])) return;
+    got[seq]++;
+    if (!(lastAt[seq] >= now)) lastAt[seq] = now;
+    lat.push(now - sendAt[seq]);
+  };
+  const specs = [];
+  const members = []; // [roomIndex][memberIndex] -> spec index
+  rooms.forEach((room, r) => {
+    members.push([]);
+    for (let j = 0; j < Math.min(size, room.members.length); j++) {
+      members[r].push(specs.length);
+      specs.push({ port: args.ports[j % args.ports.length], room: room.id, token: layout.users[room.members[j]].token, onFrame, r });
+    }
+  });
+  const { sockets, stats: connect } = await openMany(specs);
+  const quiet_ms = await waitIdle();
+  log(`${connect.opened}/${specs.length} connected in ${connect.wall_s}s; idle after ${quiet_ms} ms`);
+  // Sender order: member 0 of every room, then member 1 of every room, ... (spread over rooms/nodes).
+  const order = [];
+  for (let j = 0; j < size; j++) for (let r = 0; r < rooms.length; r++) if (members[r][j] !== undefined) order.push(members[r][j]);
+
+  let seq = 1;
+  const phases = [];
+  for (const rate of rates) {
+    const senders = order.slice(0, Math.min(rate, order.length)).filter((i) => sockets[i]);
+    const perSender = rate / senders.length; // msgs per second per sender (<= 1 stays within the limit)
+    const total = Math.round(rate * args.phase);
+    const firstSeq = seq;
+    counters.rate_limited = 0;
+    lat = [];
+    const before = cpuSnap();
+    const t0 = performance.now() + 20;
+    for (let m = 0; m < total; m++) {
+      const due = t0 + (m * 1000) / rate;
+      const wait = due - performance.now();
+      if (wait > 1) await sleep(wait);
+      const s = sockets[senders[m % senders.length]];
+      sendAt[seq] = performance.now();
+      s.ws.send(`{"type":"chat","text":"m${seq}"}`);
+      seq++;
+    }
+    const sentWall = (performance.now() - t0) / 1000;
+    const before2 = cpuSnap();
+    // Drain: until every accepted message reached its room, or 5 s.
+    const deadline = performance.now() + 5000;
+    let lastDelivery = 0;
+    while (performance.now() < deadline) {
+      await sleep(50);
+      if (performance.now() - lastFrameAt > 500) break;
+    }
+    const after = cpuSnap();
+    let accepted = 0, deliveries = 0, complete = 0;
+    const lastLat = [];
+    for (let q = firstSeq; q < seq; q++) {
+      if (got[q] > 0) {
+        accepted++; deliveries += got[q];
+        if (got[q] >= size) complete++;
+        lastLat.push(lastAt[q] - sendAt[q]);
+        if (lastAt[q] > lastDelivery) lastDelivery = lastAt[q];
+      }
+    }
+    const span = (lastDelivery - t0) / 1000;
+    const cpu = cpuDelta(before, before2); // while sending (steady state)
+    const nodeCpu = cpu.node_cpu_s.reduce((a, b) => a + b, 0);
+    phases.push({
+      offered_msgs_per_s: rate, senders: senders.length, per_sender_per_s: round(perSender, 2),
+      sent: seq - firstSeq, accepted, rate_limited: counters.rate_limited, complete_to_all_members: complete,
+      send_wall_s: round(sentWall, 2), span_to_last_delivery_s: round(span, 2),
+      accepted_msgs_per_s: round(accepted / span, 1), delivered_frames_per_s: round(deliveries / span, 1),
+      deliveries, msg_last_ms: summary(lastLat), delivery_ms: summary(lat),
+      cpu, node_cpu_us_per_accepted_msg: round((nodeCpu * 1e6) / Math.max(1, accepted), 1),
+      node_cpu_us_per_delivery: round((nodeCpu * 1e6) / Math.max(1, deliveries), 1),
+      cpu_incl_drain: cpuDelta(before, after),
+    });
+    log(`rate ${rate}/s: accepted ${accepted}/${seq - firstSeq}, ${round(deliveries / span, 0)} frames/s, last p50 ${phases.at(-1).msg_last_ms.p50} p99 ${phases.at(-1).msg_last_ms.p99} ms, node cpu ${cpu.node_cpu_pct}`);
+    await waitIdle(20000, 500);
+  }
+  closeAll(sockets);
+  const drain_ms = await waitIdle(60000, 300);
+  return {
+    scenario: 'chat', rooms: rooms.length, room_size: size, nodes: args.ports.length, deflate: args.deflate,
+    phase_s: args.phase, connect, quiet_before_ms: quiet_ms, phases, counters: { ...counters }, drain_after_close_ms: drain_ms,
+  };
+}
+
+// --- scenario: many rooms changing playback at once (the write path's shared locks) -----------------
+async function storm() {
+  // The creator of each chat room (it holds PLAY_CONTROL) sends `playback` changes at
+  // --per-room changes/s (<= 20/s: the per-socket frame limit), all rooms at once, for --phase s.
+  // Counted at the sender: each change comes back to it through the hub.
+  const rooms = layout.chat.slice(0, args.rooms || layout.chat.length);
+  const perRoom = Number(args.perRoom || 10);
+  const sent = new Map(); // "room:k" -> send time
+  const lat = [];
+  let got = 0;
+  const specs = rooms.map((room, r) => ({
+    port: args.ports[r % args.ports.length], room: room.id, token: layout.users[room.members[0]].token,
+    onFrame: (buf, now) => {
+      if (!startsWith(buf, P_PLAYBACK)) return;
+      const pos = buf.indexOf('"position":');
+      const k = Math.round((parseFloat(buf.slice(pos + 11, pos + 30).toString()) - 1000) * 10);
+      const t = sent.get(`${r}:${k}`);
+      if (t !== undefined) { got++; lat.push(now - t); }
+    },
+  }));
+  const { sockets, stats: connect } = await openMany(specs);
+  await waitIdle();
+  const total = Math.round(perRoom * args.phase);
+  const before = cpuSnap();
+  const t0 = performance.now() + 20;
+  for (let k = 0; k < total; k++) {
+    const due = t0 + (k * 1000) / perRoom;
+    const wait = due - performance.now();
+    if (wait > 1) await sleep(wait);
+    sockets.forEach((s, r) => {
+      if (!s) return;
+      sent.set(`${r}:${k}`, performance.now());
+      // position encodes k (0.1 s steps from 1000 s), so the echo can be matched
+      s.ws.send(`{"type":"playback","playing":${k % 2 === 0},"position":${1000 + k / 10}}`);
+    });
+  }
+  const deadline = performance.now() + 5000;
+  while (performance.now() < deadline && performance.now() - lastFrameAt < 500) await sleep(50);
+  const after = cpuSnap();
+  const span = (performance.now() - t0) / 1000;
+  closeAll(sockets);
+  return {
+    scenario: 'storm', rooms: rooms.length, per_room_per_s: perRoom, offered_per_s: perRoom * rooms.length,
+    sent: sent.size, applied: got, applied_per_s: round(got / span, 1), errors: counters.errors,
+    rate_limited: counters.rate_limited, change_to_own_echo_ms: summary(lat), cpu: cpuDelta(before, after), connect,
+  };
+}
+
+// --- scenario: idle sockets on one node (memory) ------------------------------------------------------
+async function idle() {
+  const pid = args.pids[0];
+  const port = args.ports[0];
+  const rooms = layout.mem;
+  const n = args.n;
+  const rss0 = statusKiB(pid, 'VmRSS');
+  // Warm-up: one socket per room opened and closed, so lazy imports, the DB connection and the
+  // per-room Redis subscription machinery exist before the baseline is taken.
+  const warm = await openMany(rooms.slice(0, 5).map((room) => ({ port, room: room.id, token: layout.users[room.members[0]].token })));
+  closeAll(warm.sockets);
+  await sleep(500);
+  await waitIdle(20000, 500);
+  const rssBefore = statusKiB(pid, 'VmRSS');
+  const specs = [];
+  for (let k = 0; k < n; k++) {
+    const room = rooms[k % rooms.length];
+    const j = Math.floor(k / rooms.length) % room.members.length; // beyond 5,000: a user's 2nd socket
+    specs.push({ port, room: room.id, token: layout.users[room.members[j]].token });
+  }
+  const before = cpuSnap();
+  const { sockets, stats: connect } = await openMany(specs);
+  const opened = cpuSnap();
+  const quiet_ms = await waitIdle(90000);
+  log(`${connect.opened}/${n} open on one node in ${connect.wall_s}s (${connect.errors} errors); idle after ${quiet_ms} ms`);
+  await sleep(args.settle * 1000); // at least one presence heartbeat (5 s)
+  const idleA = cpuSnap();
+  await sleep(10000);
+  const idleB = cpuSnap();
+  const rssAfter = statusKiB(pid, 'VmRSS');
+  const rssAnon = statusKiB(pid, 'RssAnon');
+  const hwm = statusKiB(pid, 'VmHWM');
+  const threads = Number((fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/^Threads:\s+(\d+)/m) || [])[1]);
+  const fds = fs.readdirSync(`/proc/${pid}/fd`).length;
+  const alive = sockets.filter((s) => s && s.ws.readyState === WebSocket.OPEN).length;
+  const ms = (x) => round(x, 1);
+  const result = {
+    scenario: 'idle', node_port: port, requested: n, rooms: rooms.length, deflate: args.deflate, connect,
+    connect_cpu: cpuDelta(before, opened), quiet_after_connect_ms: quiet_ms,
+    alive_after_settle: alive, closed_early: counters.closed_early,
+    rss_start_kib: rss0, rss_before_kib: rssBefore, rss_after_kib: rssAfter, rss_anon_after_kib: rssAnon, vm_hwm_kib: hwm,
+    kib_per_socket: ms((rssAfter - rssBefore) / Math.max(1, alive)),
+    node_threads: threads, node_fds: fds,
+    idle_cpu_10s: cpuDelta(idleA, idleB),
+  };
+  closeAll(sockets);
+  return result;
+}
+
+(async () => {
+  const run = { fanout, chat, idle, storm }[args.scenario];
+  if (!run) throw new Error(`unknown --scenario ${args.scenario}`);
+  const result = await run();
+  result.label = args.label || undefined;
+  result.client = { node: process.version, ws: require('ws/package.json').version, concurrency: args.concurrency };
+  const text = JSON.stringify(result, null, 1);
+  if (args.out) fs.writeFileSync(args.out, text);
+  process.stdout.write(text + '\n');
+  process.exit(0);
+})().catch((err) => { log('FAILED', err.stack || err); process.exit(1); });

@@ -1,0 +1,281 @@
+"""Turn bench/ws/out/*.json (written by bench/ws/load.js) into bench/ws/RESULTS.md on stdout.
+
+Usage: .venv/bin/python bench/ws/report.py bench/ws/out > bench/ws/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+TARGET_FANOUT_P99_MS = 30.0
+TARGET_SOCKETS_PER_NODE = 5000
+TARGET_KIB_PER_SOCKET = 40.0
+
+
+def sh(cmd: str) -> str:
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception:
+        return ""
+
+
+def machine() -> list[str]:
+    cpu = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    mhz = sh("awk -F: '/cpu MHz/ {print $2; exit}' /proc/cpuinfo").strip()
+    versions = []
+    for dist in ("Django", "channels", "uvicorn", "websockets", "uvloop", "httptools", "redis", "psycopg"):
+        try:
+            versions.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            pass
+    pg = sh("psql -h 127.0.0.1 -U postgres -XAtc 'show server_version'")
+    redis = sh("redis-cli INFO server | awk -F: '/^redis_version/ {print $2}'").strip()
+    return [
+        f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Machine: {os.cpu_count()} vCPU ({cpu}{', ' + mhz.split('.')[0] + ' MHz' if mhz else ''}), "
+        f"{mem_kib / 1024 / 1024:.1f} GiB RAM, {platform.system()} {platform.release()}",
+        f"- Server: Python {platform.python_version()}, {', '.join(versions)}; PostgreSQL {pg}, Redis {redis}",
+        f"- Client: Node.js {sh('node --version')}, ws {client_ws_version()} (one process, every socket)",
+        "- Nodes: the Procfile `ws` line (uvicorn synctv.asgi:application, one process each, no --workers), "
+        "`SYNCTV_ENV=production`, `RATELIMIT_ENABLE=false`, `LOG_LEVEL=WARNING`, database and Redis on 127.0.0.1",
+    ]
+
+
+def client_ws_version() -> str:
+    try:
+        lock = json.loads((Path(__file__).parent / "package-lock.json").read_text())
+        return lock["packages"]["node_modules/ws"]["version"]
+    except Exception:
+        return "?"
+
+
+def load(out: Path, pattern: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(out.glob(pattern))]
+
+
+def f(x, d=1) -> str:
+    return "—" if x is None else f"{x:,.{d}f}"
+
+
+def busy(cpu: dict) -> str:
+    return f"{f(cpu.get('other_cpu_pct'), 0)} %"
+
+
+def fanout_table(rows: list[dict]) -> list[str]:
+    rows = sorted(rows, key=lambda r: (r["deflate"], r["members"]))
+    lines = [
+        "| members (nodes) | deflate | last p50 / p99 | first p50 | spread (last−first) p50 / p99 | "
+        "per-delivery p50 / p99 | events, missing | node CPU per delivery | client CPU per delivery | "
+        "node CPU % (A, B) | PG+Redis+other CPU | connect |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        c = r["connect"]
+        lines.append(
+            f"| {r['members']:,} ({r['nodes']}) | {'on' if r['deflate'] else 'off'} "
+            f"| **{f(r['last_ms']['p50'])} / {f(r['last_ms']['p99'])} ms** | {f(r['first_ms']['p50'])} ms "
+            f"| {f(r['spread_ms']['p50'])} / {f(r['spread_ms']['p99'])} ms "
+            f"| {f(r['delivery_ms']['p50'])} / {f(r['delivery_ms']['p99'])} ms "
+            f"| {r['events']}, {r['missing']} | {f(r['node_cpu_us_per_delivery'], 0)} µs "
+            f"| {f(r['client_cpu_us_per_delivery'], 0)} µs "
+            f"| {', '.join(f(x, 0) for x in r['cpu']['node_cpu_pct'])} | {busy(r['cpu'])} "
+            f"| {c['opened']:,}/{c['requested']:,} in {f(c['wall_s'])} s ({f(c['per_s'], 0)}/s), "
+            f"largest hello {c['hello_bytes_max'] / 1024:.0f} KiB |"
+        )
+    return lines
+
+
+def chat_table(r: dict) -> list[str]:
+    lines = [
+        f"{r['rooms']} rooms × {r['room_size']} members over {r['nodes']} nodes "
+        f"({r['connect']['opened']:,} sockets), {r['phase_s']} s per step; each sender sends at most 1 "
+        "message/s (the per-user chat limit: 5 burst, then 1/s, `RATELIMIT_ENABLE` does not lift it).",
+        "",
+        "| offered msg/s (senders) | accepted msg/s | delivered frames/s | rate limited | "
+        "msg → last member p50 / p99 | per-delivery p50 / p99 | node CPU % (A, B) | client CPU % | "
+        "PG+Redis+other CPU | node CPU per msg (per delivery) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for p in r["phases"]:
+        lines.append(
+            f"| {p['offered_msgs_per_s']:,} ({p['senders']:,}) | {f(p['accepted_msgs_per_s'], 0)} "
+            f"| **{f(p['delivered_frames_per_s'], 0)}** | {p['rate_limited']} "
+            f"| {f(p['msg_last_ms']['p50'])} / {f(p['msg_last_ms']['p99'])} ms "
+            f"| {f(p['delivery_ms']['p50'])} / {f(p['delivery_ms']['p99'])} ms "
+            f"| {', '.join(f(x, 0) for x in p['cpu']['node_cpu_pct'])} | {f(p['cpu']['client_cpu_pct'], 0)} "
+            f"| {busy(p['cpu'])} "
+            f"| {f(p['node_cpu_us_per_accepted_msg'], 0)} µs ({f(p['node_cpu_us_per_delivery'], 0)} µs) |"
+        )
+    return lines
+
+
+def idle_table(rows: list[dict]) -> list[str]:
+    lines = [
+        "| sockets on one node | deflate offered | opened / errors | connect rate | RSS before → after "
+        "| **KiB per idle socket** | node CPU while idle (10 s) | connect CPU per socket |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in sorted(rows, key=lambda r: (r["deflate"], r["requested"])):
+        c = r["connect"]
+        per_conn = r["connect_cpu"]["node_cpu_s"][0] * 1000 / max(1, c["opened"])
+        lines.append(
+            f"| {r['requested']:,} ({r['rooms']} rooms) | {'yes' if r['deflate'] else 'no'} "
+            f"| {c['opened']:,} / {c['errors']} (alive after settle: {r['alive_after_settle']:,}) "
+            f"| {f(c['per_s'], 0)}/s ({f(c['wall_s'])} s) "
+            f"| {r['rss_before_kib'] / 1024:,.1f} → {r['rss_after_kib'] / 1024:,.1f} MiB "
+            f"| **{f(r['kib_per_socket'])}** | {f(r['idle_cpu_10s']['node_cpu_pct'][0])} % "
+            f"| {f(per_conn)} ms |"
+        )
+    return lines
+
+
+def variants_section(out: Path) -> list[str]:
+    """Rows for bench/ws/out/variants/<VARIANTS>/ (bench/ws/variant_node.py), next to the baseline."""
+    dirs = (
+        sorted(p for p in (out / "variants").glob("*") if p.is_dir()) if (out / "variants").exists() else []
+    )
+    if not dirs:
+        return []
+    lines = [
+        "## Variants: proposed changes, measured before anyone edits the app",
+        "",
+        "Nodes started through `bench/ws/variant_node.py` with `VARIANTS=...` (monkeypatches, see its "
+        "docstring); same client, same sizes. Compare with the baseline row measured in the same "
+        "session (`baseline`); the machine was shared, so read the CPU columns before the latency ones.",
+        "",
+        "| variant | scenario | key figures | PG+Redis+other CPU |",
+        "| --- | --- | --- | --- |",
+    ]
+
+    def rows(tag: str, d: Path) -> None:
+        for p in sorted(d.glob("fanout-*.json")):
+            r = json.loads(p.read_text())
+            lines.append(
+                f"| {tag} | fan-out {r['members']:,}, deflate {'on' if r['deflate'] else 'off'} "
+                f"| last p50/p99 {f(r['last_ms']['p50'])}/{f(r['last_ms']['p99'])} ms, first p50 "
+                f"{f(r['first_ms']['p50'])} ms, spread p50 {f(r['spread_ms']['p50'])} ms, node CPU "
+                f"{f(r['node_cpu_us_per_delivery'], 1)} µs/delivery | {busy(r['cpu'])} |"
+            )
+        for p in sorted(d.glob("chat.json")):
+            r = json.loads(p.read_text())
+            best = max(r["phases"], key=lambda x: x["accepted_msgs_per_s"])
+            lines.append(
+                f"| {tag} | chat {r['rooms']}×{r['room_size']} | best step: {f(best['accepted_msgs_per_s'], 0)} msg/s "
+                f"accepted of {best['offered_msgs_per_s']:,} offered, {f(best['delivered_frames_per_s'], 0)} frames/s, "
+                f"msg→last p50 {f(best['msg_last_ms']['p50'])} ms, node CPU {', '.join(f(x, 0) for x in best['cpu']['node_cpu_pct'])} % "
+                f"| {busy(best['cpu'])} |"
+            )
+        for p in sorted(d.glob("storm.json")):
+            r = json.loads(p.read_text())
+            lines.append(
+                f"| {tag} | playback storm: {r['rooms']} rooms × {r['per_room_per_s']}/s "
+                f"| {f(r['applied_per_s'], 0)} changes/s applied of {r['offered_per_s']:,} offered, change→echo "
+                f"p50/p99 {f(r['change_to_own_echo_ms']['p50'])}/{f(r['change_to_own_echo_ms']['p99'])} ms, "
+                f"node CPU {', '.join(f(x, 0) for x in r['cpu']['node_cpu_pct'])} % | {busy(r['cpu'])} |"
+            )
+        for p in sorted(d.glob("idle-*.json")):
+            r = json.loads(p.read_text())
+            c = r["connect"]
+            per_conn = r["connect_cpu"]["node_cpu_s"][0] * 1000 / max(1, c["opened"])
+            lines.append(
+                f"| {tag} | idle {r['requested']:,} on one node, deflate {'on' if r['deflate'] else 'off'} "
+                f"| {f(r['kib_per_socket'])} KiB/socket, connect {f(c['per_s'], 0)}/s, "
+                f"{f(per_conn)} ms node CPU per connect | {busy(r['connect_cpu'])} |"
+            )
+
+    if (out / "storm.json").exists():
+        rows("(main run)", out)  # only the storm: the other main-run rows are in the tables above
+        lines[:] = [x for x in lines if "(main run)" not in x or "storm" in x]
+    for d in dirs:
+        rows(d.name, d)
+    return lines + [""]
+
+
+def verdicts(fan: list[dict], idle: list[dict]) -> list[str]:
+    out = ["| target | measured | |", "| --- | --- | --- |"]
+    big = [r for r in fan if r["members"] >= 1000 and not r["deflate"]]
+    if big:
+        p99 = big[0]["last_ms"]["p99"]
+        ok = "met" if p99 <= TARGET_FANOUT_P99_MS else "**missed**"
+        out.append(
+            f"| 1,000 members in one room over 2 nodes, last p99 ≤ {TARGET_FANOUT_P99_MS:.0f} ms "
+            f"| p50 {f(big[0]['last_ms']['p50'])} / p99 {f(p99)} ms | {ok} |"
+        )
+    for r in sorted(idle, key=lambda r: r["deflate"]):
+        label = "deflate offered (browsers)" if r["deflate"] else "no deflate (lean client)"
+        ok_m = r["kib_per_socket"] <= TARGET_KIB_PER_SOCKET
+        if r["requested"] >= TARGET_SOCKETS_PER_NODE:
+            ok_n = "met" if r["alive_after_settle"] >= TARGET_SOCKETS_PER_NODE else "**missed**"
+        else:
+            ok_n = f"(count not tried: {r['requested']:,} sockets)"
+        out.append(
+            f"| {TARGET_SOCKETS_PER_NODE:,} sockets per node, ≤ {TARGET_KIB_PER_SOCKET:.0f} KiB each — {label} "
+            f"| {r['alive_after_settle']:,} sockets, {f(r['kib_per_socket'])} KiB each "
+            f"| {ok_n} / {'met' if ok_m else '**missed**'} |"
+        )
+    return out
+
+
+def main() -> None:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "out")
+    fan = load(out, "fanout-*.json")
+    chat = load(out, "chat.json")
+    idle = load(out, "idle-*.json")
+    md = [
+        "# WebSocket benchmark results",
+        "",
+        "Written by `bench/ws/run` (`bench/ws/report.py` from `bench/ws/out/*.json`). What each figure "
+        "means and what limits it: `bench/ws/README.md`.",
+        "",
+        *machine(),
+        "",
+        "Server, PostgreSQL, Redis and the load client share the same cores. "
+        '"PG+Redis+other CPU" is machine busy time minus the nodes and the client: PostgreSQL, Redis, and '
+        "anything else that ran on the machine during the measurement (it should stay well under 100 %).",
+        "",
+        "## Targets",
+        "",
+        *verdicts(fan, idle),
+        "",
+    ]
+    if fan:
+        md += [
+            "## Fan-out: one `playback` change to every member of one room",
+            "",
+            "Members split evenly over the nodes (the sender, the room creator, on node A). "
+            '"last" = from the sender\'s `ws.send` to the arrival at the last member, p50/p99 over the events; '
+            '"first" = to the first member (the write path alone); "spread" = last − first (the fan-out alone).',
+            "",
+            *fanout_table(fan),
+            "",
+        ]
+    if chat:
+        md += ["## Chat throughput", "", *chat_table(chat[0]), ""]
+    if idle:
+        md += [
+            "## Idle sockets on one node (memory)",
+            "",
+            "RSS (VmRSS of the single uvicorn process) after a warm-up, then after every socket got its "
+            "`hello`, the join announcements died down and at least one presence heartbeat passed.",
+            "",
+            *idle_table(idle),
+            "",
+        ]
+    md += variants_section(out)
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
