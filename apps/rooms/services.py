@@ -493,13 +493,18 @@ def member_update(
     return target
 
 
-def member_kick(*, actor: RoomActor, room: Room, target: RoomMember, origin: Origin) -> None:
+def _require_moderation(actor: RoomActor, target: RoomMember, perm: int) -> None:
+    """Kick/ban/unban rules (apps.permissions.rules.check_moderation) as API errors."""
     try:
-        check_moderation(actor=actor, target=target, perm=Perm.KICK_MEMBERS)
+        check_moderation(actor=actor, target=target, perm=perm)
     except EscalationError as exc:
         if not actor.is_member:
             raise NotInRoom() from exc
         raise _escalation(exc) from exc
+
+
+def member_kick(*, actor: RoomActor, room: Room, target: RoomMember, origin: Origin) -> None:
+    _require_moderation(actor, target, Perm.KICK_MEMBERS)
     if target.status == MemberStatus.BANNED:
         raise InvalidInput("This member is banned; unban them instead.")
     with transaction.atomic():
@@ -518,12 +523,7 @@ def member_kick(*, actor: RoomActor, room: Room, target: RoomMember, origin: Ori
 def member_ban(
     *, actor: RoomActor, room: Room, target: RoomMember, reason: str = "", origin: Origin
 ) -> RoomMember:
-    try:
-        check_moderation(actor=actor, target=target, perm=Perm.BAN_MEMBERS)
-    except EscalationError as exc:
-        if not actor.is_member:
-            raise NotInRoom() from exc
-        raise _escalation(exc) from exc
+    _require_moderation(actor, target, Perm.BAN_MEMBERS)
     with transaction.atomic():
         target.status = MemberStatus.BANNED
         _announce_removed(room, target.user_id, "banned")
@@ -547,10 +547,7 @@ def member_unban(*, actor: RoomActor, room: Room, target: RoomMember, origin: Or
     creator's ban of another admin)."""
     if not actor.is_member:
         raise NotInRoom()
-    try:
-        check_moderation(actor=actor, target=target, perm=Perm.BAN_MEMBERS)
-    except EscalationError as exc:
-        raise _escalation(exc) from exc
+    _require_moderation(actor, target, Perm.BAN_MEMBERS)
     if target.status != MemberStatus.BANNED:
         raise InvalidInput("This member is not banned.")
     with transaction.atomic():
