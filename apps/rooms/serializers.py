@@ -42,6 +42,19 @@ class MaskField(serializers.Field):
         return int(value)
 
 
+class RefuseUnknownFields:
+    """Serializer mixin: a body key that is not a field is a 400 naming it, not silently ignored."""
+
+    unknown_message = "Unknown field."
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({key: [self.unknown_message] for key in unknown})
+        return super().to_internal_value(data)
+
+
 class UserRefSerializer(serializers.Serializer):
     id = serializers.CharField()
     username = serializers.SerializerMethodField()
@@ -50,7 +63,7 @@ class UserRefSerializer(serializers.Serializer):
         return user.public_name
 
 
-class RoomSettingsSerializer(serializers.Serializer):
+class RoomSettingsSerializer(RefuseUnknownFields, serializers.Serializer):
     hidden = StrictBooleanField(required=False)
     allow_guests = StrictBooleanField(required=False)
     join_requires_approval = StrictBooleanField(required=False)
@@ -58,12 +71,7 @@ class RoomSettingsSerializer(serializers.Serializer):
     admin_permissions = MaskField(required=False)
     guest_permissions = MaskField(required=False)
 
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({key: ["Unknown setting."] for key in unknown})
-        return super().to_internal_value(data)
+    unknown_message = "Unknown setting."
 
 
 class RoomSerializer(serializers.ModelSerializer):
@@ -125,7 +133,7 @@ class RoomCreateSerializer(serializers.Serializer):
     settings = RoomSettingsSerializer(required=False)
 
 
-class RoomUpdateSerializer(serializers.Serializer):
+class RoomUpdateSerializer(RefuseUnknownFields, serializers.Serializer):
     name = StrictCharField(min_length=1, max_length=50, required=False)
     description = StrictCharField(max_length=500, required=False, allow_blank=True)
     password = StrictCharField(
@@ -137,13 +145,6 @@ class RoomUpdateSerializer(serializers.Serializer):
         help_text="An empty string removes the password.",
     )
     settings = RoomSettingsSerializer(required=False)
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
-        return super().to_internal_value(data)
 
 
 class JoinSerializer(serializers.Serializer):
@@ -190,18 +191,12 @@ class MemberSerializer(serializers.ModelSerializer):
         return effective_permissions(room=member.room, member=member)
 
 
-class MemberUpdateSerializer(serializers.Serializer):
+class MemberUpdateSerializer(RefuseUnknownFields, serializers.Serializer):
+    """A misspelt field ("permission_added") must not pass for "nothing to change"."""
+
     role = serializers.ChoiceField(choices=["admin", "member"], required=False)
     permissions_added = MaskField(required=False)
     permissions_removed = MaskField(required=False)
-
-    def to_internal_value(self, data):
-        # A misspelt field ("permission_added") must not pass for "nothing to change".
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
-        return super().to_internal_value(data)
 
 
 class BanSerializer(serializers.Serializer):
