@@ -464,11 +464,29 @@ async function idle() {
   await sleep(10000);
   const idleB = cpuSnap();
   const rssAfter = statusKiB(pid, 'VmRSS');
+  // Then some traffic through every socket, as any socket in a real room gets: in each room one
+  // member sends 5 chat messages of 1,500 characters of varied text (~8 KB to every member).
+  // Memory touched only when a socket first carries data (compressor windows, buffers) shows up
+  // here, not in the figure above.
+  const roomSocket = new Map();
+  sockets.forEach((sk, k) => { if (sk && !roomSocket.has(k % rooms.length)) roomSocket.set(k % rooms.length, sk); });
+  const word = () => Math.random().toString(36).slice(2, 2 + 3 + Math.floor(Math.random() * 6));
+  for (let m = 0; m < 5; m++) {
+    for (const sk of roomSocket.values()) {
+      let text = '';
+      while (text.length < 1500) text += word() + ' ';
+      sk.ws.send(JSON.stringify({ type: 'chat', text: text.slice(0, 1500) }));
+    }
+    await sleep(100);
+  }
+  await waitIdle(60000, 1000);
+  await sleep(args.settle * 1000);
+  const rssTraffic = statusKiB(pid, 'VmRSS');
   const rssAnon = statusKiB(pid, 'RssAnon');
   const hwm = statusKiB(pid, 'VmHWM');
   const threads = Number((fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/^Threads:\s+(\d+)/m) || [])[1]);
   const fds = fs.readdirSync(`/proc/${pid}/fd`).length;
-  const alive = sockets.filter((s) => s && s.ws.readyState === WebSocket.OPEN).length;
+  const alive = sockets.filter((sk) => sk && sk.ws.readyState === WebSocket.OPEN).length;
   const ms = (x) => round(x, 1);
   const result = {
     scenario: 'idle', node_port: port, requested: n, rooms: rooms.length, deflate: args.deflate, connect,
@@ -476,6 +494,8 @@ async function idle() {
     alive_after_settle: alive, closed_early: counters.closed_early,
     rss_start_kib: rss0, rss_before_kib: rssBefore, rss_after_kib: rssAfter, rss_anon_after_kib: rssAnon, vm_hwm_kib: hwm,
     kib_per_socket: ms((rssAfter - rssBefore) / Math.max(1, alive)),
+    rss_after_traffic_kib: rssTraffic,
+    kib_per_socket_after_traffic: ms((rssTraffic - rssBefore) / Math.max(1, alive)),
     node_threads: threads, node_fds: fds,
     idle_cpu_10s: cpuDelta(idleA, idleB),
   };

@@ -123,9 +123,10 @@ def chat_table(r: dict) -> list[str]:
 
 def idle_table(rows: list[dict]) -> list[str]:
     lines = [
-        "| sockets on one node | deflate offered | opened / errors | connect rate | RSS before → after "
-        "| **KiB per idle socket** | node CPU while idle (10 s) | connect CPU per socket |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| sockets on one node | deflate offered | opened / errors | connect rate | RSS before → after hello → after traffic "
+        "| KiB per idle socket after hello | **KiB per idle socket after traffic** | node CPU while idle (10 s) "
+        "| connect CPU per socket |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in sorted(rows, key=lambda r: (r["deflate"], r["requested"])):
         c = r["connect"]
@@ -134,8 +135,10 @@ def idle_table(rows: list[dict]) -> list[str]:
             f"| {r['requested']:,} ({r['rooms']} rooms) | {'yes' if r['deflate'] else 'no'} "
             f"| {c['opened']:,} / {c['errors']} (alive after settle: {r['alive_after_settle']:,}) "
             f"| {f(c['per_s'], 0)}/s ({f(c['wall_s'])} s) "
-            f"| {r['rss_before_kib'] / 1024:,.1f} → {r['rss_after_kib'] / 1024:,.1f} MiB "
-            f"| **{f(r['kib_per_socket'])}** | {f(r['idle_cpu_10s']['node_cpu_pct'][0])} % "
+            f"| {r['rss_before_kib'] / 1024:,.1f} → {r['rss_after_kib'] / 1024:,.1f} → "
+            f"{r.get('rss_after_traffic_kib', 0) / 1024:,.1f} MiB "
+            f"| {f(r['kib_per_socket'])} | **{f(r.get('kib_per_socket_after_traffic'))}** "
+            f"| {f(r['idle_cpu_10s']['node_cpu_pct'][0])} % "
             f"| {f(per_conn)} ms |"
         )
     return lines
@@ -191,7 +194,7 @@ def variants_section(out: Path) -> list[str]:
             per_conn = r["connect_cpu"]["node_cpu_s"][0] * 1000 / max(1, c["opened"])
             lines.append(
                 f"| {tag} | idle {r['requested']:,} on one node, deflate {'on' if r['deflate'] else 'off'} "
-                f"| {f(r['kib_per_socket'])} KiB/socket, connect {f(c['per_s'], 0)}/s, "
+                f"| {f(r.get('kib_per_socket_after_traffic', r['kib_per_socket']))} KiB/socket, connect {f(c['per_s'], 0)}/s, "
                 f"{f(per_conn)} ms node CPU per connect | {busy(r['connect_cpu'])} |"
             )
 
@@ -214,15 +217,20 @@ def verdicts(fan: list[dict], idle: list[dict]) -> list[str]:
             f"| p50 {f(big[0]['last_ms']['p50'])} / p99 {f(p99)} ms | {ok} |"
         )
     for r in sorted(idle, key=lambda r: r["deflate"]):
-        label = "deflate offered (browsers)" if r["deflate"] else "no deflate (lean client)"
-        ok_m = r["kib_per_socket"] <= TARGET_KIB_PER_SOCKET
+        label = (
+            "client offers deflate like browsers (the server may decline it)"
+            if r["deflate"]
+            else "no deflate (lean client)"
+        )
+        kib = r.get("kib_per_socket_after_traffic", r["kib_per_socket"])
+        ok_m = kib <= TARGET_KIB_PER_SOCKET
         if r["requested"] >= TARGET_SOCKETS_PER_NODE:
             ok_n = "met" if r["alive_after_settle"] >= TARGET_SOCKETS_PER_NODE else "**missed**"
         else:
             ok_n = f"(count not tried: {r['requested']:,} sockets)"
         out.append(
             f"| {TARGET_SOCKETS_PER_NODE:,} sockets per node, ≤ {TARGET_KIB_PER_SOCKET:.0f} KiB each — {label} "
-            f"| {r['alive_after_settle']:,} sockets, {f(r['kib_per_socket'])} KiB each "
+            f"| {r['alive_after_settle']:,} sockets, {f(kib)} KiB each (after traffic) "
             f"| {ok_n} / {'met' if ok_m else '**missed**'} |"
         )
     return out
@@ -267,8 +275,11 @@ def main() -> None:
         md += [
             "## Idle sockets on one node (memory)",
             "",
-            "RSS (VmRSS of the single uvicorn process) after a warm-up, then after every socket got its "
-            "`hello`, the join announcements died down and at least one presence heartbeat passed.",
+            "RSS (VmRSS of the single uvicorn process) after a warm-up; then after every socket got its "
+            "`hello`, the join announcements died down and at least one presence heartbeat passed; then "
+            "again after ~8 KB of chat reached every socket (5 messages of 1,500 characters per room) and the "
+            "node went idle. Memory that is only touched when a socket first carries data (compressor windows) "
+            "shows in the last figure only; the target is judged on it.",
             "",
             *idle_table(idle),
             "",

@@ -1,15 +1,17 @@
 """Experiments, not production: the `ws` node with proposed changes applied as monkeypatches, so
 their effect can be measured with bench/ws/load.js before anyone edits the app.
 
-    VARIANTS=no_health_check,db_threads,lean_connect,frame_once PORT=8101 \
-        .venv/bin/python bench/ws/variant_node.py
+    VARIANTS=db_threads,lean_connect .venv/bin/python bench/ws/variant_node.py \
+        synctv.asgi:application --port 8101 ...        # then uvicorn's own options
 
-Same server options as the Procfile `ws` line. Each variant mirrors one proposal in
+bench/ws/run (with VARIANTS=...) starts it with the Procfile `ws` line, `uvicorn` replaced by this
+script, so the options and environment are the Procfile's. Each variant mirrors one proposal in
 bench/ws/README.md ("What limits it"):
 
-  no_health_check  CONN_HEALTH_CHECKS off in the ws process: channels' database_sync_to_async
-                   calls close_old_connections() around every call, which with health checks on
-                   costs a `SELECT 1` round trip before the first query of every call.
+  no_health_check  CONN_HEALTH_CHECKS off: channels' database_sync_to_async calls
+                   close_old_connections() around every call, which with health checks on costs a
+                   `SELECT 1` before the first query of every call (only with persistent
+                   connections, i.e. without DB_POOL_MAX_SIZE; the Procfile now sets a pool).
   db_threads       consumer DB calls on a small thread pool (thread_sensitive=False) instead of
                    the one thread every consumer of the process shares.
   lean_connect     connect with 5 queries instead of 8: the member row brings its user and room
@@ -159,13 +161,9 @@ for name in sorted(VARIANTS - {"baseline"}):  # "baseline": the same launcher, n
     print(f"variant applied: {name}", file=sys.stderr, flush=True)
 
 if __name__ == "__main__":
-    import uvicorn
+    # The rest of the command line is uvicorn's (bench/ws/run passes the Procfile `ws` line with
+    # `uvicorn` replaced by this script), so a variant runs with exactly the Procfile's options.
+    import uvicorn.main
 
-    uvicorn.run(
-        "synctv.asgi:application",
-        host="0.0.0.0",
-        port=int(os.environ.get("PORT", "8000")),
-        timeout_graceful_shutdown=10,
-        proxy_headers=True,
-        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
-    )
+    sys.argv = ["uvicorn", *sys.argv[1:]]
+    uvicorn.main.main()
