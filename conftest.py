@@ -30,7 +30,9 @@ def _service_available(marker: str) -> bool:
     if marker == "redis":
         return bool(settings.REDIS_URL)
     if marker == "postgres":
-        return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+        from django.db import connection
+
+        return connection.vendor == "postgresql"
     return True
 
 

@@ -93,18 +93,20 @@ INSTALLED_APPS = [
     "apps.web",
 ]
 
+# Session, cookie login and messages are only for browser requests (pages, the admin): the JSON
+# API authenticates bearer tokens in DRF and skips them (apps/core/middleware.py).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "apps.core.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "apps.core.middleware.AuthenticationMiddleware",
+    "apps.core.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.web.middleware.ContentSecurityPolicyMiddleware",
-    "auditlog.middleware.AuditlogMiddleware",
+    "apps.core.middleware.CurrentRequestMiddleware",  # who/where for django-auditlog entries
 ]
 
 ROOT_URLCONF = "synctv.urls"
@@ -130,6 +132,9 @@ TEMPLATES = [
 if DATABASE_URL:
     DATABASES = {"default": env.db_url_config(DATABASE_URL)}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django's PostgreSQL backend with a health check that polls the socket instead of
+        # sending `SELECT 1` when it can (apps/core/postgresql/base.py).
+        DATABASES["default"]["ENGINE"] = "apps.core.postgresql"
         pool_size = env.int("DB_POOL_MAX_SIZE", default=0)
         if pool_size > 0:
             # The ASGI `ws` process: Django runs sync code there on changing threads, and

@@ -45,12 +45,20 @@ def _user_with_session_state(*, user_id: str, session_id: str) -> User | None:
 _USER_FIELDS = [f.attname for f in User._meta.concrete_fields]
 
 
+_CONVERTERS: list | None = None
+
+
 def _convert(values):
-    """Apply the backend's converters (SQLite hands datetimes back as strings)."""
+    """Apply the backend's converters (SQLite hands datetimes back as strings). Which converters
+    a column needs is worked out once per process (one database per process)."""
+    global _CONVERTERS
+    if _CONVERTERS is None:
+        cols = [field.get_col(User._meta.db_table) for field in User._meta.concrete_fields]
+        _CONVERTERS = [(col, connection.ops.get_db_converters(col)) for col in cols]
     out = []
-    for field, value in zip(User._meta.concrete_fields, values, strict=True):
-        for converter in connection.ops.get_db_converters(field.get_col(User._meta.db_table)):
-            value = converter(value, field.get_col(User._meta.db_table), connection)
+    for value, (col, converters) in zip(values, _CONVERTERS, strict=True):
+        for converter in converters:
+            value = converter(value, col, connection)
         out.append(value)
     return out
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 
 import pytest
+from auditlog.models import LogEntry
 from django.contrib.admin.sites import site
 from django.contrib.auth.hashers import make_password
 from django.db import transaction
@@ -241,6 +242,9 @@ def test_role_change_goes_through_the_services(admin_client, root):
     assert event.user_id == root.pk and event.resource_id == bob.pk
     assert event.details == {"from": "user", "to": "admin"}
     assert (event.ip, event.user_agent) == (ADMIN_IP, ADMIN_UA)
+    # django-auditlog's history names the moderator and the address too.
+    entry = LogEntry.objects.get_for_object(bob).filter(changes__has_key="role").latest("timestamp")
+    assert (entry.actor_id, entry.remote_addr) == (root.pk, ADMIN_IP)
 
 
 def test_ban_in_the_change_form_ends_sessions_and_records_the_reason(admin_client, root):

@@ -318,3 +318,21 @@ def test_auditlog_password_only_save_leaves_no_password_trace(alice):
     for entry in after[before:]:
         assert "password" not in (entry.changes or {})
     assert all("argon2" not in str(e.changes) for e in after)
+
+
+@pytest.mark.parametrize(
+    ("proxies", "forwarded_for", "address"),
+    [
+        (0, "6.6.6.6", IP),  # no proxy trusted: the spoofable header is not the address
+        (1, "6.6.6.6, 192.0.2.44", "192.0.2.44"),  # what the one trusted proxy saw
+    ],
+)
+def test_auditlog_names_the_bearer_token_user_and_the_client_address(alice, proxies, forwarded_for, address):
+    pair = open_session(alice)
+    with override_settings(TRUSTED_PROXY_COUNT=proxies):
+        r = client(pair.access, HTTP_X_FORWARDED_FOR=forwarded_for).patch(
+            "/api/v1/users/me", {"email": f"alice{proxies}@example.com"}, format="json"
+        )
+    assert r.status_code == 200, r.content
+    entry = [e for e in _user_log(alice) if "email" in (e.changes or {})][-1]
+    assert (entry.actor_id, entry.remote_addr) == (alice.pk, address)
