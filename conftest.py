@@ -51,18 +51,21 @@ def _fresh_process_state():
     """Each test starts with empty caches and a key store that re-reads the database."""
     from django.core.cache import caches
 
+    from apps.accounts import authcache
     from apps.accounts.keystore import keystore
     from apps.core.redis import get_redis, redis_breaker
 
     keystore.invalidate()
+    authcache.forget_all()
     # Process-wide: a test that made Redis fail must not leave the next one on the fallback.
     redis_breaker.reset()
     for alias in settings.CACHES:
         caches[alias].clear()
     client = get_redis()
     if client is not None:
-        for key in client.scan_iter("token:revoked:*"):
-            client.delete(key)
+        for pattern in ("token:revoked:*", "auth:stamp:*"):
+            for key in client.scan_iter(pattern):
+                client.delete(key)
     yield
     keystore.invalidate()
     redis_breaker.reset()

@@ -5,11 +5,14 @@ median (and p90) of N timed calls after a short warm-up, wall time on one thread
 
   rs256_verify_pyjwt      jwt.decode() of our access token with the public key object (RS256 only)
   access_token_verify     apps.accounts.tokens.AccessToken(raw): header, kid lookup, RS256, claims
-  auth_pipeline           apps.accounts.selectors.authenticate_access_token(raw): verify + Redis
-                          EXISTS + one PostgreSQL query, connection kept open (no request boundary)
-  auth_pipeline_request   the same preceded by django.db.close_old_connections(), i.e. what each
-                          HTTP request pays: with CONN_HEALTH_CHECKS=True the first query of a
-                          request is preceded by a `SELECT 1` round trip
+  auth_pipeline           apps.accounts.selectors.authenticate_access_token(raw) as every request
+                          after the first of a session pays it: verify + one Redis MGET (revoked
+                          jti, the user's stamp), the user row from this process's authcache
+  auth_pipeline_miss      the same with the authcache emptied first: verify + Redis + one
+                          PostgreSQL query (user + live session), connection kept open
+  auth_pipeline_request   auth_pipeline_miss preceded by django.db.close_old_connections(), i.e.
+                          the first request of a session: the connection health check (a socket
+                          poll in apps/core/postgresql, not a `SELECT 1`) and the query
   redis_exists            one Redis EXISTS round trip (django-free client)
   pg_select1              one `SELECT 1` round trip on the open Django connection
   rs256_sign              one access-token mint + sign (what login/refresh pay per token)
@@ -40,7 +43,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.auth.hashers import get_hasher  # noqa: E402
 from django.db import close_old_connections, connection  # noqa: E402
 
-from apps.accounts import services  # noqa: E402
+from apps.accounts import authcache, services  # noqa: E402
 from apps.accounts.keystore import keystore  # noqa: E402
 from apps.accounts.models import User  # noqa: E402
 from apps.accounts.selectors import authenticate_access_token  # noqa: E402
@@ -86,9 +89,13 @@ def main() -> None:
             cur.execute("SELECT 1")
             cur.fetchone()
 
+    def pipeline_miss():
+        authcache.forget_all()
+        authenticate_access_token(raw)
+
     def pipeline_request():
         close_old_connections()
-        authenticate_access_token(raw)
+        pipeline_miss()
 
     results = {
         "rs256_verify_pyjwt": timed(
@@ -103,6 +110,7 @@ def main() -> None:
         ),
         "access_token_verify": timed(lambda: AccessToken(raw), n_fast),
         "auth_pipeline": timed(lambda: authenticate_access_token(raw), n_fast),
+        "auth_pipeline_miss": timed(pipeline_miss, n_fast),
         "auth_pipeline_request": timed(pipeline_request, n_fast),
         "redis_exists": timed(lambda: redis.exists("token:revoked:bench-none"), n_fast),
         "pg_select1": timed(pg_select1, n_fast),

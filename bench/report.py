@@ -232,8 +232,9 @@ def main() -> None:
     names = [
         ("rs256_verify_pyjwt", "RS256 verify alone (`jwt.decode` with a loaded key)"),
         ("access_token_verify", "one RS256 verify through our backend: `AccessToken(raw)`"),
-        ("auth_pipeline", "`authenticate_access_token(raw)`: verify + Redis + PostgreSQL"),
-        ("auth_pipeline_request", "the same after `close_old_connections()` (per-request cost)"),
+        ("auth_pipeline", "`authenticate_access_token(raw)`, user row cached: verify + one Redis `MGET`"),
+        ("auth_pipeline_miss", "the same, cache emptied first: verify + Redis + one PostgreSQL query"),
+        ("auth_pipeline_request", "the miss after `close_old_connections()` (a session's first request)"),
         ("redis_exists", "one Redis `EXISTS` round trip"),
         ("pg_select1", "one PostgreSQL `SELECT 1` round trip"),
         ("rs256_sign", "mint + RS256-sign one access token"),

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_save
 
 
 class AccountsConfig(AppConfig):
@@ -13,3 +14,13 @@ class AccountsConfig(AppConfig):
 
         # Model-level history for moderators; never the password hash.
         auditlog.register(User, exclude_fields=["password", "last_login"])
+
+        # Any change to a user reaches every process's authentication cache (authcache).
+        post_save.connect(_user_changed, sender=User, dispatch_uid="authcache-user-saved")
+        post_delete.connect(_user_changed, sender=User, dispatch_uid="authcache-user-deleted")
+
+
+def _user_changed(sender, instance, **kwargs) -> None:
+    from apps.accounts import authcache
+
+    authcache.user_changed(instance.pk)

@@ -13,6 +13,7 @@ import time
 
 from django.core.cache import caches
 
+from apps.accounts import authcache
 from apps.core.redis import RedisUnavailable, call_redis, get_redis
 
 logger = logging.getLogger(__name__)
@@ -48,3 +49,20 @@ def is_revoked(jti: str) -> bool:
             logger.warning("Redis unavailable: revocation check uses this process's cache")
     # Also what this process learned while Redis was away (it never reached Redis).
     return _local().get(key) is not None
+
+
+def check(jti: str, user_id: str) -> tuple[bool, str | None]:
+    """``(revoked, stamp)``: whether ``jti`` is revoked and, in the same Redis round trip, the
+    user's authentication stamp (``authcache``; None when Redis has none or does not answer)."""
+    key = KEY.format(jti=jti)
+    if get_redis() is not None:
+        try:
+            revoked, stamp = call_redis(lambda client: client.mget(key, authcache.stamp_key(user_id)))
+        except RedisUnavailable:
+            logger.warning("Redis unavailable: revocation check uses this process's cache")
+            authcache.forget_all()
+        else:
+            if revoked is not None:
+                return True, None
+            return _local().get(key) is not None, stamp
+    return _local().get(key) is not None, None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db import connection
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 
-from apps.accounts import revocation
+from apps.accounts import authcache, revocation
 from apps.accounts.models import AuthSession, Role, User
 from apps.accounts.tokens import AccessToken, GuestToken
 from apps.core.errors import TokenInvalid, TokenRevoked, UserBanned
@@ -27,18 +29,31 @@ def _user_with_session_state(*, user_id: str, session_id: str) -> User | None:
         columns = ", ".join(f'u."{f.column}"' for f in User._meta.concrete_fields)
         _USER_WITH_SESSION_SQL = (
             f'SELECT {columns}, EXISTS(SELECT 1 FROM "{session_table}" s WHERE s."id" = %s '  # noqa: S608 - names from the model, values are parameters
-            f'AND s."user_id" = u."id" AND s."revoked_at" IS NULL AND s."expires_at" > %s) AS session_live '
+            f'AND s."user_id" = u."id" AND s."revoked_at" IS NULL AND s."expires_at" > %s) AS session_live, '
+            f'EXISTS(SELECT 1 FROM "{session_table}" s WHERE s."id" = %s '
+            f'AND s."user_id" = u."id" AND s."revoked_at" IS NULL AND s."expires_at" > %s) AS live_later '
             f'FROM "{user_table}" u WHERE u."id" = %s'
         )
-    now = connection.ops.adapt_datetimefield_value(timezone.now())  # as the ORM would send it
+    now = timezone.now()
+    later = now + timedelta(seconds=authcache.MAX_AGE_S)
+    adapt = connection.ops.adapt_datetimefield_value  # as the ORM would send them
     with connection.cursor() as cursor:
-        cursor.execute(_USER_WITH_SESSION_SQL, [session_id, now, user_id])
+        cursor.execute(_USER_WITH_SESSION_SQL, [session_id, adapt(now), session_id, adapt(later), user_id])
         row = cursor.fetchone()
     if row is None:
         return None
-    # from_db, not .raw(): the same model instance (converters included) for less CPU.
-    user = User.from_db(connection.alias, _USER_FIELDS, _convert(row[:-1]))
-    user.session_live = bool(row[-1])
+    values = tuple(_convert(row[:-2]))
+    user = _user_from_row(values)
+    user.session_live = bool(row[-2])
+    user.cacheable = bool(row[-1])  # the session stays live for as long as an entry may be used
+    return user
+
+
+def _user_from_row(values: tuple) -> User:
+    # from_db, not .raw(): the same model instance (converters included) for less CPU. A new
+    # instance every time: a view may change the one it gets.
+    user = User.from_db(connection.alias, _USER_FIELDS, values)
+    user.row_values = values
     return user
 
 
@@ -65,7 +80,8 @@ def _convert(values):
 
 def authenticate_access_token(raw: str | bytes) -> tuple[User, AccessToken | GuestToken]:
     """SECURITY.md §1.1 pipeline: verify (RS256, exp, iss, type) -> jti not revoked -> load the
-    user -> not banned -> session still live. One Redis round trip and one database query.
+    user -> not banned -> session still live. One Redis round trip, and one database query
+    unless this process loaded the same user and session since anything changed (authcache).
     Guest tokens pass too; what they may open is decided by the permission layer (``rid``).
 
     Raises TokenInvalid, TokenRevoked or UserBanned.
@@ -82,11 +98,19 @@ def authenticate_access_token(raw: str | bytes) -> tuple[User, AccessToken | Gue
     sid = token.get("sid")
     if not isinstance(sid, str) or not isinstance(token["sub"], str):
         raise TokenInvalid()
-    if revocation.is_revoked(token["jti"]):
+    revoked, stamp = revocation.check(token["jti"], token["sub"])
+    if revoked:
         raise TokenRevoked()
-    user = _user_with_session_state(user_id=token["sub"], session_id=sid)
-    if user is None:
-        raise TokenInvalid()
+    cached = authcache.lookup(token["sub"], sid, stamp)
+    if cached is not None:  # loaded by an earlier request; nothing about it changed since
+        user = _user_from_row(cached)
+        user.session_live = True
+    else:
+        user = _user_with_session_state(user_id=token["sub"], session_id=sid)
+        if user is None:
+            raise TokenInvalid()
+        if user.cacheable:
+            authcache.store(token["sub"], sid, stamp, user.row_values)
     if user.role == Role.BANNED:
         raise UserBanned()
     if not user.session_live:

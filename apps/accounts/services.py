@@ -17,7 +17,7 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 
-from apps.accounts import revocation
+from apps.accounts import authcache, revocation
 from apps.accounts.models import STAFF_ROLES, AuthSession, Role, User
 from apps.accounts.tokens import AccessToken, RefreshToken, mint_access, mint_refresh
 from apps.audit.services import audit_record
@@ -99,6 +99,8 @@ def _sessions_revoke_all(*, user: User, reason: str) -> int:
 
 
 def _announce_sessions_changed(user: User) -> None:
+    # The stamp first: a socket that re-checks its token on the news must not find a cached row.
+    authcache.user_changed(user.pk)
     realtime.user_event(user.pk, {"type": "_sessions_revoked"})
 
 
