@@ -72,6 +72,10 @@ PORT = env.int("PORT", default=8000)
 SYNCTV_NODE_ID = env.str("SYNCTV_NODE_ID", default="") or f"{socket.gethostname()}:{PORT}"
 PUBLIC_URL = env.str("PUBLIC_URL", default="http://localhost:8000")
 WS_PUBLIC_URL = env.str("WS_PUBLIC_URL", default="")
+# Threads for the WebSocket consumers' database calls (apps/rooms/consumers.py: db_threads).
+# 0 = automatic: 1 on SQLite (concurrent writers lock it), 4 on PostgreSQL; never more than
+# the psycopg pool minus one (DB_POOL_MAX_SIZE) when a pool is configured.
+WS_DB_THREADS = env.int("WS_DB_THREADS", default=0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -160,13 +160,17 @@ class Cluster:
         assert result.returncode == 0, result.stdout + result.stderr
         return result
 
-    def start(self, *names: str, timeout: float = 60) -> list[Node]:
+    def start(
+        self, *names: str, timeout: float = 60, command: str | None = None, **env_extra: str
+    ) -> list[Node]:
+        """Start ``ws`` nodes with the Procfile's command (or ``command``) and the cluster's
+        environment (plus ``env_extra``)."""
         started = []
         for name in names:
             port = free_port()
-            env = {**self.env, "PORT": str(port), "SYNCTV_NODE_ID": f"{name}-{port}"}
+            env = {**self.env, **env_extra, "PORT": str(port), "SYNCTV_NODE_ID": f"{name}-{port}"}
             log = self.tmp / f"{name}-{port}.log"
-            proc = self._stack.enter_context(running(procfile_command("ws"), env=env, log=log))
+            proc = self._stack.enter_context(running(command or procfile_command("ws"), env=env, log=log))
             started.append(Node(name, port, proc, log))
         for node in started:
             r = wait_http(f"{node.http}/healthz", proc=node.proc, log=node.log, timeout=timeout)
@@ -248,6 +252,15 @@ class Api:
 
     def join(self, who: Account, room: dict) -> dict:
         return self.call("POST", f"rooms/{room['id']}/join", who=who, body={}, expect=(200, 201)).json()
+
+    def room_with_members(self, prefix: str, members: int, **settings) -> tuple[Account, list[Account], dict]:
+        """An owner ``{prefix}owner``, a room, and ``members`` registered users who joined it."""
+        owner = self.register(f"{prefix}owner")
+        joined = [self.register(f"{prefix}member{i}") for i in range(members)]
+        room = self.create_room(owner, f"{prefix} room", **settings)
+        for who in joined:
+            self.join(who, room)
+        return owner, joined, room
 
     def guest(self, room: dict, name: str) -> Account:
         body = self.call("POST", f"rooms/{room['id']}/guest", body={"name": name}, expect=200).json()
@@ -388,8 +401,10 @@ async def dial(
     label: str = "ws",
     via_query: bool = False,
     subprotocols: list[str] | None = None,
+    compression: str | None = "deflate",
 ) -> WS:
-    """Open a socket (no waiting for hello): bearer subprotocol, or ``?token=`` with ``via_query``."""
+    """Open a socket (no waiting for hello): bearer subprotocol, or ``?token=`` with ``via_query``.
+    Like a browser, the client offers per-message deflate unless ``compression=None``."""
     if subprotocols is None:
         subprotocols = [SUBPROTOCOL] + ([f"bearer.{token}"] if token and not via_query else [])
     if via_query and token:
@@ -402,6 +417,7 @@ async def dial(
         close_timeout=3,
         max_size=None,
         ping_interval=None,
+        compression=compression,
     )
     return WS(conn, label)
 

@@ -11,13 +11,18 @@ every failure becomes an ``error`` frame.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
+from channels.consumer import get_handler_name
+from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.db import connections
 
 from apps.accounts.selectors import authenticate_access_token
 from apps.core import realtime
@@ -25,7 +30,7 @@ from apps.core.context import Origin
 from apps.core.errors import ApplicationError, NotFound, UserBanned
 from apps.permissions.flags import Perm
 from apps.rooms import messages, selectors, services
-from apps.rooms.hub import hub
+from apps.rooms.hub import direct_protocol, hub
 from apps.rooms.models import ChatMessage
 from apps.rooms.moderation import clean_text, escape
 
@@ -62,6 +67,56 @@ _emoji_buckets: dict[str, TokenBucket] = {}
 CHAT_BURST, CHAT_RATE = 5, 1.0
 EMOJI_BURST, EMOJI_RATE = 10, 3.0
 FRAME_BURST, FRAME_RATE = 40, 20.0  # any frame, per socket
+
+
+# --- database calls ---------------------------------------------------------------------------------
+# channels' ``database_sync_to_async`` runs every call of the process on ONE thread (thread-
+# sensitive), so chat inserts and playback writes of all sockets queue there. On PostgreSQL they run
+# on a small pool of threads instead, each with its own connection (from the psycopg pool when one
+# is configured; DatabaseSyncToAsync returns it after every call). Calls of one socket still run one
+# at a time: a consumer handles its frames in order. SQLite keeps the one thread: concurrent
+# writers there fail with "database is locked".
+DEFAULT_PG_DB_THREADS = 4
+
+
+def resolve_db_threads(*, requested: int, vendor: str, pool: object) -> int:
+    """Threads for consumer database calls. ``requested``: WS_DB_THREADS (0 = automatic);
+    ``pool``: the database's ``OPTIONS["pool"]`` (None, True or psycopg_pool arguments)."""
+    if vendor != "postgresql":
+        return 1
+    threads = requested if requested > 0 else DEFAULT_PG_DB_THREADS
+    if pool:
+        # psycopg_pool's own default when Django is given pool=True: min_size 4, max_size = min_size.
+        options = pool if isinstance(pool, dict) else {}
+        max_size = options.get("max_size") or options.get("min_size") or 4
+        # Leave one connection for the process's other sync work (the HTTP requests it answers);
+        # a thread with no connection to take would wait for the pool's timeout, then fail.
+        threads = min(threads, max_size - 1)
+    return max(1, threads)
+
+
+@functools.cache
+def _db_executor() -> ThreadPoolExecutor | None:
+    """The pool for consumer database calls, or None for channels' one shared thread."""
+    db = connections["default"]
+    requested = settings.WS_DB_THREADS
+    pool = (db.settings_dict.get("OPTIONS") or {}).get("pool")
+    threads = resolve_db_threads(requested=requested, vendor=db.vendor, pool=pool)
+    if requested > threads:
+        logger.warning("WS_DB_THREADS=%d lowered to %d (%s, pool %s)", requested, threads, db.vendor, pool)
+    logger.info("WebSocket database calls on %d thread(s)", threads)
+    if threads == 1:
+        return None
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ws-db")
+
+
+def database_sync_to_async(func):
+    """channels' ``database_sync_to_async`` (old connections closed before and after each call),
+    on this process's consumer database threads (see above)."""
+    executor = _db_executor()
+    if executor is None:
+        return DatabaseSyncToAsync(func)
+    return DatabaseSyncToAsync(func, thread_sensitive=False, executor=executor)
 
 
 def _bucket(table: dict, key: str, capacity: float, rate: float) -> TokenBucket:
@@ -107,8 +162,20 @@ class RoomConsumer(AsyncWebsocketConsumer):
     room = None
     actor = None
     claims = None
+    direct = None  # the hub's fast path to this socket's transport, if any (hub.direct_protocol)
     _closing = False
     _pending: list[dict] | None = None  # room events that arrived before hello was sent
+
+    async def dispatch(self, message):
+        # channels' AsyncConsumer.dispatch awaits aclose_old_connections() (a hop to the sync
+        # thread and back, ~0.5 ms) before EVERY handler, i.e. every frame a client sends. This
+        # consumer touches the database only through database_sync_to_async, which closes old
+        # connections itself before and after each call, on the thread that owns them; the
+        # extra hop closed nothing and delayed every frame. (websocket_disconnect still does it.)
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     # --- connect / disconnect -----------------------------------------------------------------
 
@@ -148,13 +215,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except ApplicationError as exc:
             return await self._refuse(CLOSE_UNAUTHORIZED, exc.message)
         try:
-            self.room, self.actor = await database_sync_to_async(self._load_room_and_actor)()
+            # The room once, with its member count, for the actor AND the hello (so the hello's
+            # room settings and the member's effective permissions come from the same row).
+            self.room, self.actor = await database_sync_to_async(self._load_room_and_actor)(with_counts=True)
         except NotFound:
             return await self._refuse(CLOSE_NOT_FOUND, "No such room.")
         if not self.actor.is_member:
             return await self._refuse(CLOSE_FORBIDDEN, "You are not a member of this room.")
 
         await self.accept(self._subprotocol())
+        self.direct = direct_protocol(self.base_send)  # extensions are known once accepted
         # Subscribe before reading the state, so nothing published in between is missed; what
         # arrives meanwhile is held back so that hello and the history come first.
         self._pending = []
@@ -183,11 +253,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 {"type": "member_joined", "user": self._user_ref(), "role": self.actor_role()},
             )
 
-    def _load_room_and_actor(self):
-        room = selectors.room_get(self.room_id)
+    def _load_room_and_actor(self, *, with_counts: bool = False):
+        """The room and this socket's actor: 2 queries (the membership row comes with this
+        socket's user and the room attached, so serialising it reads nothing more)."""
+        room = selectors.room_get(self.room_id, with_counts=with_counts)
         return room, selectors.room_actor(user=self.user, room=room, auth=self.claims)
 
     def _hello_and_history(self) -> tuple[dict, list[dict]]:
+        """Playback state and chat history: 2 queries (the room is the one connect loaded)."""
         state = selectors.playback_get(room=self.room)
         member = self.actor.member
         hello = {
@@ -200,7 +273,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 "status": "active",
                 "effective_permissions": self.actor.permissions,
             },
-            "room": _room_payload(selectors.room_get(self.room.pk, with_counts=True)),
+            "room": _room_payload(self.room),
             "playback": _playback_payload(state),
         }
         rows = list(

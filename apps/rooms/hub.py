@@ -7,6 +7,11 @@ encoded frame is written to every local socket that wants it, in one pass. A soc
 take a frame within SLOW_SEND_SECONDS (its client stopped reading) is dropped, so one stuck
 client never stalls a room.
 
+Under uvicorn's websockets-sansio protocol (the Procfile's, with per-message deflate off) the
+WebSocket frame of an event is built once and the same bytes are written to each open socket's
+transport (``direct_protocol``); any socket that does not qualify at that moment goes through the
+ordinary ASGI ``send``.
+
 When Redis goes away the hub keeps serving local traffic, reconnects with backoff and
 re-subscribes every channel it needs, so sockets hear events again within seconds of Redis
 answering. Presence lives in Redis with heartbeats (a dead node's sockets expire), or in
@@ -32,6 +37,13 @@ from redis.backoff import NoBackoff
 
 from apps.core import realtime
 
+try:
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    from websockets.frames import Frame, Opcode
+    from websockets.protocol import OPEN
+except ImportError:  # another ASGI server: every frame goes through the ASGI send
+    WebSocketsSansIOProtocol = None
+
 logger = logging.getLogger(__name__)
 
 SLOW_SEND_SECONDS = 0.25
@@ -46,6 +58,7 @@ class Subscriber(Protocol):
 
     base_send: Callable
     connection_id: str
+    direct: Any  # direct_protocol(base_send) once the socket is accepted, or None
 
     def on_event(self, channel: str, event: dict[str, Any]) -> bool:
         """React to an event; return True to have the encoded frame written to the socket."""
@@ -66,7 +79,7 @@ class RoomHub:
         self._confirm: dict[str, asyncio.Future] = {}
         self.presence: Presence | None = None
         self.shutting_down = False
-        self.stats = {"delivered": 0, "dropped_slow": 0, "redis_reconnects": 0}
+        self.stats = {"delivered": 0, "delivered_direct": 0, "dropped_slow": 0, "redis_reconnects": 0}
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -114,6 +127,11 @@ class RoomHub:
             {"type": "server_shutdown", "message": message, "reconnect_after_ms": reconnect_after_ms}
         )
         await self.send_many(subscribers, {"type": "websocket.send", "text": text})
+        logger.info(
+            "hub: %(delivered)d frames delivered (%(delivered_direct)d written directly), "
+            "%(dropped_slow)d slow sockets dropped, %(redis_reconnects)d Redis reconnects",
+            self.stats,
+        )
         return len(subscribers)
 
     # --- subscriptions ---------------------------------------------------------------------------
@@ -187,8 +205,38 @@ class RoomHub:
             await self.send_many(wanted, {"type": "websocket.send", "text": text})
 
     async def send_many(self, subscribers: list[Subscriber], message: dict) -> None:
-        """Write one frame to many sockets in one pass. One timer covers the whole pass; the
-        socket that was being written when it fires is the slow one and is dropped."""
+        """Write one frame to many sockets in one pass: the frame is built once and written to
+        every socket that takes it directly (``direct_protocol``, ``_writable_now``); the others
+        go through ``send_asgi``."""
+        text = message.get("text")
+        if text is None or WebSocketsSansIOProtocol is None:
+            return await self.send_asgi(subscribers, message)
+        try:
+            # What proto.conn.send_text() would queue: an unmasked (server side) final TEXT frame,
+            # no extension (direct_protocol refused sockets that negotiated one).
+            frame = Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
+        except ValueError:  # not encodable (a lone surrogate): the ASGI path fails per socket
+            return await self.send_asgi(subscribers, message)
+        rest, direct = [], 0
+        for sub in subscribers:
+            proto = getattr(sub, "direct", None)
+            if proto is None or not _writable_now(proto):
+                rest.append(sub)
+                continue
+            try:
+                proto.transport.write(frame)
+            except Exception:  # noqa: S112 - the transport failed meanwhile; the rest still get it
+                continue
+            direct += 1
+        self.stats["delivered"] += direct
+        self.stats["delivered_direct"] += direct
+        if rest:
+            await self.send_asgi(rest, message)
+
+    async def send_asgi(self, subscribers: list[Subscriber], message: dict) -> None:
+        """Write one frame to many sockets through each one's ASGI send, in one pass. One timer
+        covers the whole pass; the socket that was being written when it fires is the slow one
+        and is dropped."""
         i, n = 0, len(subscribers)
         while i < n:
             try:
@@ -252,6 +300,51 @@ class RoomHub:
                 with contextlib.suppress(Exception):
                     await self._pubsub.aclose()
                 await asyncio.sleep(delay)
+
+
+# --- writing frames directly ----------------------------------------------------------------------------
+
+
+def direct_protocol(send: Callable) -> Any:
+    """The uvicorn protocol behind an ASGI ``send`` if the hub may write frames to its transport
+    itself, else None. Only uvicorn's websockets-sansio protocol qualifies (its ``send`` does
+    exactly this: ``conn.send_text`` + ``transport.write``, nothing else), and only on a socket
+    that negotiated no extension (per-message deflate compresses each message per socket). Call
+    once the socket is accepted: extensions are settled then and never change."""
+    proto = getattr(send, "__self__", None)
+    if (
+        WebSocketsSansIOProtocol is None
+        or type(proto) is not WebSocketsSansIOProtocol
+        or getattr(send, "__func__", None) is not WebSocketsSansIOProtocol.send
+        or not proto.handshake_complete
+        or proto.conn.extensions
+    ):
+        return None
+    try:
+        _writable_now(proto)  # every attribute it reads exists in this uvicorn/websockets
+    except AttributeError:
+        logger.warning("uvicorn's websockets-sansio protocol changed: frames go through ASGI send")
+        return None
+    return proto
+
+
+def _writable_now(proto) -> bool:
+    """Would ``proto.send`` write a text frame right now, without waiting? The same conditions
+    it checks (writable, not disconnected, no close sent, an accepted socket), plus nothing of the
+    connection's own still queued and no fragmented message open, so no frame can be reordered.
+    A socket that is not writable (its client stopped reading) takes the ASGI path, where the
+    slow-socket timer applies to it as before."""
+    conn = proto.conn
+    return (
+        proto.writable.is_set()
+        and not proto.disconnected
+        and not proto.close_sent
+        and proto.initial_response is None
+        and conn.state is OPEN
+        and not conn.writes
+        and not conn.expect_continuation_frame
+        and not proto.transport.is_closing()
+    )
 
 
 # --- presence ------------------------------------------------------------------------------------------

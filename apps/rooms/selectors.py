@@ -43,9 +43,15 @@ def room_list_public(*, search: str = "") -> QuerySet[Room]:
 
 
 def membership(*, user, room: Room) -> RoomMember | None:
+    """The user's row in ``room`` (any status), with ``user`` and ``room`` attached: they are the
+    objects already in hand, so following ``member.user`` / ``member.room`` (MemberSerializer,
+    effective permissions) queries nothing more."""
     if user is None or not getattr(user, "is_authenticated", False):
         return None
-    return RoomMember.objects.filter(room=room, user=user).first()
+    member = RoomMember.objects.filter(room=room, user=user).first()
+    if member is not None:
+        member.user, member.room = user, room
+    return member
 
 
 def room_actor(*, user, room: Room, auth=None) -> RoomActor:

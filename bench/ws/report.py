@@ -152,11 +152,12 @@ def variants_section(out: Path) -> list[str]:
     if not dirs:
         return []
     lines = [
-        "## Variants: proposed changes, measured before anyone edits the app",
+        "## Variants and earlier states",
         "",
-        "Nodes started through `bench/ws/variant_node.py` with `VARIANTS=...` (monkeypatches, see its "
-        "docstring); same client, same sizes. Compare with the baseline row measured in the same "
-        "session (`baseline`); the machine was shared, so read the CPU columns before the latency ones.",
+        "Nodes started through `bench/ws/variant_node.py` with `VARIANTS=...` (proposed changes as "
+        "monkeypatches, see its docstring), or `before-*`: the app as it was before a change, kept for "
+        "comparison; same client, same sizes. Compare with rows measured in the same session; the machine "
+        "was shared, so read the CPU columns before the latency ones.",
         "",
         "| variant | scenario | key figures | PG+Redis+other CPU |",
         "| --- | --- | --- | --- |",

@@ -1,6 +1,10 @@
 """Experiments, not production: the `ws` node with proposed changes applied as monkeypatches, so
 their effect can be measured with bench/ws/load.js before anyone edits the app.
 
+Built into the app since (no-ops here, kept so old VARIANTS= lines still run): db_threads
+(WS_DB_THREADS), lean_connect, frame_once, no_close_hop. To measure the app WITHOUT one of them,
+WS_DB_THREADS=1 gives back the single database thread; the others have no switch.
+
     VARIANTS=db_threads,lean_connect .venv/bin/python bench/ws/variant_node.py \
         synctv.asgi:application --port 8101 ...        # then uvicorn's own options
 
@@ -26,7 +30,6 @@ bench/ws/README.md ("What limits it"):
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from pathlib import Path
@@ -47,106 +50,26 @@ def no_health_check() -> None:
     connections["default"].settings_dict["CONN_HEALTH_CHECKS"] = False
 
 
+def _built_in(name: str, where: str) -> None:
+    # Proposals that are now part of the app: the variant name still runs (old VARIANTS= command
+    # lines keep working) but patches nothing; the baseline has them.
+    print(f"variant {name}: built into the app ({where}); nothing to patch", file=sys.stderr, flush=True)
+
+
 def db_threads() -> None:
-    from channels.db import DatabaseSyncToAsync
-
-    from apps.rooms import consumers
-
-    consumers.database_sync_to_async = functools.partial(DatabaseSyncToAsync, thread_sensitive=False)
+    _built_in("db_threads", "apps/rooms/consumers.py database_sync_to_async, WS_DB_THREADS")
 
 
 def lean_connect() -> None:
-    from apps.rooms import consumers, selectors
-    from apps.rooms.consumers import RoomConsumer
-
-    def _load_room_and_actor(self):
-        room = selectors.room_get(self.room_id, with_counts=True)
-        actor = selectors.room_actor(user=self.user, room=room, auth=self.claims)
-        if actor.member is not None:
-            actor.member.user = self.user  # the serializers follow these foreign keys
-            actor.member.room = room
-        return room, actor
-
-    def _hello_and_history(self):
-        # RoomConsumer._hello_and_history, with the room it already has (loaded with its count).
-        state = selectors.playback_get(room=self.room)
-        member = self.actor.member
-        hello = {
-            "type": "hello",
-            "member": consumers._member_payload(member)
-            if member is not None
-            else {
-                "user": self._user_ref(),
-                "role": "site_admin",
-                "status": "active",
-                "effective_permissions": self.actor.permissions,
-            },
-            "room": consumers._room_payload(self.room),
-            "playback": consumers._playback_payload(state),
-        }
-        rows = list(
-            consumers.ChatMessage.objects.filter(room=self.room)
-            .select_related("user")
-            .order_by("-id")[: consumers.CHAT_HISTORY]
-        )
-        history = [
-            {
-                "type": "chat",
-                "id": row.pk,
-                "user": {"id": row.user_id, "username": row.user.public_name if row.user else ""},
-                "text": row.text,
-                "history": True,
-                "server_time": int(row.created_at.timestamp() * 1000),
-            }
-            for row in reversed(rows)
-        ]
-        return hello, history
-
-    RoomConsumer._load_room_and_actor = _load_room_and_actor
-    RoomConsumer._hello_and_history = _hello_and_history
+    _built_in("lean_connect", "RoomConsumer.connect, selectors.membership")
 
 
 def frame_once() -> None:
-    from websockets.frames import Frame, Opcode
-    from websockets.protocol import OPEN
-
-    from apps.rooms.hub import RoomHub
-
-    original = RoomHub.send_many
-
-    async def send_many(self, subscribers, message):
-        text = message.get("text")
-        if text is None or len(subscribers) < 2:
-            return await original(self, subscribers, message)
-        frame = Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
-        slow = []
-        for sub in subscribers:
-            proto = getattr(sub.base_send, "__self__", None)
-            conn = getattr(proto, "conn", None)
-            if (
-                conn is None
-                or conn.extensions
-                or conn.state is not OPEN
-                or proto.close_sent
-                or not proto.writable.is_set()
-            ):
-                slow.append(sub)  # deflate, closing, or paused: the ordinary path
-                continue
-            proto.transport.write(frame)
-            self.stats["delivered"] += 1
-        if slow:
-            await original(self, slow, message)
-
-    RoomHub.send_many = send_many
+    _built_in("frame_once", "RoomHub.send_many, hub.direct_protocol")
 
 
 def no_close_hop() -> None:
-    from channels import consumer
-
-    async def _noop():
-        return None
-
-    consumer.aclose_old_connections = _noop
+    _built_in("no_close_hop", "RoomConsumer.dispatch")
 
 
 KNOWN = {
