@@ -23,8 +23,12 @@ def audit_record(
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one event to the chain. In the caller's transaction, so it is atomic with the
-    change; the chain head's row lock orders concurrent appends (held until that commit)."""
-    with transaction.atomic():
+    change; the chain head's row lock orders concurrent appends (held until that commit).
+
+    No savepoint of its own (``savepoint=False``): an append that fails fails the caller's
+    transaction, which is what atomic-with-the-change means anyway, and the SAVEPOINT/RELEASE pair
+    was two round trips on every audited write, the second one while holding the chain lock."""
+    with transaction.atomic(savepoint=False):
         head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
         event = AuditEvent(
             created_at=timezone.now(),
