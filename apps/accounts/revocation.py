@@ -40,29 +40,24 @@ def revoke_jti(jti: str, expires_at_epoch: float) -> None:
 
 
 def is_revoked(jti: str) -> bool:
-    key = KEY.format(jti=jti)
-    if get_redis() is not None:
-        try:
-            if call_redis(lambda client: client.exists(key)):
-                return True
-        except RedisUnavailable:
-            logger.warning("Redis unavailable: revocation check uses this process's cache")
-    # Also what this process learned while Redis was away (it never reached Redis).
-    return _local().get(key) is not None
+    return check(jti)[0]
 
 
-def check(jti: str, user_id: str) -> tuple[bool, str | None]:
-    """``(revoked, stamp)``: whether ``jti`` is revoked and, in the same Redis round trip, the
-    user's authentication stamp (``authcache``; None when Redis has none or does not answer)."""
+def check(jti: str, user_id: str | None = None) -> tuple[bool, str | None]:
+    """``(revoked, stamp)``: whether ``jti`` is revoked and, with ``user_id``, in the same Redis
+    round trip, the user's authentication stamp (``authcache``; None when Redis has none or does
+    not answer). Also what this process learned while Redis was away (it never reached Redis)."""
     key = KEY.format(jti=jti)
+    stamp = None
     if get_redis() is not None:
+        keys = [key] if user_id is None else [key, authcache.stamp_key(user_id)]
         try:
-            revoked, stamp = call_redis(lambda client: client.mget(key, authcache.stamp_key(user_id)))
+            values = call_redis(lambda client: client.mget(keys))
         except RedisUnavailable:
             logger.warning("Redis unavailable: revocation check uses this process's cache")
             authcache.forget_all()
         else:
-            if revoked is not None:
+            if values[0] is not None:
                 return True, None
-            return _local().get(key) is not None, stamp
-    return _local().get(key) is not None, None
+            stamp = values[1] if user_id is not None else None
+    return _local().get(key) is not None, stamp
