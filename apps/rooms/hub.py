@@ -47,6 +47,7 @@ except ImportError:  # another ASGI server: every frame goes through the ASGI se
 logger = logging.getLogger(__name__)
 
 SLOW_SEND_SECONDS = 0.25
+REDIS_POOL_SIZE = 50  # connections for publishes and presence, per process
 RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0)
 HEARTBEAT_SECONDS = 5.0
 PRESENCE_TTL_SECONDS = 15.0
@@ -99,7 +100,14 @@ class RoomHub:
             # once, on a fresh one (else the first publish would reach this node only). The
             # subscriber connection keeps no retry, so its reader sees every loss and resyncs.
             once = Retry(NoBackoff(), 1, supported_errors=(aioredis.ConnectionError,))
-            self._redis = aioredis.Redis.from_url(settings.REDIS_URL, retry=once, **options)
+            # A blocking pool: when a node's sockets all close at once (a restart, a load test
+            # ending) every disconnect publishes member_left concurrently; redis-py's default pool
+            # raises "Too many connections" past 100 and those events reached this node only.
+            # Here a burst waits for a free connection instead.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                settings.REDIS_URL, max_connections=REDIS_POOL_SIZE, timeout=5, retry=once, **options
+            )
+            self._redis = aioredis.Redis(connection_pool=pool)
             self._subscriber = aioredis.Redis.from_url(settings.REDIS_URL, **options)
             self._connected = asyncio.Event()
             self._reader = asyncio.create_task(self._read_forever(), name="room-hub-reader")
@@ -173,8 +181,13 @@ class RoomHub:
             try:
                 await self._redis.publish(channel, text)
                 return
-            except (OSError, aioredis.RedisError):
-                logger.warning("Redis unavailable: %s delivered on this node only", event.get("type"))
+            except (OSError, aioredis.RedisError) as exc:
+                logger.warning(
+                    "Redis unavailable (%s: %s): %s delivered on this node only",
+                    type(exc).__name__,
+                    exc,
+                    event.get("type"),
+                )
         await self.dispatch(channel, text)
 
     def deliver_threadsafe(self, channel: str, text: str) -> None:
