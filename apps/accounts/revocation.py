@@ -43,12 +43,13 @@ def is_revoked(jti: str) -> bool:
     return check(jti)[0]
 
 
-def check(jti: str, user_id: str | None = None) -> tuple[bool, str | None]:
-    """``(revoked, stamp)``: whether ``jti`` is revoked and, with ``user_id``, in the same Redis
-    round trip, the user's authentication stamp (``authcache``; None when Redis has none or does
-    not answer). Also what this process learned while Redis was away (it never reached Redis)."""
+def check(jti: str, user_id: str | None = None) -> tuple[bool, str | None, bool]:
+    """``(revoked, stamp, answered)``: whether ``jti`` is revoked and, with ``user_id``, in the
+    same Redis round trip, the user's authentication stamp (``authcache``; None when Redis has
+    none or does not answer); ``answered``: Redis answered. Also what this process learned while
+    Redis was away (it never reached Redis)."""
     key = KEY.format(jti=jti)
-    stamp = None
+    stamp, answered = None, False
     if get_redis() is not None:
         keys = [key] if user_id is None else [key, authcache.stamp_key(user_id)]
         try:
@@ -58,6 +59,6 @@ def check(jti: str, user_id: str | None = None) -> tuple[bool, str | None]:
             authcache.forget_all()
         else:
             if values[0] is not None:
-                return True, None
-            stamp = values[1] if user_id is not None else None
-    return _local().get(key) is not None, stamp
+                return True, None, True
+            stamp, answered = (values[1] if user_id is not None else None), True
+    return _local().get(key) is not None, stamp, answered

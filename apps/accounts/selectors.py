@@ -98,7 +98,7 @@ def authenticate_access_token(raw: str | bytes) -> tuple[User, AccessToken | Gue
     sid = token.get("sid")
     if not isinstance(sid, str) or not isinstance(token["sub"], str):
         raise TokenInvalid()
-    revoked, stamp = revocation.check(token["jti"], token["sub"])
+    revoked, stamp, redis_answered = revocation.check(token["jti"], token["sub"])
     if revoked:
         raise TokenRevoked()
     cached = authcache.lookup(token["sub"], sid, stamp)
@@ -109,7 +109,7 @@ def authenticate_access_token(raw: str | bytes) -> tuple[User, AccessToken | Gue
         user = _user_with_session_state(user_id=token["sub"], session_id=sid)
         if user is None:
             raise TokenInvalid()
-        if user.cacheable:
+        if user.cacheable and redis_answered:  # no second try at a Redis that just failed
             authcache.store(token["sub"], sid, stamp, user.row_values)
     if user.role == Role.BANNED:
         raise UserBanned()
