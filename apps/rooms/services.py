@@ -21,7 +21,7 @@ from rest_framework.fields import DateTimeField
 from apps.accounts.models import AuthSession, User
 from apps.accounts.tokens import mint_guest
 from apps.audit.services import audit_record
-from apps.core import realtime
+from apps.core import realtime, rows
 from apps.core.context import Origin
 from apps.core.errors import (
     Conflict,
@@ -57,6 +57,7 @@ from apps.rooms.models import (
 
 RATE_MIN, RATE_MAX = 0.25, 4.0
 POSITION_MAX = 10 * 24 * 3600.0  # ten days of video is more than any real stream position
+PLAYBACK_FIELDS = ("movie", "playing", "position", "rate", "updated_at", "version")  # all but the room
 MAX_MOVIES_PER_ROOM = 1000
 MASK_FIELDS = ("member_permissions", "admin_permissions", "guest_permissions")
 SETTING_FIELDS = ("hidden", "allow_guests", "join_requires_approval", *MASK_FIELDS)
@@ -773,7 +774,11 @@ def playback_update(
     if not movie_given and playing is None and position is None and rate is None:
         raise InvalidInput("Nothing to change: give playing, position, rate or movie_id.")
     with transaction.atomic():
-        state, _ = PlaybackState.objects.select_for_update().get_or_create(room=room)
+        # rows.lock/rows.update: the same two statements as select_for_update().get() and
+        # save(), without building them on every change (apps/core/rows.py says why).
+        state = rows.lock(PlaybackState, room.pk)
+        if state is None:  # rooms get theirs at creation; this is for rows made by other means
+            state, _ = PlaybackState.objects.select_for_update().get_or_create(room=room)
         if expected is not None and expected != state.version:
             from apps.rooms.selectors import playback_view
 
@@ -808,7 +813,7 @@ def playback_update(
             state.rate = rate
         state.updated_at = now
         state.version += 1
-        state.save()
+        rows.update(state, PLAYBACK_FIELDS)
         _announce_playback(room, state, actor.user)
         _audit(
             "playback.update",
