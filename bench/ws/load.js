@@ -10,6 +10,16 @@
 //           the per-user limit of 1/s); delivered frames/s, latency, CPU of each node.
 //   idle    N sockets on ONE node over the mem rooms; RSS of the node before / after.
 // Output: one JSON document on stdout (and --out FILE).
+//
+// --receiver ws | raw   how frames are read after each socket's `hello` (default ws).
+//   ws   ws's own Receiver and 'message' event (the figures comparable with earlier runs and with
+//        PERFORMANCE.md's peer figures, which were measured with a ws-style client).
+//   raw  ws still opens the socket (handshake, subprotocols, origin) and reads the `hello`; then
+//        the socket's bytes go to a minimal RFC 6455 frame parser (attachRaw below), which costs
+//        the client far less CPU per frame: the floor the single client puts under "last" is
+//        lower. Sending and closing stay with ws. bench/ws/run passes it to the fanout scenario
+//        only (FANOUT_RECEIVER); it works the same for chat/idle/storm sockets, but their
+//        figures were never taken with it. Recorded as client.receiver in the output.
 
 'use strict';
 
@@ -23,7 +33,7 @@ function parseArgs(argv) {
     scenario: '', layout: '', ports: '8101,8102', pids: '', host: '127.0.0.1', out: '',
     n: 100, events: 60, interval: 250, deflate: false, concurrency: 32,
     rates: '250,500,1000', phase: 10, perRoom: 10, rooms: 0, roomSize: 0, settle: 6, label: '',
-    extra: 0, maxConnectMs: 2000,
+    extra: 0, maxConnectMs: 2000, receiver: 'ws',
   };
   for (let i = 2; i < argv.length; i++) {
     const k = argv[i].replace(/^--/, '');
@@ -37,6 +47,8 @@ function parseArgs(argv) {
   return a;
 }
 const args = parseArgs(process.argv);
+if (!['ws', 'raw'].includes(args.receiver)) throw new Error(`--receiver ${args.receiver}: ws | raw`);
+const RAW = args.receiver === 'raw';
 const layout = JSON.parse(fs.readFileSync(args.layout, 'utf8'));
 const ORIGIN = 'http://localhost:8000';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -119,6 +131,9 @@ const P_CHAT = PREFIX('chat');
 const P_HELLO = PREFIX('hello');
 const P_ERROR = PREFIX('error');
 const counters = { frames: 0, errors: 0, rate_limited: 0, closed_early: 0 };
+// --receiver raw: sockets whose reading the raw parser took over, chunks that still went through ws's
+// Receiver after the hello (it was inside a frame), pings answered, protocol errors (socket closed).
+if (RAW) Object.assign(counters, { raw_sockets: 0, raw_not_attached: 0, raw_chunks_via_ws: 0, raw_pings_answered: 0, raw_protocol_errors: 0 });
 
 function startsWith(buf, prefix) {
   return buf.length >= prefix.length && buf.compare(prefix, 0, prefix.length, 0, prefix.length) === 0;
@@ -131,6 +146,155 @@ function intAfter(buf, key) { // integer value after "key": in a JSON buffer (no
   return v;
 }
 
+// --- the raw receive path (--receiver raw) ----------------------------------------------------------
+// The client pays its per-frame CPU N times, one frame after the other, for every fan-out event:
+// Node's own socket read (epoll, a read() per socket, a fresh buffer, the net.Socket stream's
+// 'data' event) and, on top, ws's Receiver (a Writable stream: write(), a parse loop, a 'message'
+// event on the Receiver and again on the WebSocket). With --receiver raw a socket keeps ws for
+// the handshake and the `hello`; after that its net.Socket's 'data' events go to the minimal
+// RFC 6455 parser below (server -> client frames only: never masked) instead of ws's Receiver:
+// ws's share goes, Node's socket read stays. Sending stays with ws (its Sender only writes to the
+// socket), closing too (ws.terminate() destroys the socket; ws's 'close'/'end'/'error' listeners
+// on the socket stay in place).
+const crypto = require('crypto');
+const RCV_GET_INFO = 0; // ws/lib/receiver.js: the state between two frames
+
+function receiverIdle(ws) {
+  // ws's Receiver holds no byte of an unfinished frame, no fragment of an unfinished message, no
+  // queued write and no deferred event: the next byte on the socket starts a new frame.
+  const r = ws._receiver;
+  return (
+    !!r && r._state === RCV_GET_INFO && r._bufferedBytes === 0 && r._fragmented === 0 &&
+    r._writableState.length === 0 && !r._loop && !r._errored && !ws._closeFrameReceived &&
+    ws.readyState === WebSocket.OPEN
+  );
+}
+
+function maskedFrame(opcode, payload) { // client -> server control frame (<= 125 bytes, masked)
+  const len = Math.min(payload.length, 125);
+  const out = Buffer.allocUnsafe(6 + len);
+  out[0] = 0x80 | opcode;
+  out[1] = 0x80 | len;
+  crypto.randomFillSync(out, 2, 4);
+  for (let i = 0; i < len; i++) out[6 + i] = payload[i] ^ out[2 + (i & 3)];
+  return out;
+}
+
+// Take over the reading of `ws` (called from its `hello`, i.e. from inside ws's Receiver loop).
+// ws's 'data' listener is replaced at once by a gate: until ws's Receiver is idle at a chunk
+// boundary (normally the very next chunk; not if the hello's chunk ended inside a frame), chunks
+// still go to the Receiver exactly as ws would pass them, and their frames still arrive through
+// 'message'; from the first idle boundary on, every chunk goes to the raw parser.
+// onText(payload, now) gets each text/binary message; onClose(code) a close frame or a protocol error
+// (code -1), after which the socket is ended (close frame echoed) or destroyed.
+function attachRaw(ws, onText, onClose) {
+  const sock = ws._socket;
+  if (!sock || ws._extensions['permessage-deflate']) return false; // compressed frames: stay with ws
+  const wsData = sock.listeners('data');
+  if (wsData.length !== 1 || wsData[0].name !== 'socketOnData') return false; // not the layout we know
+  const socketOnData = wsData[0];
+  let raw = false;
+  let closed = false;
+  let pending = null; // chunks of an unfinished frame (raw mode), and their total length
+  let pendingLen = 0;
+  let need = 0; // bytes the unfinished frame needs in all (0: header not complete yet)
+  let fragOpcode = -1; // opcode of a fragmented message in progress, and its fragments
+  let frags = null;
+
+  function protocolError(what) {
+    counters.raw_protocol_errors++;
+    if (counters.raw_protocol_errors <= 3) log(`raw receiver: ${what}; closing the socket`);
+    closed = true;
+    onClose(-1);
+    sock.destroy();
+  }
+
+  function parse(buf, now) {
+    let off = 0;
+    const end = buf.length;
+    while (end - off >= 2) {
+      const b0 = buf[off], b1 = buf[off + 1];
+      let len = b1 & 0x7f, hdr = 2;
+      if (len === 126) {
+        if (end - off < 4) break;
+        len = buf.readUInt16BE(off + 2); hdr = 4;
+      } else if (len === 127) {
+        if (end - off < 10) break;
+        len = buf.readUInt32BE(off + 2) * 4294967296 + buf.readUInt32BE(off + 6); hdr = 10;
+      }
+      if (b1 & 0x80) { protocolError('masked frame from the server'); return; }
+      if (b0 & 0x70) { protocolError('RSV bit set (no extension negotiated)'); return; }
+      if (end - off < hdr + len) { need = hdr + len; break; }
+      const payload = buf.subarray(off + hdr, off + hdr + len);
+      off += hdr + len;
+      const fin = (b0 & 0x80) !== 0, opcode = b0 & 0x0f;
+      if (opcode === 0x1 || opcode === 0x2) { // text (binary: same treatment as ws's 'message')
+        if (fragOpcode !== -1) { protocolError('new message inside a fragmented one'); return; }
+        if (fin) onText(payload, now);
+        else { fragOpcode = opcode; frags = [payload]; }
+      } else if (opcode === 0x0) { // continuation
+        if (fragOpcode === -1) { protocolError('continuation without a message'); return; }
+        frags.push(payload);
+        if (fin) { const m = Buffer.concat(frags); fragOpcode = -1; frags = null; onText(m, now); }
+      } else if (opcode === 0x9) { // ping -> masked pong, same payload
+        if (!fin || len > 125) { protocolError('bad ping frame'); return; }
+        counters.raw_pings_answered++;
+        sock.write(maskedFrame(0xa, payload));
+      } else if (opcode === 0xa) { // pong: nothing to do
+      } else if (opcode === 0x8) { // close: echo the code, end our side
+        const code = len >= 2 ? payload.readUInt16BE(0) : 1005;
+        closed = true;
+        onClose(code);
+        if (!sock.destroyed) sock.end(maskedFrame(0x8, len >= 2 ? payload.subarray(0, 2) : Buffer.alloc(0)));
+        return;
+      } else { protocolError(`unknown opcode ${opcode}`); return; }
+      if (closed) return;
+    }
+    if (off < end) {
+      pending = [off === 0 ? buf : buf.subarray(off)];
+      pendingLen = end - off;
+    } else {
+      pending = null; pendingLen = 0; need = 0;
+    }
+  }
+
+  function rawData(chunk) {
+    if (closed) return;
+    const now = performance.now(); // once per 'data' event: every frame of this chunk "arrived" now
+    lastFrameAt = now;
+    if (pending !== null) {
+      pending.push(chunk);
+      pendingLen += chunk.length;
+      if (need > 0 && pendingLen < need) return; // the unfinished frame is still incomplete
+      const buf = Buffer.concat(pending, pendingLen);
+      pending = null; pendingLen = 0; need = 0;
+      parse(buf, now);
+    } else {
+      need = 0;
+      parse(chunk, now);
+    }
+  }
+
+  function gate(chunk) {
+    if (!raw) {
+      if (!receiverIdle(ws)) { // ws's Receiver is inside a frame: give it this chunk, as ws would
+        if (!ws._receiver.write(chunk)) sock.pause(); // resumed by ws on the Receiver's 'drain'
+        counters.raw_chunks_via_ws++;
+        return;
+      }
+      raw = true;
+      counters.raw_sockets++;
+    }
+    rawData(chunk);
+  }
+
+  // Removing a listener during a 'data' emit does not affect that emit (the listener array is
+  // copied), so the chunk being parsed now finishes in ws's Receiver.
+  sock.removeListener('data', socketOnData);
+  sock.on('data', gate);
+  return true;
+}
+
 // Open one socket; resolves with {ws, hello} on `hello`, rejects on anything else.
 function openSocket(port, roomId, token, onFrame) {
   return new Promise((resolve, reject) => {
@@ -139,30 +303,48 @@ function openSocket(port, roomId, token, onFrame) {
       origin: ORIGIN, perMessageDeflate: args.deflate, skipUTF8Validation: true, handshakeTimeout: 30000,
     });
     let hello = false;
-    ws.on('message', (buf) => {
-      const now = performance.now();
+    // Every frame after the hello, from ws's 'message' or from the raw parser.
+    const handle = (buf, now) => {
       lastFrameAt = now;
       counters.frames++;
-      if (!hello) {
-        if (startsWith(buf, P_HELLO)) {
-          hello = true;
-          const msg = JSON.parse(buf.toString());
-          resolve({ ws, port, hello: msg, connect_ms: now - t0, hello_bytes: buf.length });
-          return;
-        }
-        if (startsWith(buf, P_ERROR)) { reject(new Error(`refused: ${buf.toString().slice(0, 200)}`)); return; }
-      }
       if (startsWith(buf, P_ERROR)) {
         counters.errors++;
         if (buf.indexOf('"rate_limited"') >= 0) counters.rate_limited++;
       }
       if (onFrame) onFrame(buf, now);
+    };
+    const closedEarly = () => {
+      if (ws._benchClosing || ws._benchCountedClosed) return;
+      ws._benchCountedClosed = true;
+      counters.closed_early++;
+    };
+    ws.on('message', (buf) => {
+      const now = performance.now();
+      if (!hello) {
+        if (startsWith(buf, P_HELLO)) {
+          lastFrameAt = now;
+          counters.frames++;
+          hello = true;
+          const msg = JSON.parse(buf.toString());
+          // --receiver raw: the frames after this one leave ws's Receiver (see attachRaw).
+          if (RAW && !attachRaw(ws, handle, closedEarly)) counters.raw_not_attached++;
+          resolve({ ws, port, hello: msg, connect_ms: now - t0, hello_bytes: buf.length });
+          return;
+        }
+        if (startsWith(buf, P_ERROR)) {
+          lastFrameAt = now;
+          counters.frames++;
+          reject(new Error(`refused: ${buf.toString().slice(0, 200)}`));
+          return;
+        }
+      }
+      handle(buf, now);
     });
     ws.on('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
     ws.on('error', (err) => { if (!hello) reject(err); });
     ws.on('close', (code) => {
       if (!hello) reject(new Error(`closed ${code} before hello`));
-      else if (!ws._benchClosing) counters.closed_early++;
+      else closedEarly();
     });
   });
 }
@@ -508,7 +690,9 @@ async function idle() {
   if (!run) throw new Error(`unknown --scenario ${args.scenario}`);
   const result = await run();
   result.label = args.label || undefined;
-  result.client = { node: process.version, ws: require('ws/package.json').version, concurrency: args.concurrency };
+  result.client = {
+    node: process.version, ws: require('ws/package.json').version, concurrency: args.concurrency, receiver: args.receiver,
+  };
   const text = JSON.stringify(result, null, 1);
   if (args.out) fs.writeFileSync(args.out, text);
   process.stdout.write(text + '\n');

@@ -73,18 +73,28 @@ def busy(cpu: dict) -> str:
     return f"{f(cpu.get('other_cpu_pct'), 0)} %"
 
 
+def receiver(r: dict) -> str:
+    """The load client's receive path (load.js --receiver); files from before the option: ws."""
+    return (r.get("client") or {}).get("receiver") or "ws"
+
+
+RECEIVER_LABEL = {"ws": "ws", "raw": "raw frames"}
+
+
 def fanout_table(rows: list[dict]) -> list[str]:
-    rows = sorted(rows, key=lambda r: (r["deflate"], r["members"]))
+    rows = sorted(rows, key=lambda r: (r["deflate"], r["members"], receiver(r) != "ws"))
     lines = [
-        "| members (nodes) | deflate | last p50 / p99 | first p50 | spread (last−first) p50 / p99 | "
+        "| members (nodes) | deflate | client | last p50 / p99 | first p50 | spread (last−first) p50 / p99 | "
         "per-delivery p50 / p99 | events, missing | node CPU per delivery | client CPU per delivery | "
         "node CPU % (A, B) | PG+Redis+other CPU | connect |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         c = r["connect"]
+        rcv = receiver(r)
         lines.append(
             f"| {r['members']:,} ({r['nodes']}) | {'on' if r['deflate'] else 'off'} "
+            f"| {RECEIVER_LABEL.get(rcv, rcv)} "
             f"| **{f(r['last_ms']['p50'])} / {f(r['last_ms']['p99'])} ms** | {f(r['first_ms']['p50'])} ms "
             f"| {f(r['spread_ms']['p50'])} / {f(r['spread_ms']['p99'])} ms "
             f"| {f(r['delivery_ms']['p50'])} / {f(r['delivery_ms']['p99'])} ms "
@@ -166,8 +176,9 @@ def variants_section(out: Path) -> list[str]:
     def rows(tag: str, d: Path) -> None:
         for p in sorted(d.glob("fanout-*.json")):
             r = json.loads(p.read_text())
+            client = "" if receiver(r) == "ws" else f", client {RECEIVER_LABEL.get(receiver(r), receiver(r))}"
             lines.append(
-                f"| {tag} | fan-out {r['members']:,}, deflate {'on' if r['deflate'] else 'off'} "
+                f"| {tag} | fan-out {r['members']:,}, deflate {'on' if r['deflate'] else 'off'}{client} "
                 f"| last p50/p99 {f(r['last_ms']['p50'])}/{f(r['last_ms']['p99'])} ms, first p50 "
                 f"{f(r['first_ms']['p50'])} ms, spread p50 {f(r['spread_ms']['p50'])} ms, node CPU "
                 f"{f(r['node_cpu_us_per_delivery'], 1)} µs/delivery | {busy(r['cpu'])} |"
@@ -209,13 +220,21 @@ def variants_section(out: Path) -> list[str]:
 
 def verdicts(fan: list[dict], idle: list[dict]) -> list[str]:
     out = ["| target | measured | |", "| --- | --- | --- |"]
-    big = [r for r in fan if r["members"] >= 1000 and not r["deflate"]]
-    if big:
-        p99 = big[0]["last_ms"]["p99"]
+    big = sorted(
+        (r for r in fan if r["members"] >= 1000 and not r["deflate"]),
+        key=lambda r: receiver(r) != "ws",  # the ws client's row first: the comparable figure
+    )
+    for r in big:
+        p99 = r["last_ms"]["p99"]
         ok = "met" if p99 <= TARGET_FANOUT_P99_MS else "**missed**"
+        how = (
+            ""
+            if receiver(r) == "ws"
+            else f" — {RECEIVER_LABEL.get(receiver(r), receiver(r))} client (a lower client floor, see README)"
+        )
         out.append(
-            f"| 1,000 members in one room over 2 nodes, last p99 ≤ {TARGET_FANOUT_P99_MS:.0f} ms "
-            f"| p50 {f(big[0]['last_ms']['p50'])} / p99 {f(p99)} ms | {ok} |"
+            f"| 1,000 members in one room over 2 nodes, last p99 ≤ {TARGET_FANOUT_P99_MS:.0f} ms{how} "
+            f"| p50 {f(r['last_ms']['p50'])} / p99 {f(p99)} ms | {ok} |"
         )
     for r in sorted(idle, key=lambda r: r["deflate"]):
         label = (
@@ -265,7 +284,11 @@ def main() -> None:
             "",
             "Members split evenly over the nodes (the sender, the room creator, on node A). "
             '"last" = from the sender\'s `ws.send` to the arrival at the last member, p50/p99 over the events; '
-            '"first" = to the first member (the write path alone); "spread" = last − first (the fan-out alone).',
+            '"first" = to the first member (the write path alone); "spread" = last − first (the fan-out alone). '
+            '"client": how the load client read the frames after each socket\'s `hello` — "ws" = the `ws` '
+            'package\'s own receiver (comparable with earlier runs and PERFORMANCE.md), "raw frames" = a '
+            "minimal frame parser on the socket (`load.js --receiver raw`), which lowers the client's own CPU "
+            'per frame, a floor under "last" that belongs to the measurement (README).',
             "",
             *fanout_table(fan),
             "",
