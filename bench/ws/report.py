@@ -181,7 +181,7 @@ def variants_section(out: Path) -> list[str]:
                 f"| {tag} | fan-out {r['members']:,}, deflate {'on' if r['deflate'] else 'off'}{client} "
                 f"| last p50/p99 {f(r['last_ms']['p50'])}/{f(r['last_ms']['p99'])} ms, first p50 "
                 f"{f(r['first_ms']['p50'])} ms, spread p50 {f(r['spread_ms']['p50'])} ms, node CPU "
-                f"{f(r['node_cpu_us_per_delivery'], 1)} µs/delivery | {busy(r['cpu'])} |"
+                f"{f(r['node_cpu_us_per_delivery'], 1)} µs/delivery{server_figures(r)} | {busy(r['cpu'])} |"
             )
         for p in sorted(d.glob("chat.json")):
             r = json.loads(p.read_text())
@@ -216,6 +216,18 @@ def variants_section(out: Path) -> list[str]:
     for d in dirs:
         rows(d.name, d)
     return lines + [""]
+
+
+def server_figures(r: dict) -> str:
+    """The nodes' own timing (VARIANTS=pass_times): when the last member's write returned."""
+    server = r.get("server")
+    if not server or not server.get("events"):
+        return ""
+    last, hub_in, one = server["last_ms"], server["hub_in_ms"], server["pass_ms"]
+    return (
+        f"; **server: last member's write returned p50/p99 {f(last['p50'])}/{f(last['p99'])} ms**, "
+        f"event off Redis {f(hub_in['p50'])} ms, one node's pass p50 {f(one['p50'])} ms"
+    )
 
 
 def verdicts(fan: list[dict], idle: list[dict]) -> list[str]:

@@ -26,6 +26,13 @@ bench/ws/README.md ("What limits it"):
   baseline         nothing patched (the same launcher, for a like-for-like comparison)
   no_close_hop     skip channels' aclose_old_connections() thread hop on every received frame
                    (database_sync_to_async already does it around each DB call).
+  pass_times       an observation, not a change: for every `playback` event the hub passes to
+                   its local sockets, one line "version hub_in_ns pass_end_ns sockets" (time.time_ns)
+                   in $PASS_TIMES_DIR/node-<pid>.txt. hub_in = the event came off Redis; pass_end =
+                   the last socket's transport.write returned. On loopback a write returns with the
+                   bytes in the receiving socket's buffer, so pass_end is when the last member of
+                   this node had the event, whatever the load client does next (load.js
+                   --pass-times reads these files: the "server" columns).
 """
 
 from __future__ import annotations
@@ -72,12 +79,36 @@ def no_close_hop() -> None:
     _built_in("no_close_hop", "RoomConsumer.dispatch")
 
 
+def pass_times() -> None:
+    import re
+    import time
+
+    from apps.rooms.hub import RoomHub
+
+    out = open(Path(os.environ["PASS_TIMES_DIR"]) / f"node-{os.getpid()}.txt", "a", buffering=1)
+    version = re.compile(r'"version":(\d+)')
+    dispatch = RoomHub.dispatch
+
+    async def timed_dispatch(self, channel: str, text: str) -> None:
+        hub_in = time.time_ns()
+        await dispatch(self, channel, text)
+        if text.startswith('{"type":"playback"'):
+            found = version.search(text)
+            if found:
+                out.write(
+                    f"{found.group(1)} {hub_in} {time.time_ns()} {len(self.channels.get(channel, ()))}\n"
+                )
+
+    RoomHub.dispatch = timed_dispatch
+
+
 KNOWN = {
     "no_health_check": no_health_check,
     "db_threads": db_threads,
     "lean_connect": lean_connect,
     "frame_once": frame_once,
     "no_close_hop": no_close_hop,
+    "pass_times": pass_times,
 }
 for name in sorted(VARIANTS - {"baseline"}):  # "baseline": the same launcher, nothing patched
     KNOWN[name]()
