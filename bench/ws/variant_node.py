@@ -102,6 +102,51 @@ def pass_times() -> None:
     RoomHub.dispatch = timed_dispatch
 
 
+def gc_log() -> None:
+    """An observation: every cyclic garbage collection of the node (generation, objects collected,
+    duration) as a line in $PASS_TIMES_DIR/gc-<pid>.txt (the same directory as pass_times)."""
+    import gc
+    import time
+
+    out = open(Path(os.environ["PASS_TIMES_DIR"]) / f"gc-{os.getpid()}.txt", "a", buffering=1)
+    started = {}
+
+    def callback(phase: str, info: dict) -> None:
+        if phase == "start":
+            started["t"] = time.perf_counter_ns()
+        else:
+            took = time.perf_counter_ns() - started.get("t", time.perf_counter_ns())
+            out.write(f"{time.time_ns()} {info['generation']} {info['collected']} {took}\n")
+
+    gc.callbacks.append(callback)
+
+
+def bare_pass() -> None:
+    """An experiment, NOT safe: the hub's pass skips every per-socket check (on_event, the
+    writable/closing/queued tests) and writes the frame to each local socket's transport. What is
+    left is the floor of the pass inside this app: how much of the node's CPU per delivery the
+    checks cost, measured in place."""
+    import json
+
+    from websockets.frames import Frame, Opcode
+
+    from apps.rooms.hub import RoomHub
+
+    dispatch = RoomHub.dispatch
+
+    async def bare_dispatch(self, channel: str, text: str) -> None:
+        if not text.startswith('{"type":"playback"'):
+            return await dispatch(self, channel, text)
+        json.loads(text)
+        frame = Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
+        for sub in list(self.channels.get(channel, ())):
+            proto = sub.direct
+            if proto is not None:
+                proto.transport.write(frame)
+
+    RoomHub.dispatch = bare_dispatch
+
+
 KNOWN = {
     "no_health_check": no_health_check,
     "db_threads": db_threads,
@@ -109,6 +154,8 @@ KNOWN = {
     "frame_once": frame_once,
     "no_close_hop": no_close_hop,
     "pass_times": pass_times,
+    "gc_log": gc_log,
+    "bare_pass": bare_pass,
 }
 for name in sorted(VARIANTS - {"baseline"}):  # "baseline": the same launcher, nothing patched
     KNOWN[name]()
