@@ -15,8 +15,10 @@ class AuditEvent(models.Model):
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
-        on_delete=models.SET_NULL,
-        db_constraint=False,  # the chain must outlive the user row; the id stays in the hash
+        # The chain must outlive the user row and the id stays in the hash: deleting a user must
+        # not touch the events (SET_NULL rewrote their user_id and broke the chain at each one).
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
         related_name="+",
         help_text="Who acted (empty for anonymous or system actions).",
     )

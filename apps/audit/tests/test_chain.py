@@ -865,3 +865,18 @@ def test_auditlog_records_room_member_and_movie_changes():
     assert LogEntry.objects.filter(
         content_type__model="movie", object_pk=b.pk, action=LogEntry.Action.DELETE
     ).exists()
+
+
+def test_deleting_a_user_leaves_their_events_and_the_chain_intact(db):
+    """A superuser may delete an account in the admin: its events keep the user id they were
+    hashed with (SET_NULL used to rewrite it and break the chain at every one of them)."""
+    user, _ = make_user()
+    services.room_create(creator=user, name="before the deletion", origin=TEST_ORIGIN)
+    theirs = set(AuditEvent.objects.filter(user_id=user.pk).values_list("pk", flat=True))
+    assert len(theirs) >= 2  # registration and the room
+    user_id = user.pk
+    user.delete()
+    assert not User.objects.filter(pk=user_id).exists()
+    assert set(AuditEvent.objects.filter(user_id=user_id).values_list("pk", flat=True)) == theirs
+    assert verify_chain()[1] is None
+    assert "intact" in verify_output()
