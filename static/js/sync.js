@@ -24,6 +24,7 @@ export const BANDS = Object.freeze({
 });
 const KEEP = 8;
 const TICK_MS = 100;
+const START_SETTLE_MS = 1000;
 
 export const localNow = () => performance.timeOrigin + performance.now();
 
@@ -87,6 +88,7 @@ export class Follower {
     this.cooldown = 1500;      // ms between corrective seeks (grows while seeks keep failing)
     this.pendingSeek = null;   // {at, kind} while a measured seek is under way
     this.starting = false;     // seeked to start playing: play once the element can
+    this.startedAt = -Infinity; // when play was last started that way (START_SETTLE_MS)
     this.playPending = false;
     this.waiting = false;
     this.ready = true;
@@ -214,6 +216,7 @@ export class Follower {
       }
       if (v.readyState >= 3 /* HAVE_FUTURE_DATA */) {
         this.starting = false;
+        this.startedAt = performance.now();
         this.play();
       }
       return;
@@ -230,10 +233,14 @@ export class Follower {
     if (this.waiting && v.readyState < 3) { this.report(drift); return; }
     const c = correction(drift, st.rate, this.nudging);
     // After a change someone made, anything over 100 ms is met with a seek too: the picture
-    // jumped anyway, and a nudge would take a second or more.
-    if (c.action === "seek" || (this.hard && Math.abs(drift) > 0.1)) {
+    // jumped anyway, and a nudge would take a second or more. The same for the first second of
+    // play after a start (joined, resumed, new video): a slow device starts late and stutters, a
+    // late joiner 200 ms behind would otherwise spend seconds catching up at +10 %, and a second
+    // seek right after the first is hardly seen (its lead is the one this start just taught).
+    const settling = performance.now() - this.startedAt < START_SETTLE_MS;
+    if (c.action === "seek" || ((this.hard || settling) && Math.abs(drift) > 0.1)) {
       const since = performance.now() - this.lastSeek;
-      if (this.hard || since >= this.cooldown) {
+      if (this.hard || settling || since >= this.cooldown) {
         this.cooldown = this.hard ? 1500 : Math.min(10000, since < 4000 ? this.cooldown * 2 : 1500);
         this.seek(target, true);
         this.setRate(st.rate);
