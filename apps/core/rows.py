@@ -73,12 +73,7 @@ class RowStatements:
 
     def __init__(self, model: type[Model], alias: str) -> None:
         connection = connections[alias]
-        listened = [
-            s.__name__ if hasattr(s, "__name__") else str(s)
-            for s in (signals.pre_save, signals.post_save)
-            if s.has_listeners(model)
-        ]
-        if listened:
+        if signals.pre_save.has_listeners(model) or signals.post_save.has_listeners(model):
             raise ValueError(f"{model.__name__} has save signal receivers; rows.* would skip them")
         qn = connection.ops.quote_name
         meta = model._meta
@@ -97,7 +92,9 @@ class RowStatements:
         values = ", ".join(["%s"] * len(self.insert_fields))
         returning = f" RETURNING {self.pk_column}" if self.returns_pk else ""
         self.insert_sql = f"INSERT INTO {self.table} ({insert_columns}) VALUES ({values}){returning}"  # noqa: S608 - quoted names from model metadata; values are parameters
-        # Per column: the backend's converters, then the field's (what SQLCompiler applies).
+        # Per column: the backend's converters, then the field's (what SQLCompiler applies). They
+        # are bound to the connection of the thread that built them; they convert values and do no
+        # I/O, so the database threads share them.
         self._converters = []
         for field in self.fields:
             column = field.get_col(meta.db_table)
