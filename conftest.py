@@ -36,6 +36,15 @@ def _service_available(marker: str) -> bool:
     return True
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the item (``item.report_call``) so a fixture's teardown can
+    tell whether its test failed and save evidence (the browser tests do)."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 def pytest_runtest_setup(item):
     for marker in ("redis", "postgres"):
         if item.get_closest_marker(marker) and not _service_available(marker):

@@ -16,6 +16,7 @@ import signal
 import statistics
 import subprocess
 import time
+from collections import deque
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,6 +183,8 @@ class Watcher:
     context: Any
     page: Any
     problems: list[str] = field(default_factory=list)
+    # The page's recent console lines, failed requests and 4xx/5xx answers: evidence when a test fails.
+    recent: deque = field(default_factory=lambda: deque(maxlen=200))
 
     def close(self) -> None:
         self.context.close()
@@ -209,10 +212,59 @@ def open_page(browser, name: str, *, viewport=DESKTOP, account: Account | None =
         ):
             watcher.problems.append(f"console: {text}")
 
+    def on_response(response) -> None:
+        if response.status >= 400:
+            watcher.recent.append(
+                f"{stamp()} http {response.status} {response.request.method} {response.url}"
+            )
+
+    def stamp() -> str:
+        return time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
+
     page.on("console", on_console)
+    page.on("console", lambda m: watcher.recent.append(f"{stamp()} console.{m.type}: {m.text}"))
     page.on("pageerror", lambda exc: watcher.problems.append(f"pageerror: {exc}"))
+    page.on(
+        "requestfailed", lambda r: watcher.recent.append(f"{stamp()} failed {r.method} {r.url}: {r.failure}")
+    )
+    page.on("response", on_response)
     page.set_default_timeout(10_000)
     return watcher
+
+
+PAGE_STATE = """() => ({
+  url: location.href,
+  connection: document.querySelector('[data-testid=connection-state]')?.textContent,
+  playlist: [...document.querySelectorAll('[data-testid=playlist-item]')].map((el) => el.textContent),
+  dragging: document.querySelectorAll('.dragging').length,
+  toasts: document.querySelector('[data-toasts]')?.textContent,
+  player: (() => { const v = document.querySelector('[data-testid=player]');
+                   return v && {src: v.src.slice(0, 80), paused: v.paused, time: v.currentTime, ready: v.readyState}; })(),
+  tokens: ['synctv.access', 'synctv.refresh'].filter((k) => localStorage.getItem(k)),
+})"""
+
+
+def save_evidence(test_name: str, watchers: list[Watcher], server: Server | None) -> str:
+    """Screenshots, page state, each page's recent console and failed requests, and the server
+    log's tail, under artifacts/failures/<test>/; returns a summary to print."""
+    folder = ARTIFACTS / "failures" / test_name
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [f"evidence in {folder}"]
+    for watcher in watchers:
+        try:
+            watcher.page.screenshot(path=str(folder / f"{watcher.name}.png"), full_page=True, timeout=5_000)
+            state = watcher.page.evaluate(PAGE_STATE)
+        except Exception as exc:  # a closed or hung page is evidence too
+            state = f"unreadable: {exc}"
+        lines.append(f"page {watcher.name}: {json.dumps(state)}")
+        lines += [f"  {line}" for line in list(watcher.recent)[-30:]]
+        (folder / f"{watcher.name}.log").write_text("\n".join(watcher.recent) + "\n")
+    if server is not None:
+        tail = server.log_tail(20_000)
+        (folder / "server.log").write_text(tail)
+        lines.append("server log (tail):")
+        lines += [f"  {line}" for line in tail.splitlines()[-30:]]
+    return "\n".join(lines)
 
 
 def wait_connected(page, timeout: float = 15_000) -> None:

@@ -44,6 +44,27 @@ def _tools():
         pytest.skip(message)
 
 
+@pytest.fixture(autouse=True)
+def _evidence_on_failure(request):
+    """When a test fails, keep what its pages and the server showed (artifacts/failures/)."""
+    yield
+    report = getattr(request.node, "report_call", None)
+    if report is None or not report.failed:
+        return
+    args = request.node.funcargs
+    party = args.get("party")
+    watchers = [party["a"], party["b"]] if party else []
+    print(bs.save_evidence(request.node.name, watchers, args.get("server")))
+    if party:
+        # A and B get fresh pages, so one failure is not repeated by every later test: a page
+        # can be left unusable (Chromium ignores mouse input during a drag Playwright lost).
+        for key, name in (("a", "alice"), ("b", "bob")):
+            party[key].close()
+            party[key] = bs.open_page(args["browser"], key.upper(), account=party["accounts"][name])
+            party[key].page.goto(f"{args['server'].base}/rooms/{party['room']}/")
+            bs.wait_connected(party[key].page)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     srv = bs.Server(tmp_path_factory.mktemp("browser-server"))
@@ -416,19 +437,53 @@ def test_room_management_from_the_page(party, media, api, browser):
     def order():
         return [m["name"] for m in api.call("GET", f"rooms/{room}/movies", alice, expect=200)["results"]]
 
+    def shown(page):
+        return page.eval_on_selector_all(
+            "[data-testid=playlist-item] .movie-name",
+            "(els) => els.map((el) => el.textContent.replace('▶ ', ''))",
+        )
+
     add_movie(a, media["mp4"], "Second")
     add_movie(a, media["mp4"], "Third")
     a.get_by_role("button", name="Move Third up").click()
     bs.wait_until(lambda: order() == ["Test pattern", "Third", "Second"], message="reorder by button")
+    # The page has settled on that order (its own answer and the room's event) before the drag.
+    bs.wait_until(
+        lambda: shown(a) == ["Test pattern", "Third", "Second"], message="A's list after the button"
+    )
     items = a.get_by_test_id("playlist-item")
     items.filter(has_text="Second").drag_to(
         items.filter(has_text="Test pattern"), target_position={"x": 20, "y": 3}
     )
     bs.wait_until(lambda: order() == ["Second", "Test pattern", "Third"], message="reorder by drag")
     b.locator("[data-testid=playlist-item]").first.filter(has_text="Second").wait_for()
+    bs.wait_until(lambda: shown(a) == ["Second", "Test pattern", "Third"], message="A's list after the drag")
+
+    # A change from elsewhere during a drag waits for the drop: the list is not replaced under the
+    # pointer, and the drop lands where the person let go.
+    source = items.filter(has_text="Third").bounding_box()
+    target = items.filter(has_text="Second").bounding_box()
+    a.mouse.move(source["x"] + 20, source["y"] + source["height"] / 2)
+    a.mouse.down()
+    a.mouse.move(target["x"] + 20, target["y"] + 3, steps=4)
+    a.locator(".playlist-item.dragging").wait_for()
+    api.call("POST", f"rooms/{room}/movies", alice, {"name": "Fourth", "url": media["mp4"]}, expect=201)
+    b.get_by_test_id("playlist-item").filter(has_text="Fourth").wait_for()
+    time.sleep(0.3)  # A heard the same event
+    assert shown(a) == ["Second", "Test pattern", "Third"]
+    a.mouse.up()
+    bs.wait_until(
+        lambda: order() == ["Third", "Second", "Test pattern", "Fourth"], message="drop after a change"
+    )
+    bs.wait_until(
+        lambda: shown(a) == ["Third", "Second", "Test pattern", "Fourth"], message="A's list after the drop"
+    )
+
     a.get_by_role("button", name="Remove Third").click()
-    bs.wait_until(lambda: order() == ["Second", "Test pattern"], message="remove")
+    bs.wait_until(lambda: order() == ["Second", "Test pattern", "Fourth"], message="remove")
     b.get_by_test_id("playlist-item").filter(has_text="Third").wait_for(state="detached")
+    a.get_by_role("button", name="Remove Fourth").click()
+    bs.wait_until(lambda: order() == ["Second", "Test pattern"], message="remove")
 
     # Room settings: members may no longer add videos -> B's form goes; back -> it returns.
     a.locator("[data-settings-box] > summary").click()

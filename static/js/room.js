@@ -373,11 +373,26 @@ $("[data-player-box]").addEventListener("keydown", (event) => {
 
 // --- playlist ------------------------------------------------------------------------------------
 
+// While someone drags an item, changes to the list (theirs or another member's) wait for the
+// drop: replacing the nodes under the pointer would end or misplace the drag.
 let dragId = null;
+let playlistStale = false;
+
+function endDrag() {
+  dragId = null;
+  if (playlistStale) {
+    playlistStale = false;
+    renderPlaylist();
+  }
+}
 
 function renderPlaylist() {
   const list = $("[data-testid=playlist]");
   if (!list) return;
+  if (dragId) {
+    playlistStale = true;
+    return;
+  }
   const current = S.playback ? S.playback.movie_id : null;
   const canPick = can(PERM.PLAY_CONTROL, PERM.CHANGE_CURRENT_MOVIE);
   const canReorder = can(PERM.REORDER_PLAYLIST);
@@ -418,19 +433,24 @@ function renderPlaylist() {
         event.dataTransfer.setData("text/plain", movie.id);
         item.classList.add("dragging");
       });
-      item.addEventListener("dragend", () => { dragId = null; item.classList.remove("dragging"); });
+      item.addEventListener("dragend", () => { item.classList.remove("dragging"); endDrag(); });
       item.addEventListener("dragover", (event) => { if (dragId) { event.preventDefault(); item.classList.add("drop-target"); } });
       item.addEventListener("dragleave", () => item.classList.remove("drop-target"));
       item.addEventListener("drop", (event) => {
         event.preventDefault();
         item.classList.remove("drop-target");
-        if (!dragId || dragId === movie.id) return;
+        const dragged = dragId;
+        if (!dragged || dragged === movie.id) return;
         const rect = item.getBoundingClientRect();
         const after = event.clientY > rect.top + rect.height / 2;
-        const from = S.movies.findIndex((m) => m.id === dragId);
-        let to = index + (after ? 1 : 0);
+        // Positions from the list as it is now: it may have changed during the drag.
+        const from = S.movies.findIndex((m) => m.id === dragged);
+        const target = S.movies.findIndex((m) => m.id === movie.id);
+        endDrag();
+        if (from < 0 || target < 0) return;
+        let to = target + (after ? 1 : 0);
         if (from < to) to -= 1;
-        moveMovie(dragId, to);
+        moveMovie(dragged, to);
       });
     }
     return item;
