@@ -33,6 +33,11 @@ bench/ws/README.md ("What limits it"):
                    bytes in the receiving socket's buffer, so pass_end is when the last member of
                    this node had the event, whatever the load client does next (load.js
                    --pass-times reads these files: the "server" columns).
+  write_trace      an observation, not a change: for every playback change a socket of this node
+                   sends, one JSON line in $PASS_TIMES_DIR/write-<pid>.txt with the times (ns) of
+                   its stages: frame received (consumer.receive), handler entered, service entered
+                   (database thread), each SQL statement's duration, publish start/end (after
+                   commit), service returned, handler resumed on the event loop.
 """
 
 from __future__ import annotations
@@ -147,6 +152,103 @@ def bare_pass() -> None:
     RoomHub.dispatch = bare_dispatch
 
 
+def write_trace() -> None:
+    import json
+    import threading
+    import time
+
+    from django.db import connection
+
+    from apps.core import realtime
+    from apps.rooms import consumers, services
+
+    out = open(Path(os.environ["PASS_TIMES_DIR"]) / f"write-{os.getpid()}.txt", "a", buffering=1)
+    local = threading.local()
+    receive, on_playback, update, publish = (
+        consumers.RoomConsumer.receive,
+        consumers.RoomConsumer.on_playback,
+        services.playback_update,
+        realtime.publish,
+    )
+
+    async def traced_receive(self, text_data=None, bytes_data=None):
+        self._trace_in = time.perf_counter_ns()
+        return await receive(self, text_data, bytes_data)
+
+    def sql_timer(execute, sql, params, many, context):
+        started = time.perf_counter_ns()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            local.trace["sql"].append([sql.split(None, 1)[0], started, time.perf_counter_ns()])
+
+    def traced_update(*, actor, room, changes, origin):
+        trace = consumers_trace.get(threading.get_ident())
+        local.trace = trace if trace is not None else {}
+        local.trace["service"] = time.perf_counter_ns()
+        local.trace["sql"] = []
+        with connection.execute_wrapper(sql_timer):
+            state = update(actor=actor, room=room, changes=changes, origin=origin)
+        local.trace["returned"] = time.perf_counter_ns()
+        local.trace["version"] = state.version
+        return state
+
+    def traced_publish(channel, event):
+        trace = getattr(local, "trace", None)
+        if trace is not None and event.get("type") == "playback":
+            trace["pub_start"] = time.perf_counter_ns()
+        publish(channel, event)
+        if trace is not None and event.get("type") == "playback":
+            trace["pub_end"] = time.perf_counter_ns()
+
+    consumers_trace: dict[int, dict] = {}
+
+    async def traced_on_playback_outer(self, message):
+        # The database thread finds this socket's trace dict through the running handler.
+        trace = {"in": getattr(self, "_trace_in", 0), "handler": time.perf_counter_ns()}
+        original = services.playback_update
+
+        def bound(**kwargs):
+            consumers_trace[threading.get_ident()] = trace
+            try:
+                return original(**kwargs)
+            finally:
+                consumers_trace.pop(threading.get_ident(), None)
+
+        consumers.services.playback_update = bound
+        try:
+            await on_playback(self, message)
+        finally:
+            consumers.services.playback_update = original
+        trace["resumed"] = time.perf_counter_ns()
+        out.write(json.dumps(trace) + "\n")
+
+    consumers.RoomConsumer.receive = traced_receive
+    consumers.RoomConsumer.on_playback = traced_on_playback_outer
+    services.playback_update = traced_update
+    realtime.publish = traced_publish
+
+
+def gc_freeze() -> None:
+    """A proposal: once the node has started (Django, the app and the hub loaded), move every
+    object alive then into the permanent generation (gc.freeze), so the full collections that
+    connect storms trigger no longer walk the start-up heap."""
+    import gc
+
+    from apps.rooms.hub import RoomHub
+
+    ensure_started = RoomHub.ensure_started
+
+    async def started_then_frozen(self) -> None:
+        first = self.loop is None
+        await ensure_started(self)
+        if first:
+            gc.collect()
+            gc.freeze()
+
+    RoomHub.ensure_started = started_then_frozen
+
+
 KNOWN = {
     "no_health_check": no_health_check,
     "db_threads": db_threads,
@@ -156,6 +258,8 @@ KNOWN = {
     "pass_times": pass_times,
     "gc_log": gc_log,
     "bare_pass": bare_pass,
+    "write_trace": write_trace,
+    "gc_freeze": gc_freeze,
 }
 for name in sorted(VARIANTS - {"baseline"}):  # "baseline": the same launcher, nothing patched
     KNOWN[name]()
