@@ -29,13 +29,14 @@ def audit_record(
     """Append one event to the chain. In the caller's transaction, so it is atomic with the
     change; the chain head's row lock orders concurrent appends (held until that commit).
 
-    Three statements, their SQL built once per process instead of by the ORM on every call
-    (``_head_statements``, ``apps.core.rows.insert``): advance the head (which locks it and hands
-    back the sequence number and the previous hash), insert the event, store its hash in the
-    head. Every audited write pays for this while holding the chain lock, and the ORM's query
-    building cost more than the round trips: 4.0 ms against 1.9 ms per append with its commit on
-    the bench host's PostgreSQL (bench/README.md). AuditEvent's save signals are therefore not
-    sent; nothing listens to them (``rows`` checks).
+    Two statements on PostgreSQL (three on SQLite), their SQL built once per process instead of
+    by the ORM on every call (``_head_statements``, ``apps.core.rows.insert_then``): advance the
+    head (which locks it and hands back the sequence number and the previous hash); insert the
+    event and store its hash in the head (one statement with two data-modifying ``WITH``
+    queries on PostgreSQL). Every audited write pays for this while holding the chain lock, and
+    the ORM's query building cost more than the round trips: 4.0 ms against 1.9 ms per append
+    with its commit on the bench host's PostgreSQL (bench/README.md). AuditEvent's save signals
+    are therefore not sent; nothing listens to them (``rows`` checks).
 
     No savepoint of its own (``savepoint=False``): an append that fails fails the caller's
     transaction, which is what atomic-with-the-change means anyway, and the SAVEPOINT/RELEASE pair
@@ -64,8 +65,8 @@ def audit_record(
             prev_hash=prev_hash,
         )
         event.hash = event_digest(event, prev_hash)
-        rows.insert(event, using=alias)
-        cursor.execute(seal, [event.hash, HEAD_ID])
+        # The insert and the seal in one round trip on PostgreSQL, while the chain lock is held.
+        rows.insert_then(event, seal, [event.hash, HEAD_ID], using=alias)
     return event
 
 

@@ -59,9 +59,32 @@ def insert(instance: M, *, using: str | None = None) -> M:
     alias = using or router.db_for_write(model)
     connection = connections[alias]
     statements = _statements(model, alias)
-    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in statements.insert_fields]
     with connection.cursor() as cursor:
-        cursor.execute(statements.insert_sql, params)
+        cursor.execute(statements.insert_sql, statements.insert_params(instance, connection))
+        if statements.returns_pk:
+            instance.pk = cursor.fetchone()[0]
+    instance._state.adding, instance._state.db = False, alias
+    return instance
+
+
+def insert_then(instance: M, sql: str, params: list, *, using: str | None = None) -> M:
+    """``insert(instance)``, then ``sql`` (an UPDATE or DELETE with no RETURNING, of another
+    table) — on PostgreSQL in ONE round trip: both run as data-modifying ``WITH`` queries of one
+    statement, which PostgreSQL executes exactly once each, to completion, whatever they match.
+    Elsewhere (SQLite has no data-modifying ``WITH``) two statements."""
+    model = type(instance)
+    alias = using or router.db_for_write(model)
+    connection = connections[alias]
+    if connection.vendor != "postgresql":
+        insert(instance, using=alias)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+        return instance
+    statements = _statements(model, alias)
+    result = f"SELECT {statements.pk_column} FROM inserted" if statements.returns_pk else "SELECT NULL"  # noqa: S608 - a quoted name from model metadata
+    combined = f"WITH inserted AS ({statements.insert_sql}), followed AS ({sql}) {result}"
+    with connection.cursor() as cursor:
+        cursor.execute(combined, [*statements.insert_params(instance, connection), *params])
         if statements.returns_pk:
             instance.pk = cursor.fetchone()[0]
     instance._state.adding, instance._state.db = False, alias
@@ -101,6 +124,9 @@ class RowStatements:
             found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
             self._converters.append((column, found))
         self._updates: dict[tuple[str, ...], tuple[str, tuple]] = {}
+
+    def insert_params(self, instance: Model, connection) -> list:
+        return [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in self.insert_fields]
 
     def convert(self, row) -> list:
         values = list(row)

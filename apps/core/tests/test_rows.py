@@ -92,6 +92,37 @@ def test_insert_returns_the_automatic_key_and_round_trips_json():
     assert AuditEvent.objects.get(pk=event.pk).details == details
 
 
+def test_insert_then_inserts_and_runs_the_next_statement_in_one_round_trip_on_postgresql(room):
+    event = AuditEvent(
+        created_at=timezone.now(),
+        action="test.insert_then",
+        details={"k": [1, "é"]},
+        seq=10_000_001,
+        prev_hash="0" * 64,
+        hash="2" * 64,
+    )
+    table = connection.ops.quote_name(PlaybackState._meta.db_table)
+    position = connection.ops.quote_name(PlaybackState._meta.get_field("position").column)
+    then = f"UPDATE {table} SET {position} = %s WHERE {connection.ops.quote_name('room_id')} = %s"
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        rows.insert_then(event, then, [42.5, room.pk])
+    sent = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("BEGIN", "COMMIT"))]
+    assert len(sent) == (1 if connection.vendor == "postgresql" else 2), sent
+    assert event.pk is not None and not event._state.adding
+    assert orm_fields(event) == instance_fields(event)
+    assert PlaybackState.objects.get(room=room).position == 42.5
+
+
+def test_insert_then_runs_the_insert_even_when_the_next_statement_matches_nothing():
+    event = AuditEvent(created_at=timezone.now(), action="test.nothing", seq=10_000_002, prev_hash="0" * 64)
+    table = connection.ops.quote_name(PlaybackState._meta.db_table)
+    with transaction.atomic():
+        rows.insert_then(
+            event, f"DELETE FROM {table} WHERE {connection.ops.quote_name('room_id')} = %s", ["none"]
+        )
+    assert AuditEvent.objects.filter(pk=event.pk, action="test.nothing").exists()
+
+
 def test_models_with_save_receivers_are_refused():
     # User has post_save receivers (django-auditlog, the authentication cache).
     with pytest.raises(ValueError, match="save signal receivers"):
