@@ -38,6 +38,8 @@ bench/ws/README.md ("What limits it"):
                    its stages: frame received (consumer.receive), handler entered, service entered
                    (database thread), each SQL statement's duration, publish start/end (after
                    commit), service returned, handler resumed on the event loop.
+  gc_freeze        a proposal (not adopted): gc.freeze() once the node has started, so full
+                   collections during connect storms skip the start-up heap.
 """
 
 from __future__ import annotations
