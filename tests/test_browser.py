@@ -57,7 +57,7 @@ def _evidence_on_failure(request):
     print(bs.save_evidence(request.node.name, watchers, args.get("server")))
     if party:
         # A and B get fresh pages, so one failure is not repeated by every later test: a page
-        # can be left unusable (Chromium ignores mouse input during a drag Playwright lost).
+        # can be left unusable (a drag left half-done stops its clicks from landing).
         for key, name in (("a", "alice"), ("b", "bob")):
             party[key].close()
             party[key] = bs.open_page(args["browser"], key.upper(), account=party["accounts"][name])
