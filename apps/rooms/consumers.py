@@ -164,7 +164,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
     claims = None
     direct = None  # the hub's fast path to this socket's transport, if any (hub.direct_protocol)
     _closing = False
-    _pending: list[dict] | None = None  # room events that arrived before hello was sent
+    _pending: list[dict] | None = None  # events that arrived while connecting, held until after hello
+    _channels: tuple[str, ...] = ()  # the hub channels this socket is subscribed to
 
     async def dispatch(self, message):
         # channels' AsyncConsumer.dispatch awaits aclose_old_connections() (a hop to the sync
@@ -215,21 +216,29 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except ApplicationError as exc:
             return await self._refuse(CLOSE_UNAUTHORIZED, exc.message)
         try:
+            room_channel = realtime.room_channel(self.room_id)
+        except ValueError:  # not the shape of a room id: no such room
+            return await self._refuse(CLOSE_NOT_FOUND, "No such room.")
+        # Subscribe before reading the room, the membership and the state, so that nothing
+        # published in between is missed (a kick, a ban, a permission change, a playback
+        # change); every event that arrives meanwhile is held and replayed after the hello.
+        self._pending = []
+        self._channels = (room_channel, realtime.user_channel(self.user.pk))
+        for channel in self._channels:
+            await hub.subscribe(channel, self)
+        try:
             # The room once, with its member count, for the actor AND the hello (so the hello's
             # room settings and the member's effective permissions come from the same row).
             self.room, self.actor = await database_sync_to_async(self._load_room_and_actor)(with_counts=True)
         except NotFound:
+            await self._unsubscribe()
             return await self._refuse(CLOSE_NOT_FOUND, "No such room.")
         if not self.actor.is_member:
+            await self._unsubscribe()
             return await self._refuse(CLOSE_FORBIDDEN, "You are not a member of this room.")
 
         await self.accept(self._subprotocol())
         self.direct = direct_protocol(self.base_send)  # extensions are known once accepted
-        # Subscribe before reading the state, so nothing published in between is missed; what
-        # arrives meanwhile is held back so that hello and the history come first.
-        self._pending = []
-        await hub.subscribe(realtime.room_channel(self.room.pk), self)
-        await hub.subscribe(realtime.user_channel(self.user.pk), self)
         self.connection_id = hub.presence.new_connection_id()
         first = await hub.presence.join(self.room.pk, self.connection_id, self._presence_info(ready=True))
         hello, history = await database_sync_to_async(self._hello_and_history)()
@@ -238,16 +247,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
         for chat in history:
             await self.send_json_event(chat)
         last_chat, version = (history[-1]["id"] if history else 0), hello["playback"]["version"]
-        while self._pending:  # then what was held back, minus what hello and the history hold
+        while self._pending and not self._closing:  # then what was held, in order
             event = self._pending.pop(0)
-            kind = event.get("type")
+            if not self._act_on(event):  # a kick, a ban, a permission change: acted on here
+                continue
+            kind = event.get("type")  # sent, unless hello or the history already hold it
             if (kind == "chat" and event.get("id", 0) <= last_chat) or (
                 kind == "playback" and event.get("version", 0) <= version
             ):
                 continue
             await self.send_json_event(event)
         self._pending = None
-        if first:
+        if first and not self._closing:
             await hub.publish(
                 realtime.room_channel(self.room.pk),
                 {"type": "member_joined", "user": self._user_ref(), "role": self.actor_role()},
@@ -302,13 +313,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
         user = self.user
         return {"user_id": user.pk, "username": user.public_name, "role": self.actor_role(), "ready": ready}
 
+    async def _unsubscribe(self) -> None:
+        channels, self._channels = self._channels, ()
+        for channel in channels:
+            await hub.unsubscribe(channel, self)
+
     async def disconnect(self, code) -> None:
         for task in list(getattr(self, "_tasks", ())):
             task.cancel()
+        await self._unsubscribe()
         if self.room is None or self.user is None:
             return
-        await hub.unsubscribe(realtime.room_channel(self.room.pk), self)
-        await hub.unsubscribe(realtime.user_channel(self.user.pk), self)
         if self.connection_id:
             last = await hub.presence.leave(self.room.pk, self.connection_id, self.user.pk)
             if last:
@@ -391,18 +406,22 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # --- events from the hub (sync: return True to forward the frame) ------------------------------
 
     def on_event(self, channel: str, event: dict[str, Any]) -> bool:
-        kind = event.get("type", "")
         if self._closing:
             return False
+        if self._pending is not None:  # connecting: connect() replays it after the hello
+            self._pending.append(event)
+            return False
+        return self._act_on(event)
+
+    def _act_on(self, event: dict[str, Any]) -> bool:
+        """Act on an event for this socket; True when its frame goes to the client."""
+        kind = event.get("type", "")
         if not kind.startswith("_"):
             target = (
                 (event.get("member") or {}).get("user", {}).get("id") if kind == "member_updated" else None
             )
             if target == self.user.pk or kind == "room_updated":
                 self._spawn(self._reload_actor())  # permissions may have changed
-            if self._pending is not None:
-                self._pending.append(event)
-                return False
             return True
         if kind == "_member_removed" and event.get("user_id") == self.user.pk:
             self._spawn(self._kick(event.get("reason", "removed"), CLOSE_FORBIDDEN))

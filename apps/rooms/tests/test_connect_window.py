@@ -1,0 +1,133 @@
+"""What is published while a socket is connecting reaches it: the consumer subscribes before it
+reads the room, the membership and the state, and replays what arrived meanwhile after the hello.
+
+In-process (asgiref's ApplicationCommunicator, the project's ASGI application, one fresh hub in
+the test's event loop, events delivered locally): the moment between reading the membership
+and the rest of the connect cannot be hit on purpose through a real server, so the test makes
+the change exactly there, from inside the read.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from asgiref.sync import async_to_sync
+from asgiref.testing import ApplicationCommunicator
+
+from apps.accounts.tests.factories import TEST_ORIGIN, make_user
+from apps.core import realtime
+from apps.permissions.flags import Perm
+from apps.rooms import consumers, selectors, services
+from apps.rooms.hub import RoomHub
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ORIGIN = (b"origin", b"http://localhost:8000")
+
+
+@pytest.fixture
+def local_hub(monkeypatch, settings):
+    """A hub of this test's own, delivering in this process (no Redis between publish and socket)."""
+    settings.REDIS_URL = ""
+    # Database calls on the test's own thread and connection (channels' shared thread): no
+    # connections left open in other threads when the test database goes.
+    monkeypatch.setattr(consumers, "_db_executor", lambda: None)
+    hub = RoomHub()
+    monkeypatch.setattr(consumers, "hub", hub)
+    monkeypatch.setattr(realtime, "_local_hub", None)
+    monkeypatch.setattr(realtime, "get_redis", lambda: None)
+    return hub
+
+
+@pytest.fixture
+def room_with_bob():
+    creator, _ = make_user()
+    bob, tokens = make_user()
+    room = services.room_create(creator=creator, name="window", origin=TEST_ORIGIN)
+    services.member_join(user=bob, room=room, origin=TEST_ORIGIN)
+    return room, creator, bob, tokens.access
+
+
+def change_right_after_the_read(monkeypatch, change) -> None:
+    """``change(room)`` runs (and commits, and publishes) just after the connect read the room and
+    the membership: before this fix, the socket subscribed only after that read."""
+    read = consumers.RoomConsumer._load_room_and_actor
+    done = []
+
+    def read_then_change(self, **kwargs):
+        loaded = read(self, **kwargs)
+        if not done:  # the connect's read only, not the reloads the change itself causes
+            done.append(True)
+            change(loaded[0])
+        return loaded
+
+    monkeypatch.setattr(consumers.RoomConsumer, "_load_room_and_actor", read_then_change)
+
+
+def frames_until_close(room_id: str, token: str, seconds: float = 5.0) -> tuple[list[dict], int | None]:
+    from synctv.asgi import application
+
+    async def run():
+        scope = {
+            "type": "websocket",
+            "path": f"/ws/rooms/{room_id}/",
+            "query_string": b"",
+            "headers": [ORIGIN],
+            "subprotocols": ["synctv.v1", f"bearer.{token}"],
+            "client": ("127.0.0.1", 40000),
+            "server": ("127.0.0.1", 8000),
+        }
+        socket = ApplicationCommunicator(application, scope)
+        await socket.send_input({"type": "websocket.connect"})
+        assert (await socket.receive_output(timeout=10))["type"] == "websocket.accept"
+        frames: list[dict] = []
+        try:
+            while not await socket.receive_nothing(timeout=seconds):
+                out = await socket.receive_output()
+                if out["type"] == "websocket.close":
+                    return frames, out.get("code")
+                frames.append(json.loads(out["text"]))
+            return frames, None  # nothing more for `seconds`, still open
+        finally:
+            await socket.send_input({"type": "websocket.disconnect", "code": 1000})
+            await socket.wait(timeout=5)
+
+    return async_to_sync(run)()
+
+
+def test_a_kick_made_while_the_socket_connects_closes_it(monkeypatch, local_hub, room_with_bob):
+    room, creator, bob, token = room_with_bob
+
+    def kick(loaded_room):
+        actor = selectors.room_actor(user=creator, room=loaded_room)
+        target = selectors.member_get(room=loaded_room, user_id=bob.pk)
+        services.member_kick(actor=actor, room=loaded_room, target=target, origin=TEST_ORIGIN)
+
+    change_right_after_the_read(monkeypatch, kick)
+    frames, code = frames_until_close(room.pk, token)
+    kinds = [f["type"] for f in frames]
+    assert kinds[0] == "hello" and kinds[-1] == "kicked", kinds
+    assert code == consumers.CLOSE_FORBIDDEN
+
+
+def test_a_permission_given_while_the_socket_connects_reaches_it(monkeypatch, local_hub, room_with_bob):
+    room, creator, bob, token = room_with_bob
+
+    def grant(loaded_room):
+        actor = selectors.room_actor(user=creator, room=loaded_room)
+        target = selectors.member_get(room=loaded_room, user_id=bob.pk)
+        services.member_update(
+            actor=actor,
+            room=loaded_room,
+            target=target,
+            permissions_added=int(Perm.PLAY_CONTROL),
+            origin=TEST_ORIGIN,
+        )
+
+    change_right_after_the_read(monkeypatch, grant)
+    frames, code = frames_until_close(room.pk, token, seconds=2.0)
+    assert code is None  # still connected
+    updates = [f for f in frames if f["type"] == "member_updated" and f["member"]["user"]["id"] == bob.pk]
+    assert updates, [f["type"] for f in frames]
+    assert updates[-1]["member"]["effective_permissions"] & int(Perm.PLAY_CONTROL)
