@@ -55,12 +55,17 @@ def update(instance: Model, fields: tuple[str, ...], *, using: str | None = None
 def insert(instance: M, *, using: str | None = None) -> M:
     """``instance.save(force_insert=True)`` as one INSERT; an automatic primary key comes back
     with ``RETURNING`` (PostgreSQL, SQLite 3.35+)."""
-    model = type(instance)
-    alias = using or router.db_for_write(model)
+    alias = using or router.db_for_write(type(instance))
+    statements = _statements(type(instance), alias)
+    return _send_insert(instance, alias, statements, statements.insert_sql, [])
+
+
+def _send_insert(instance: M, alias: str, statements: RowStatements, sql: str, extra_params: list) -> M:
+    """Send ``sql``, a statement around the model's INSERT: the INSERT's parameters, then
+    ``extra_params``; the automatic primary key, if any, comes back as its first column."""
     connection = connections[alias]
-    statements = _statements(model, alias)
     with connection.cursor() as cursor:
-        cursor.execute(statements.insert_sql, statements.insert_params(instance, connection))
+        cursor.execute(sql, [*statements.insert_params(instance, connection), *extra_params])
         if statements.returns_pk:
             instance.pk = cursor.fetchone()[0]
     instance._state.adding, instance._state.db = False, alias
@@ -83,12 +88,7 @@ def insert_then(instance: M, sql: str, params: list, *, using: str | None = None
     statements = _statements(model, alias)
     result = f"SELECT {statements.pk_column} FROM inserted" if statements.returns_pk else "SELECT NULL"  # noqa: S608 - a quoted name from model metadata
     combined = f"WITH inserted AS ({statements.insert_sql}), followed AS ({sql}) {result}"
-    with connection.cursor() as cursor:
-        cursor.execute(combined, [*statements.insert_params(instance, connection), *params])
-        if statements.returns_pk:
-            instance.pk = cursor.fetchone()[0]
-    instance._state.adding, instance._state.db = False, alias
-    return instance
+    return _send_insert(instance, alias, statements, combined, params)
 
 
 class RowStatements:
