@@ -155,8 +155,8 @@ def bare_pass() -> None:
 
 
 def write_trace() -> None:
+    import contextvars
     import json
-    import threading
     import time
 
     from django.db import connection
@@ -165,7 +165,9 @@ def write_trace() -> None:
     from apps.rooms import consumers, services
 
     out = open(Path(os.environ["PASS_TIMES_DIR"]) / f"write-{os.getpid()}.txt", "a", buffering=1)
-    local = threading.local()
+    # The handler's trace, seen by the database thread too (asgiref runs it in a copy of the
+    # handler's context), and by the publish that runs there after commit.
+    current: contextvars.ContextVar[dict | None] = contextvars.ContextVar("write_trace", default=None)
     receive, on_playback, update, publish = (
         consumers.RoomConsumer.receive,
         consumers.RoomConsumer.on_playback,
@@ -177,56 +179,44 @@ def write_trace() -> None:
         self._trace_in = time.perf_counter_ns()
         return await receive(self, text_data, bytes_data)
 
+    async def traced_on_playback(self, message):
+        trace = {"in": getattr(self, "_trace_in", 0), "handler": time.perf_counter_ns(), "sql": []}
+        token = current.set(trace)
+        try:
+            await on_playback(self, message)
+        finally:
+            current.reset(token)
+        trace["resumed"] = time.perf_counter_ns()
+        out.write(json.dumps(trace) + "\n")
+
     def sql_timer(execute, sql, params, many, context):
         started = time.perf_counter_ns()
         try:
             return execute(sql, params, many, context)
         finally:
-            local.trace["sql"].append([sql.split(None, 1)[0], started, time.perf_counter_ns()])
+            current.get()["sql"].append([sql.split(None, 1)[0], started, time.perf_counter_ns()])
 
     def traced_update(*, actor, room, changes, origin):
-        trace = consumers_trace.get(threading.get_ident())
-        local.trace = trace if trace is not None else {}
-        local.trace["service"] = time.perf_counter_ns()
-        local.trace["sql"] = []
+        trace = current.get()
+        if trace is None:  # not from a socket's playback frame (the REST view)
+            return update(actor=actor, room=room, changes=changes, origin=origin)
+        trace["service"] = time.perf_counter_ns()
         with connection.execute_wrapper(sql_timer):
             state = update(actor=actor, room=room, changes=changes, origin=origin)
-        local.trace["returned"] = time.perf_counter_ns()
-        local.trace["version"] = state.version
+        trace["returned"] = time.perf_counter_ns()
+        trace["version"] = state.version
         return state
 
     def traced_publish(channel, event):
-        trace = getattr(local, "trace", None)
-        if trace is not None and event.get("type") == "playback":
+        trace = current.get() if event.get("type") == "playback" else None
+        if trace is not None:
             trace["pub_start"] = time.perf_counter_ns()
         publish(channel, event)
-        if trace is not None and event.get("type") == "playback":
+        if trace is not None:
             trace["pub_end"] = time.perf_counter_ns()
 
-    consumers_trace: dict[int, dict] = {}
-
-    async def traced_on_playback_outer(self, message):
-        # The database thread finds this socket's trace dict through the running handler.
-        trace = {"in": getattr(self, "_trace_in", 0), "handler": time.perf_counter_ns()}
-        original = services.playback_update
-
-        def bound(**kwargs):
-            consumers_trace[threading.get_ident()] = trace
-            try:
-                return original(**kwargs)
-            finally:
-                consumers_trace.pop(threading.get_ident(), None)
-
-        consumers.services.playback_update = bound
-        try:
-            await on_playback(self, message)
-        finally:
-            consumers.services.playback_update = original
-        trace["resumed"] = time.perf_counter_ns()
-        out.write(json.dumps(trace) + "\n")
-
     consumers.RoomConsumer.receive = traced_receive
-    consumers.RoomConsumer.on_playback = traced_on_playback_outer
+    consumers.RoomConsumer.on_playback = traced_on_playback
     services.playback_update = traced_update
     realtime.publish = traced_publish
 
