@@ -3,8 +3,9 @@
 Viewers' browsers fetch playlist URLs, so a LAN media server (http://192.168.1.20:8096/...) is a
 fine playlist entry. The server is different: whenever it fetches a URL itself (proxying,
 probing), :func:`check_server_fetch` must pass first. It resolves the host and refuses loopback,
-private, link-local, CGNAT, multicast, reserved and cloud-metadata addresses (IPv4-mapped IPv6
-included) unless the operator allows private targets (``FETCH_ALLOW_PRIVATE_NETWORKS``). A
+private, link-local, CGNAT, multicast, reserved and cloud-metadata addresses (IPv6 forms that
+carry an IPv4 address — mapped, 6to4, NAT64, IPv4-compatible, Teredo — are judged by the IPv4
+address inside) unless the operator allows private targets (``FETCH_ALLOW_PRIVATE_NETWORKS``). A
 fetcher must then connect to one of the addresses returned, not resolve the name again, so a
 DNS answer that changes between check and connect (rebinding) gains nothing.
 """
@@ -57,9 +58,39 @@ def validate_media_url(url: object, *, field: str = "url") -> str:
     return url
 
 
+NAT64_PREFIXES = (
+    ipaddress.ip_network("64:ff9b::/96"),  # RFC 6052 well-known prefix
+    ipaddress.ip_network("64:ff9b:1::/48"),  # RFC 8215 local-use prefix (IPv4 in the last 32 bits)
+)
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
+
+
+def _wrapped_ipv4(ip: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address] | None:
+    """The IPv4 address an IPv6 address carries, if it is one of the forms that route to it:
+    IPv4-mapped, 6to4 (2002:AABB:CCDD::/48), NAT64, IPv4-compatible, Teredo (the client)."""
+    if ip.ipv4_mapped is not None:
+        return "IPv4-mapped", ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return "6to4", ip.sixtofour
+    if any(ip in net for net in NAT64_PREFIXES):
+        return "NAT64", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip in IPV4_COMPATIBLE and int(ip) > 1:  # not :: or ::1, which are judged as themselves
+        return "IPv4-compatible", ipaddress.IPv4Address(int(ip))
+    if ip.teredo is not None:
+        return "Teredo", ip.teredo[1]
+    return None
+
+
 def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address) and (wrapped := _wrapped_ipv4(ip)) is not None:
+        # Judge what the packets would reach: a 6to4 relay or NAT64 gateway delivers them to the
+        # IPv4 address inside, so 2002:7f00:1:: is loopback whatever the outer prefix says.
+        form, inner = wrapped
+        reason = _refusal(inner)
+        if reason is not None:
+            return f"{reason} ({inner}, in {form} form)"
+        if form == "IPv4-mapped":
+            return None
     if ip in METADATA_ADDRESSES:
         return "a cloud metadata address"
     if ip.is_loopback:
@@ -93,7 +124,7 @@ def check_server_fetch(
     for info in infos:
         ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
         reason = _refusal(ip)
-        if reason and not (allow and reason != "a cloud metadata address"):
+        if reason and not (allow and not reason.startswith("a cloud metadata address")):
             raise UnsafeURL(
                 f"url: the server will not fetch {host!r}: it resolves to {reason}.",
                 details={"url": [f"Resolves to {reason}."]},

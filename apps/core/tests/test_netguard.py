@@ -252,6 +252,17 @@ REFUSED_LITERALS = [
     pytest.param("http://[::ffff:127.0.0.1]/", id="v4-mapped-loopback"),
     pytest.param("http://[::ffff:10.0.0.1]/", id="v4-mapped-private"),
     pytest.param("http://[::ffff:169.254.169.254]/", id="v4-mapped-metadata"),
+    # IPv6 forms that carry an IPv4 address inside: 6to4 (2002:AABB:CCDD::), NAT64 (64:ff9b::),
+    # IPv4-compatible (::a.b.c.d) and Teredo (its client address, bit-inverted).
+    pytest.param("http://[2002:7f00:1::]/", id="6to4-loopback"),
+    pytest.param("http://[2002:7f00:1:1234::abcd]/", id="6to4-loopback-any-suffix"),
+    pytest.param("http://[2002:a9fe:a9fe::]/", id="6to4-metadata"),
+    pytest.param("http://[2002:a00:1::]/", id="6to4-private"),
+    pytest.param("http://[2002:6464:64c8::]/", id="6to4-alibaba-metadata"),
+    pytest.param("http://[64:ff9b::7f00:1]/", id="nat64-loopback"),
+    pytest.param("http://[64:ff9b::a9fe:a9fe]/", id="nat64-metadata"),
+    pytest.param("http://[::127.0.0.1]/", id="v4-compatible-loopback"),
+    pytest.param("http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/", id="teredo-loopback"),
     pytest.param("http://[fe80::1]/", id="link-local-v6"),
     pytest.param("http://[fc00::1]/", id="unique-local-v6"),
     pytest.param("http://[fd00:ec2::254]/", id="aws-metadata-v6"),
@@ -375,7 +386,15 @@ def test_server_fetch_applies_the_media_url_rules_first(url):
 # --- the operator's switch ------------------------------------------------------------------------------------
 
 PRIVATE_ALLOWED = ["127.0.0.1", "10.0.0.1", "192.168.0.1", "172.16.0.1", "::1", "100.64.0.1"]
-METADATA = ["169.254.169.254", "::ffff:169.254.169.254", "fd00:ec2::254", "100.100.100.200"]
+METADATA = [
+    "169.254.169.254",
+    "::ffff:169.254.169.254",
+    "fd00:ec2::254",
+    "100.100.100.200",
+    "2002:a9fe:a9fe::",  # 6to4 form of 169.254.169.254
+    "2002:6464:64c8::1",  # 6to4 form of 100.100.100.200
+    "64:ff9b::a9fe:a9fe",  # NAT64 form of 169.254.169.254
+]
 
 
 @pytest.mark.parametrize("address", PRIVATE_ALLOWED)
@@ -397,6 +416,18 @@ def test_metadata_addresses_are_refused_even_when_private_targets_are_allowed(se
     assert "metadata" in err.message
     err = _refused("http://metadata.example/", allow_private=True, resolver=FakeResolver(PUBLIC_V4, address))
     assert "metadata" in err.message
+
+
+def test_a_6to4_address_of_a_public_host_is_accepted(settings):
+    """6to4 itself is not the problem: only what it wraps is judged (8.8.8.8 here)."""
+    settings.FETCH_ALLOW_PRIVATE_NETWORKS = False
+    assert check_server_fetch("http://[2002:808:808::1]/", resolver=numeric_only) == ["2002:808:808::1"]
+
+
+def test_a_wrapped_address_is_named_in_the_refusal(settings):
+    settings.FETCH_ALLOW_PRIVATE_NETWORKS = False
+    err = _refused("http://[2002:7f00:1::]/", resolver=numeric_only)
+    assert "loopback" in err.message and "127.0.0.1" in err.message
 
 
 def test_allow_private_literal_metadata_is_still_refused(settings):
