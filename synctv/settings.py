@@ -360,3 +360,8 @@ WHITENOISE_AUTOREFRESH = DEBUG
 # The server itself never fetches loopback/private/link-local/metadata addresses unless allowed
 # (cloud metadata stays refused even then). Viewers' browsers may use any http(s) URL.
 FETCH_ALLOW_PRIVATE_NETWORKS = env.bool("FETCH_ALLOW_PRIVATE_NETWORKS", default=False)
+
+# Operators: who may read /readyz's error texts and timings (and /metrics): a bearer token, or a
+# client address in these networks (judged after TRUSTED_PROXY_COUNT). docs/security.md.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])

@@ -1,4 +1,8 @@
-"""Operator endpoints: /healthz (the process answers) and /readyz (its dependencies answer)."""
+"""Operator endpoints: /healthz (the process answers) and /readyz (its dependencies answer).
+
+/readyz tells anyone whether the node is ready and which dependency failed; the error texts,
+notes and timings only to operators (apps.core.operators, docs/security.md).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from apps.core.operators import is_operator
 from apps.core.redis import get_redis
 
 
@@ -82,6 +87,9 @@ def readyz(request):
             results[name] = {"ok": True, **({"note": note} if note else {})}
         results[name]["ms"] = round((time.perf_counter() - started) * 1000, 2)
     failed = sorted(name for name, r in results.items() if not r["ok"])
+    if not is_operator(request):
+        # Error texts name internal hosts and drivers; anyone else learns only what failed.
+        results = {name: {"ok": r["ok"]} for name, r in results.items()}
     body = {"status": "fail" if failed else "ok", "failed": failed, "checks": results}
     response = JsonResponse(body, status=503 if failed else 200)
     if failed:

@@ -179,3 +179,64 @@ def test_readyz_reports_redis_down_even_in_the_embedded_default(fresh_redis_clie
     with override_settings(REDIS_URL=BROKEN_REDIS):
         r, body = readyz()
     assert_failed(r, body, "redis")
+
+
+# --- who sees the details -----------------------------------------------------------------------------
+# Anyone may ask whether the node is ready and which dependency failed (a load balancer needs that);
+# error texts (internal addresses, driver messages), notes and timings are for operators only: the
+# same rule as /metrics (METRICS_TOKEN as a bearer token, or an address in METRICS_ALLOWED_NETWORKS,
+# loopback by default). docs/security.md, "Operator endpoints".
+
+OUTSIDER = "203.0.113.7"
+
+
+def _down(monkeypatch):
+    def refuse():
+        raise OperationalError('connection to server at "10.1.2.3", port 5432 failed: Connection refused')
+
+    monkeypatch.setitem(health.CHECKS, "database", refuse)
+
+
+def test_readyz_hides_details_from_an_outside_address(monkeypatch):
+    _down(monkeypatch)
+    r = client().get("/readyz", REMOTE_ADDR=OUTSIDER)
+    body = r.json()
+    assert r.status_code == 503 and r["Retry-After"].isdigit()
+    assert body["status"] == "fail" and body["failed"] == ["database"]
+    assert body["checks"] == {name: {"ok": name != "database"} for name in health.CHECKS}
+    assert "10.1.2.3" not in r.content.decode() and "OperationalError" not in r.content.decode()
+
+
+def test_readyz_ok_from_an_outside_address_has_no_timings():
+    r = client().get("/readyz", REMOTE_ADDR=OUTSIDER)
+    assert r.status_code == 200
+    assert r.json() == {
+        "status": "ok",
+        "failed": [],
+        "checks": {name: {"ok": True} for name in health.CHECKS},
+    }
+
+
+@override_settings(METRICS_TOKEN="s3cret-operator-token")
+def test_readyz_shows_details_with_the_operator_token(monkeypatch):
+    _down(monkeypatch)
+    r = client().get("/readyz", REMOTE_ADDR=OUTSIDER, HTTP_AUTHORIZATION="Bearer s3cret-operator-token")
+    assert "10.1.2.3" in r.json()["checks"]["database"]["error"]
+    for wrong in ("Bearer s3cret-operator-tokeN", "Bearer ", "s3cret-operator-token", "Basic x"):
+        r = client().get("/readyz", REMOTE_ADDR=OUTSIDER, HTTP_AUTHORIZATION=wrong)
+        assert r.json()["checks"]["database"] == {"ok": False}, wrong
+
+
+@override_settings(METRICS_ALLOWED_NETWORKS=["203.0.113.0/24"])
+def test_readyz_shows_details_to_an_allowed_network(monkeypatch):
+    _down(monkeypatch)
+    assert "error" in client().get("/readyz", REMOTE_ADDR=OUTSIDER).json()["checks"]["database"]
+    # The configured list replaces the loopback default.
+    assert "error" not in client().get("/readyz", REMOTE_ADDR="127.0.0.1").json()["checks"]["database"]
+
+
+@override_settings(TRUSTED_PROXY_COUNT=1)
+def test_readyz_behind_a_proxy_judges_the_client_not_the_proxy(monkeypatch):
+    _down(monkeypatch)
+    r = client().get("/readyz", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=OUTSIDER)
+    assert r.json()["checks"]["database"] == {"ok": False}

@@ -1,0 +1,43 @@
+"""Who counts as an operator for the operator endpoints (/readyz details, /metrics).
+
+A request is an operator's when it carries ``Authorization: Bearer <METRICS_TOKEN>`` (compared in
+constant time; an empty setting never matches) or comes from a client address inside
+``METRICS_ALLOWED_NETWORKS`` (loopback by default). The address is the one ``client_ip`` believes,
+so behind a proxy TRUSTED_PROXY_COUNT must be set or every visitor looks like the proxy.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from functools import lru_cache
+
+from django.conf import settings
+
+from apps.core.net import client_ip
+
+
+@lru_cache(maxsize=8)
+def _networks(spec: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in spec if item.strip())
+
+
+def _has_token(request) -> bool:
+    expected = settings.METRICS_TOKEN
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, given = header.partition(" ")
+    if not expected or scheme.lower() != "bearer" or not given:
+        return False
+    return hmac.compare_digest(given.strip().encode(), expected.encode())
+
+
+def is_operator(request) -> bool:
+    if _has_token(request):
+        return True
+    try:
+        address = ipaddress.ip_address(client_ip(request))
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in _networks(tuple(settings.METRICS_ALLOWED_NETWORKS)))
