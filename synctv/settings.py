@@ -211,6 +211,9 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Auth and passwords -------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
+# Password logins outside the API (the admin) go through the accounts login service: the same
+# rate limits and audit events as auth/login (apps/accounts/backends.py).
+AUTHENTICATION_BACKENDS = ["apps.accounts.backends.StaffLoginBackend"]
 PASSWORD_HASHERS = [
     "apps.accounts.hashers.Argon2idHasher",
     # Older hashes still verify and are upgraded to Argon2id on the next successful login.

@@ -103,7 +103,7 @@ def test_service_keeps_answering_while_redis_is_down_and_uses_it_again_after(pri
         assert _me(api, first.access).status_code == 200
     assert time.monotonic() - started < 3.0
 
-    # Logging in works (rate limits fail open), and logout still revokes.
+    # Logging in works (rate limits count in this process meanwhile), and logout still revokes.
     r = api.post("/api/v1/auth/login", {"username": "olga", "password": PASSWORD}, format="json")
     assert r.status_code == 200
     r = api.post(
@@ -141,3 +141,33 @@ def test_service_keeps_answering_while_redis_is_down_and_uses_it_again_after(pri
 
     jti = AccessToken(second["access"])["jti"]
     assert core_redis.get_redis().exists(f"token:revoked:{jti}") == 1
+
+
+def test_rate_limits_count_in_the_process_while_redis_is_down_and_in_redis_again_after(private_redis):
+    """Issue 10, finding 3: the limits used to fail open while Redis was down (40 wrong logins in
+    1.5 s, no 429). Now they count in this process meanwhile, and in Redis once it answers."""
+    from django.conf import settings
+
+    from apps.core import ratelimit
+
+    make_user("olga")
+    ratelimit.local_counter.clear()
+    limits = {**settings.RATELIMITS, "login_ip": "3/m", "login_user": "100/m"}
+    wrong = {"username": "olga", "password": "Wr0ng-passw0rd"}
+    with override_settings(RATELIMITS=limits):
+        private_redis.kill()
+        api = APIClient(REMOTE_ADDR="198.51.100.200")
+        codes = [api.post("/api/v1/auth/login", wrong, format="json").status_code for _ in range(5)]
+        assert codes == [401, 401, 401, 429, 429]
+        assert len(ratelimit.local_counter) > 0
+
+        private_redis.start()
+        time.sleep(core_redis.redis_breaker.reset_timeout + 0.1)
+        # Back in Redis: another address's attempts are counted there, not in this process.
+        ratelimit.local_counter.clear()
+        api = APIClient(REMOTE_ADDR="198.51.100.201")
+        codes = [api.post("/api/v1/auth/login", wrong, format="json").status_code for _ in range(4)]
+        assert codes == [401, 401, 401, 429]
+        assert len(ratelimit.local_counter) == 0
+        assert any(core_redis.get_redis().scan_iter("*rl:*"))
+    ratelimit.local_counter.clear()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.db import transaction
+from django.http import HttpResponseRedirect
 from django.utils import timezone
 
 from apps.accounts import services
 from apps.accounts.models import AuthSession, Role, SigningKey, User
 from apps.core.context import Origin
-from apps.core.errors import ApplicationError
+from apps.core.errors import ApplicationError, RateLimited
 
 
 class AuthSessionInline(admin.TabularInline):
@@ -35,6 +38,25 @@ class AuthSessionInline(admin.TabularInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(revoked_at__isnull=True, expires_at__gt=timezone.now())
+
+
+class AdminLoginForm(AdminAuthenticationForm):
+    """The admin's login form. Passwords are checked by the accounts login service (through
+    StaffLoginBackend): the API login's limits and audit events. Over a limit, the form says so
+    and no password is hashed."""
+
+    def clean(self):
+        try:
+            return super().clean()
+        except RateLimited as exc:
+            raise forms.ValidationError(
+                "Too many login attempts. Try again in %(seconds)s seconds.",
+                code="rate_limited",
+                params={"seconds": exc.details["retry_after"]},
+            ) from exc
+
+
+admin.site.login_form = AdminLoginForm
 
 
 class UserAdminForm(forms.ModelForm):
@@ -70,25 +92,39 @@ class UserAdmin(admin.ModelAdmin):
         return request.user.is_superuser
 
     def save_model(self, request, obj, form, change):
-        """Role changes go through the services (rules, session revocation, audit)."""
+        """Profile edits and role changes go through the services (the moderation rule, session
+        revocation, audit), all or nothing: a refused part leaves the account as it was."""
         origin = Origin.of(request)
         new_role = form.cleaned_data["role"]
         old = User.objects.get(pk=obj.pk)
         obj.role = old.role  # the service decides; do not let the form write it directly
         try:
-            if {"username", "email"} & set(form.changed_data):
-                services.user_update_profile(user=old, origin=origin, username=obj.username, email=obj.email)
-            if new_role != old.role:
-                if new_role == Role.BANNED:
-                    services.user_ban(
-                        actor=request.user, user=old, reason=form.cleaned_data["ban_reason"], origin=origin
+            with transaction.atomic():
+                if {"username", "email"} & set(form.changed_data):
+                    services.user_update_profile(
+                        user=old, actor=request.user, origin=origin, username=obj.username, email=obj.email
                     )
-                elif old.role == Role.BANNED and new_role == Role.USER:
-                    services.user_unban(actor=request.user, user=old, origin=origin)
-                else:
-                    services.user_set_role(actor=request.user, user=old, role=new_role, origin=origin)
+                if new_role != old.role:
+                    if new_role == Role.BANNED:
+                        services.user_ban(
+                            actor=request.user,
+                            user=old,
+                            reason=form.cleaned_data["ban_reason"],
+                            origin=origin,
+                        )
+                    elif old.role == Role.BANNED and new_role == Role.USER:
+                        services.user_unban(actor=request.user, user=old, origin=origin)
+                    else:
+                        services.user_set_role(actor=request.user, user=old, role=new_role, origin=origin)
         except ApplicationError as exc:
+            request._synctv_refused = True
             self.message_user(request, exc.message, level=messages.ERROR)
+
+    def response_change(self, request, obj):
+        if getattr(request, "_synctv_refused", False):
+            # Back to the form with the refusal, not Django's "changed successfully".
+            return HttpResponseRedirect(request.path)
+        return super().response_change(request, obj)
 
     def _each(self, request, queryset, action, done: str) -> None:
         count = 0

@@ -26,7 +26,6 @@ from apps.accounts.serializers import (
 )
 from apps.core import ratelimit
 from apps.core.context import Origin
-from apps.core.errors import InvalidCredentials
 
 ERRORS = {400: OpenApiResponse(description="invalid"), 429: OpenApiResponse(description="rate_limited")}
 
@@ -63,9 +62,11 @@ class RegisterView(PublicView):
             email=data.get("email"),
             origin=Origin.of(request),
         )
+        # The same answer whether or not the address was free (services.user_register).
+        shown = {**UserSerializer(user).data, "email": services.email_as_answered(data.get("email"))}
         if pair is None:
-            return Response({"user": UserSerializer(user).data}, status=status.HTTP_202_ACCEPTED)
-        return Response(_auth_result(user, pair), status=status.HTTP_201_CREATED)
+            return Response({"user": shown}, status=status.HTTP_202_ACCEPTED)
+        return Response({**_auth_result(user, pair), "user": shown}, status=status.HTTP_201_CREATED)
 
 
 class LoginView(PublicView):
@@ -81,24 +82,23 @@ class LoginView(PublicView):
     )
     def post(self, request):
         data = _validated(LoginSerializer, request)
-        identifier = data["username"]
-        user_key = f"user:{identifier.lower()}"
-        ratelimit.hit_ip(request, limit="login_ip")
-        ratelimit.check(request, limit="login_user", key=user_key)
-        try:
-            user, pair = services.user_login(
-                identifier=identifier, password=data["password"], origin=Origin.of(request)
-            )
-        except InvalidCredentials:
-            ratelimit.hit(request, limit="login_user", key=user_key)
-            raise
+        # The limits (per IP, per account) are counted by the service: the admin login shares them.
+        user, pair = services.user_login(
+            identifier=data["username"], password=data["password"], origin=Origin.of(request)
+        )
         return Response(_auth_result(user, pair))
 
 
 class RefreshView(PublicView):
     @extend_schema(
         request=RefreshSerializer,
-        responses={200: TokenPairSerializer, **ERRORS},
+        responses={
+            200: TokenPairSerializer,
+            401: OpenApiResponse(
+                description="token_invalid / token_revoked (a reused token ends every session)"
+            ),
+            **ERRORS,
+        },
         summary="Rotate a refresh token",
     )
     def post(self, request):
@@ -156,6 +156,10 @@ class MeView(APIView):
     )
     def patch(self, request):
         data = _validated(UserUpdateSerializer, request)
+        if "email" in data and (data["email"] or None) != request.user.email:
+            # A new address needs the current password: one budget with password changes, so a
+            # stolen token cannot guess the password (or probe addresses) faster through either.
+            ratelimit.hit(request, limit="password_change_user", key=f"user:{request.user.pk}")
         user = services.user_update_profile(user=request.user, origin=Origin.of(request), **data)
         return Response(UserSerializer(user).data)
 

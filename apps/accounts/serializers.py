@@ -60,6 +60,9 @@ class UserSerializer(serializers.Serializer):
 class UserUpdateSerializer(serializers.Serializer):
     username = username_field(required=False)
     email = StrictEmailField(required=False, allow_null=True, allow_blank=True, max_length=254)
+    current_password = password_field(
+        required=False, write_only=True, help_text="Required to change the email address."
+    )
 
 
 class RegisterSerializer(serializers.Serializer):

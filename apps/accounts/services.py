@@ -21,7 +21,7 @@ from apps.accounts import authcache, revocation
 from apps.accounts.models import STAFF_ROLES, AuthSession, Role, User
 from apps.accounts.tokens import AccessToken, RefreshToken, mint_access, mint_refresh
 from apps.audit.services import audit_record
-from apps.core import realtime
+from apps.core import ratelimit, realtime
 from apps.core.context import Origin
 from apps.core.errors import (
     AccountPending,
@@ -145,23 +145,48 @@ def token_revoke_jti(*, jti: str, expires_at_epoch: float, origin: Origin, actor
 def user_register(
     *, username: str, password: str, email: str | None, origin: Origin
 ) -> tuple[User, TokenPair | None]:
-    """Create an account. Returns the user and a token pair, or no pair if it awaits review."""
-    email = email or None
-    _check_unique(username=username, email=email)
+    """Create an account. Returns the user and a token pair, or no pair if it awaits review.
+
+    The answer must not tell whether ``email`` belongs to another account (API.md, Accounts).
+    Until e-mail verification exists, an address that is taken is left with its owner and the
+    new account gets none; the caller answers as if it had been stored (``email_as_answered``).
+    Usernames are public, so a taken one is still refused by name.
+    """
+    email = User.objects.normalize_email(email) or None
+    _check_unique(username=username)
     candidate = User(username=username, email=email)
     _check_password_rule(password, candidate, "password")
     role = Role.PENDING if settings.ACCOUNT_REVIEW_REQUIRED else Role.USER
-    try:
-        with transaction.atomic():
-            user = User.objects.create_user(username=username, password=password, email=email, role=role)
-            audit_record(
-                action="user.register", origin=origin, user=user, resource_type="user", resource_id=user.pk
-            )
-            pair = _session_open(user=user, origin=origin) if role == Role.USER else None
-    except IntegrityError as exc:
-        # Lost a race with another registration of the same name or address.
-        raise _field_errors("username", ["This username or email address is taken."]) from exc
-    return user, pair
+    email_taken = email is not None and User.objects.with_ci().filter(email_ci=email.lower()).exists()
+    for _attempt in range(2):
+        stored_email = None if email_taken else email
+        try:
+            with transaction.atomic():
+                user = User.objects.create_user(
+                    username=username, password=password, email=stored_email, role=role
+                )
+                audit_record(
+                    action="user.register",
+                    origin=origin,
+                    user=user,
+                    resource_type="user",
+                    resource_id=user.pk,
+                    details={"email_taken": True} if email_taken else None,
+                )
+                pair = _session_open(user=user, origin=origin) if role == Role.USER else None
+            return user, pair
+        except IntegrityError as exc:
+            # Lost a race with another registration of the same name or address.
+            if email_taken or User.objects.with_ci().filter(username_ci=username.lower()).exists():
+                raise _field_errors("username", ["This username is taken."]) from exc
+            email_taken = True
+    raise AssertionError("unreachable")
+
+
+def email_as_answered(email: str | None) -> str | None:
+    """The address a registration answer shows: the one asked for, whether or not it was stored
+    (``user_register``), normalized as a stored one would be."""
+    return User.objects.normalize_email(email) or None
 
 
 def _find_login_user(identifier: str) -> User | None:
@@ -169,9 +194,25 @@ def _find_login_user(identifier: str) -> User | None:
     return User.objects.with_ci().filter(**{lookup: identifier.lower()}).first()
 
 
-def user_login(*, identifier: str, password: str, origin: Origin) -> tuple[User, TokenPair]:
-    """Check credentials and open a session. Same answer for unknown user and wrong password."""
+def _login_account_key(identifier: str, user: User | None) -> str:
+    """The per-account login limit's key: the account when the identifier names one, so its
+    username and its e-mail address share one budget; else the identifier as typed, lower-cased."""
+    return f"account:{user.pk}" if user is not None else f"name:{identifier.lower()}"
+
+
+def _login_check(*, identifier: str, password: str, origin: Origin, via: str, staff_only: bool) -> User:
+    """One login attempt, whatever the client (the API, the admin): the limits, the password and
+    the audit event of a failure or a refusal. Returns the user whose password matched.
+
+    Both limits count *before* the password is hashed (an atomic increment that refuses when
+    over), so parallel guesses cannot slip through together and a refused attempt costs no hash.
+    A matching password gives its per-account count back: the owner logging in does not use up
+    the failed-attempt budget (docs/security.md). Raises RateLimited, InvalidCredentials,
+    UserBanned or AccountPending.
+    """
+    ratelimit.take(limit="login_ip", key=f"ip:{origin.ip}")
     user = _find_login_user(identifier)
+    attempt = ratelimit.take(limit="login_user", key=_login_account_key(identifier, user))
     if user is None:
         # Spend the same hashing time as a real check, so timing does not reveal accounts.
         User().set_password(password)
@@ -179,6 +220,18 @@ def user_login(*, identifier: str, password: str, origin: Origin) -> tuple[User,
     else:
         # check_password re-hashes with the current Argon2id parameters if they differ.
         ok = user.check_password(password)
+    if ok:
+        ratelimit.give_back(attempt)
+    via_details = {"via": via} if via != "api" else {}
+    refusal = None
+    if ok and user.role == Role.BANNED:
+        refusal = "banned"
+    elif ok and user.role == Role.PENDING:
+        refusal = "pending"
+    elif ok and staff_only and not user.is_staff:
+        refusal = "not_staff"
+    if ok and refusal is None:
+        return user
     with transaction.atomic():
         if not ok:
             audit_record(
@@ -187,38 +240,57 @@ def user_login(*, identifier: str, password: str, origin: Origin) -> tuple[User,
                 user=user,
                 resource_type="user",
                 resource_id=user.pk if user else "",
-                details={"identifier": identifier[:254]},
-            )
-        elif user.role == Role.BANNED:
-            audit_record(
-                action="auth.login_refused",
-                origin=origin,
-                user=user,
-                resource_type="user",
-                resource_id=user.pk,
-                details={"reason": "banned"},
-            )
-        elif user.role == Role.PENDING:
-            audit_record(
-                action="auth.login_refused",
-                origin=origin,
-                user=user,
-                resource_type="user",
-                resource_id=user.pk,
-                details={"reason": "pending"},
+                details={"identifier": identifier[:254], **via_details},
             )
         else:
-            user.last_login = timezone.now()
-            user.save(update_fields=["last_login"])
             audit_record(
-                action="auth.login", origin=origin, user=user, resource_type="user", resource_id=user.pk
+                action="auth.login_refused",
+                origin=origin,
+                user=user,
+                resource_type="user",
+                resource_id=user.pk,
+                details={"reason": refusal, **via_details},
             )
-            return user, _session_open(user=user, origin=origin)
-    if not ok:
+    if not ok or refusal == "not_staff":
         raise InvalidCredentials()
-    if user.role == Role.BANNED:
+    if refusal == "banned":
         raise UserBanned()
     raise AccountPending()
+
+
+def _login_record(*, user: User, origin: Origin, via: str) -> None:
+    """The successful login's row changes and audit event. Caller holds the transaction."""
+    user.last_login = timezone.now()
+    user.save(update_fields=["last_login"])
+    audit_record(
+        action="auth.login",
+        origin=origin,
+        user=user,
+        resource_type="user",
+        resource_id=user.pk,
+        details={"via": via} if via != "api" else None,
+    )
+
+
+def user_login(*, identifier: str, password: str, origin: Origin) -> tuple[User, TokenPair]:
+    """Check credentials and open a session. Same answer for unknown user and wrong password.
+
+    Rate-limited per client IP and per account (``_login_check``): every caller is, so no client
+    can offer a way around the limits."""
+    user = _login_check(identifier=identifier, password=password, origin=origin, via="api", staff_only=False)
+    with transaction.atomic():
+        _login_record(user=user, origin=origin, via="api")
+        return user, _session_open(user=user, origin=origin)
+
+
+def user_admin_login(*, identifier: str, password: str, origin: Origin) -> User:
+    """The Django admin's login (apps/accounts/backends.py): the same limits, budget and audit
+    events as ``user_login``; only staff accounts get in, and no token session is opened (the
+    admin keeps its own cookie session)."""
+    user = _login_check(identifier=identifier, password=password, origin=origin, via="admin", staff_only=True)
+    with transaction.atomic():
+        _login_record(user=user, origin=origin, via="admin")
+    return user
 
 
 def session_refresh(*, raw_refresh: str, origin: Origin) -> TokenPair:
@@ -344,41 +416,84 @@ def user_password_change(*, user: User, old_password: str, new_password: str, or
 UNCHANGED = object()
 
 
-def user_update_profile(*, user: User, origin: Origin, username=UNCHANGED, email=UNCHANGED) -> User:
-    """The caller edits their own username or email address (UNCHANGED leaves one as it is)."""
+def user_update_profile(
+    *,
+    user: User,
+    origin: Origin,
+    actor: User | None = None,
+    username=UNCHANGED,
+    email=UNCHANGED,
+    current_password: str | None = None,
+) -> User:
+    """Edit a username or email address (UNCHANGED leaves one as it is).
+
+    ``actor`` None (or the user): the user edits their own account, and a new address (or none)
+    needs their current password: an address is how an account will be recovered, and asking
+    for it keeps a stolen access token from moving it, and address probing to the account's
+    owner (docs/security.md). Another ``actor`` (a moderator in the admin) is held to the
+    moderation rule of bans and role changes: only root edits a staff account.
+    """
+    if actor is not None and actor.pk != user.pk:
+        _check_may_moderate(actor=actor, target=user, what="edit the account of")
+        actor_is_owner = False
+    else:
+        actor, actor_is_owner = user, True
     changes: dict[str, list] = {}
+    new_username, new_email = user.username, user.email
     if username is not UNCHANGED and username != user.username:
         _check_unique(username=username, exclude_pk=user.pk)
         changes["username"] = [user.username, username]
-        user.username = username
+        new_username = username
     if email is not UNCHANGED and (email or None) != user.email:
-        email = email or None
-        _check_unique(email=email, exclude_pk=user.pk)
-        changes["email"] = [user.email, email]
-        user.email = email
+        new_email = email or None
+        if actor_is_owner:
+            _check_current_password(user=user, password=current_password, origin=origin)
+        _check_unique(email=new_email, exclude_pk=user.pk)
+        changes["email"] = [user.email, new_email]
     if not changes:
         return user
     try:
         with transaction.atomic():
+            user.username, user.email = new_username, new_email
             user.save(update_fields=["username", "email"])
             audit_record(
                 action="user.update",
                 origin=origin,
-                user=user,
+                user=actor,
                 resource_type="user",
                 resource_id=user.pk,
                 details={"fields": sorted(changes)},
             )
     except IntegrityError as exc:
+        user.refresh_from_db(fields=["username", "email"])
         raise _field_errors(next(iter(changes)), ["This value is taken."]) from exc
     return user
+
+
+def _check_current_password(*, user: User, password: str | None, origin: Origin) -> None:
+    if not password:
+        raise _field_errors("current_password", ["Changing the email address needs your current password."])
+    if not user.check_password(password):
+        with transaction.atomic():
+            audit_record(
+                action="user.update_refused",
+                origin=origin,
+                user=user,
+                resource_type="user",
+                resource_id=user.pk,
+                details={"reason": "wrong_password"},
+            )
+        raise _field_errors("current_password", ["The current password is wrong."])
 
 
 # --- site roles and bans ----------------------------------------------------------------------------
 
 
-def _check_may_moderate(*, actor: User | None, target: User, new_role: str | None = None) -> None:
-    """Site moderation rules. ``actor`` None means an operator at the command line."""
+def _check_may_moderate(
+    *, actor: User | None, target: User, new_role: str | None = None, what: str = "change the role of"
+) -> None:
+    """Site moderation rules, for bans, role changes and edits of someone else's account
+    (``what`` only words the refusal). ``actor`` None means an operator at the command line."""
     if actor is None:
         return
     if actor.role not in STAFF_ROLES:
@@ -386,7 +501,7 @@ def _check_may_moderate(*, actor: User | None, target: User, new_role: str | Non
     if actor.pk == target.pk:
         raise PermissionDenied("You cannot change your own role.")
     if actor.role != Role.ROOT and (target.role in STAFF_ROLES or new_role in STAFF_ROLES):
-        raise PermissionDenied("Only root can change the role of an admin.")
+        raise PermissionDenied(f"Only root can {what} an admin.")
 
 
 def user_set_role(*, actor: User | None, user: User, role: str, origin: Origin) -> User:

@@ -1,16 +1,26 @@
 """Rate limits on the shared cache (Redis in production), with Retry-After.
 
-Counting is django-ratelimit's fixed window (``get_usage``); this module only names the limits
-(settings.RATELIMITS), keys them, and raises the API's error. If the cache itself is down the
-limit fails open: refusing every login because Redis restarted would be worse.
+Counting is django-ratelimit's fixed window: its window edges, clock and cache keys, through its
+module-private helpers (requirements.txt keeps it below 5; the tests pin the behaviour). This
+module names the limits (settings.RATELIMITS), keys them, raises the API's error, and can give
+back an attempt that turned out not to count (a login with the right password).
+
+Every count is an atomic increment that is refused when it goes over, so parallel requests cannot
+all pass one "is there room?" check and then count together. While Redis does not answer (or its
+breaker is open), the limits count in this process instead (SECURITY.md §4.2, docs/security.md):
+a limit per process is weaker than one per cluster, but none at all would let a Redis outage
+lift every limit. Redis is asked again as soon as the breaker lets a call through.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from dataclasses import dataclass
 
 from django.conf import settings
-from django_ratelimit.core import get_usage
+from django.core.cache import caches
+from django_ratelimit import core as ratelimit_core
 from rest_framework.throttling import BaseThrottle
 
 from apps.core.errors import RateLimited
@@ -21,47 +31,175 @@ from apps.core.resilience import CircuitOpen
 logger = logging.getLogger(__name__)
 
 
-def _usage(request, *, limit: str, key: str, increment: bool) -> dict | None:
-    rate = settings.RATELIMITS[limit]
+@dataclass(frozen=True)
+class Usage:
+    """One count against a limit: where it was counted, so it can be given back."""
 
-    def count():
-        return get_usage(
-            request,
-            group=f"synctv.{limit}",
-            key=lambda _group, _request: key,
-            rate=rate,
-            increment=increment,
-        )
+    count: int
+    limit: int
+    window: int  # epoch second at which the window ends (it still holds at that second)
+    cache_key: str
+    local: bool
+
+    @property
+    def over(self) -> bool:
+        return self.count > self.limit
+
+    @property
+    def retry_after(self) -> int:
+        """Seconds until a new window. The window still holds *at* its end, so a client that
+        waited exactly ``window - now`` was refused again: one more second is when it may retry."""
+        return max(0, self.window - int(_now())) + 1
+
+
+def _now() -> float:
+    # django-ratelimit's clock (its module's ``time``), so the windows here and there agree and a
+    # test can freeze both at once.
+    return ratelimit_core.time.time()
+
+
+# --- the per-process fallback ---------------------------------------------------------------------
+
+
+class LocalCounter:
+    """Fixed-window counters in this process, for while Redis is unreachable.
+
+    Thread-safe (one lock; every operation is a few dictionary steps). Bounded: a key whose window
+    has ended is dropped when met and by a sweep at most once a second; past ``max_keys`` the key
+    touched longest ago goes first, so a flood of new keys costs old counts, never memory.
+    """
+
+    def __init__(self, max_keys: int = 10_000) -> None:
+        self.max_keys = max_keys
+        self._lock = threading.Lock()
+        self._counts: dict[str, list[int]] = {}  # key -> [window end, count]; oldest touched first
+        self._next_sweep = 0.0
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def count(self, cache_key: str, *, window: int, increment: bool, now: float) -> int:
+        with self._lock:
+            entry = self._counts.pop(cache_key, None)
+            if entry is not None and entry[0] != window:
+                entry = None  # an earlier window's count: it no longer counts
+            if entry is None:
+                if not increment:
+                    return 0
+                self._make_room(now)
+                entry = [window, 0]
+            if increment:
+                entry[1] += 1
+            self._counts[cache_key] = entry  # (re)inserted last: the most recently touched
+            return entry[1]
+
+    def give_back(self, cache_key: str, *, window: int) -> None:
+        with self._lock:
+            entry = self._counts.get(cache_key)
+            if entry is not None and entry[0] == window and entry[1] > 0:
+                entry[1] -= 1
+
+    def clear(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+    def _make_room(self, now: float) -> None:
+        if now >= self._next_sweep or len(self._counts) >= self.max_keys:
+            self._next_sweep = now + 1.0
+            for key in [k for k, (window, _count) in self._counts.items() if window < int(now)]:
+                del self._counts[key]
+        while len(self._counts) >= self.max_keys:
+            del self._counts[next(iter(self._counts))]
+
+
+local_counter = LocalCounter()
+
+
+# --- counting ------------------------------------------------------------------------------------
+
+
+def _shared_count(cache_key: str, *, period: int, increment: bool) -> int:
+    cache = caches[settings.RATELIMIT_USE_CACHE]
+    if not increment:
+        return cache.get(cache_key, 0)
+    for _ in range(2):
+        if cache.add(cache_key, 1, period + ratelimit_core.EXPIRATION_FUDGE):
+            return 1
+        try:
+            return cache.incr(cache_key)  # atomic (INCRBY in Redis, under a lock in locmem)
+        except ValueError:
+            continue  # expired between add and incr: the next add starts the new window
+    cache.set(cache_key, 1, period + ratelimit_core.EXPIRATION_FUDGE)
+    return 1
+
+
+def _count(*, limit: str, key: str, increment: bool) -> Usage | None:
+    if not settings.RATELIMIT_ENABLE:
+        return None
+    rate = settings.RATELIMITS[limit]
+    allowed, period = ratelimit_core._split_rate(rate)
+    window = ratelimit_core._get_window(key, period)
+    cache_key = ratelimit_core._make_cache_key(f"synctv.{limit}", window, rate, key, ratelimit_core.ALL)
+
+    def shared() -> Usage:
+        count = _shared_count(cache_key, period=period, increment=increment)
+        return Usage(count=count, limit=allowed, window=window, cache_key=cache_key, local=False)
 
     if not settings.REDIS_URL:
-        return count()
+        return shared()  # the embedded default: the cache is this process's memory anyway
     try:
         # Through the Redis breaker: while Redis is down, do not wait on it for every request.
-        return redis_breaker.call(count)
+        return redis_breaker.call(shared)
     except (CircuitOpen, *REDIS_DOWN_ERRORS):
-        logger.warning("rate limit %s not checked: Redis unavailable", limit)
-        return None
+        logger.warning("rate limit %s counted in this process: Redis unavailable", limit)
+        count = local_counter.count(cache_key, window=window, increment=increment, now=_now())
+        return Usage(count=count, limit=allowed, window=window, cache_key=cache_key, local=True)
 
 
-def _retry_after(usage: dict) -> int:
-    """Seconds until a new window. django-ratelimit's ``time_left`` is ``window_end - now`` and
-    the window still holds *at* ``window_end``, so a client that waited exactly ``time_left``
-    was refused again: one more second is when it may really retry."""
-    return max(0, usage["time_left"]) + 1
+def take(*, limit: str, key: str) -> Usage | None:
+    """Count one attempt against ``limit`` for ``key``; raise RateLimited if that goes over.
+
+    The count comes first, so of N parallel attempts exactly the limit's number get through.
+    Returns the usage (None when limits are off) for ``give_back``."""
+    usage = _count(limit=limit, key=key, increment=True)
+    if usage is not None and usage.over:
+        raise RateLimited(usage.retry_after)
+    return usage
+
+
+def give_back(usage: Usage | None) -> None:
+    """Un-count an attempt ``take`` counted, in the window it was counted in (never a later one)."""
+    if usage is None:
+        return
+    if usage.local:
+        local_counter.give_back(usage.cache_key, window=usage.window)
+        return
+
+    def decrement() -> None:
+        try:
+            caches[settings.RATELIMIT_USE_CACHE].decr(usage.cache_key)
+        except ValueError:
+            pass  # the window has ended and its count is gone: nothing to give back
+
+    if not settings.REDIS_URL:
+        decrement()
+        return
+    try:
+        redis_breaker.call(decrement)
+    except (CircuitOpen, *REDIS_DOWN_ERRORS):
+        pass  # a lost refund only makes the limit stricter for this window
 
 
 def hit(request, *, limit: str, key: str) -> None:
     """Count one event against ``limit`` for ``key``; raise RateLimited when over."""
-    usage = _usage(request, limit=limit, key=key, increment=True)
-    if usage and usage["should_limit"]:
-        raise RateLimited(_retry_after(usage))
+    take(limit=limit, key=key)
 
 
 def check(request, *, limit: str, key: str) -> None:
     """Raise RateLimited if ``key`` is already over ``limit``, without counting."""
-    usage = _usage(request, limit=limit, key=key, increment=False)
-    if usage and usage["count"] >= usage["limit"]:
-        raise RateLimited(_retry_after(usage))
+    usage = _count(limit=limit, key=key, increment=False)
+    if usage is not None and usage.count >= usage.limit:
+        raise RateLimited(usage.retry_after)
 
 
 def hit_ip(request, *, limit: str) -> None:
@@ -72,9 +210,9 @@ class ApiRateThrottle(BaseThrottle):
     """SECURITY.md §3.4: 100 API requests a minute per client IP."""
 
     def allow_request(self, request, view) -> bool:
-        usage = _usage(request, limit="api", key=f"ip:{client_ip(request)}", increment=True)
-        self._wait = _retry_after(usage) if usage else None
-        return not (usage and usage["should_limit"])
+        usage = _count(limit="api", key=f"ip:{client_ip(request)}", increment=True)
+        self._wait = usage.retry_after if usage else None
+        return not (usage and usage.over)
 
     def wait(self):
         return self._wait

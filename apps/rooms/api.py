@@ -153,10 +153,13 @@ class JoinView(RoomView):
         room = selectors.room_get(room_id)
         data = _validated(JoinSerializer, request)
         password = data.get("password")
-        limit_key = f"{request.user.pk}:{room.pk}"
+        attempt = None
         if password and not data.get("invite"):
+            # Counted before the password is hashed (an increment that refuses when over), so
+            # parallel guesses cannot all pass one check; anything but a wrong password gives the
+            # attempt back (docs/security.md, "Limits").
             ratelimit.hit_ip(request, limit="room_password_ip")
-            ratelimit.check(request, limit="room_password_user", key=limit_key)
+            attempt = ratelimit.take(limit="room_password_user", key=f"{request.user.pk}:{room.pk}")
         try:
             member, created = services.member_join(
                 user=request.user,
@@ -166,8 +169,11 @@ class JoinView(RoomView):
                 origin=Origin.of(request),
             )
         except RoomPasswordWrong:
-            ratelimit.hit(request, limit="room_password_user", key=limit_key)
             raise
+        except Exception:
+            ratelimit.give_back(attempt)
+            raise
+        ratelimit.give_back(attempt)
         code = (
             status.HTTP_202_ACCEPTED
             if member.status == "pending"

@@ -112,6 +112,98 @@ def test_admin_login_form_refuses_ordinary_user(root):
     assert r.status_code == 302 and c.session["_auth_user_id"] == root.pk
 
 
+# --- the admin login shares the API's limits and audit (issue 10, finding 1) -------------------------
+
+WRONG = "Wr0ng-passw0rd"
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch):
+    """django-ratelimit's windows on a frozen clock, so no test straddles a window edge."""
+    import types
+
+    from django_ratelimit import core as ratelimit_core
+
+    monkeypatch.setattr(ratelimit_core, "time", types.SimpleNamespace(time=lambda: 1_800_000_000.0))
+
+
+def admin_login_page(ip: str = "198.51.100.90") -> tuple[Client, str]:
+    c = Client(enforce_csrf_checks=True, raise_request_exception=False, REMOTE_ADDR=ip)
+    page = c.get("/admin/login/")
+    assert page.status_code == 200
+    return c, page.cookies["csrftoken"].value
+
+
+def admin_login(c: Client, token: str, username: str, password: str):
+    return c.post(
+        "/admin/login/?next=/admin/",
+        {"username": username, "password": password, "csrfmiddlewaretoken": token},
+    )
+
+
+def api_login(username: str, password: str, ip: str = "198.51.100.91"):
+    return APIClient(raise_request_exception=False, REMOTE_ADDR=ip).post(
+        "/api/v1/auth/login", {"username": username, "password": password}, format="json"
+    )
+
+
+def test_admin_login_counts_against_the_accounts_login_limit(root, settings, frozen_clock, monkeypatch):
+    from django.contrib.auth.hashers import Argon2PasswordHasher
+
+    settings.RATELIMITS = {**settings.RATELIMITS, "login_ip": "100/m", "login_user": "3/15m"}
+    c, token = admin_login_page()
+    for _ in range(3):
+        r = admin_login(c, token, "root", WRONG)
+        assert r.status_code == 200 and "_auth_user_id" not in c.session
+    # The account's budget is spent: the right password is refused on both paths, before hashing.
+    hashes: list = []
+    real_verify = Argon2PasswordHasher.verify
+    monkeypatch.setattr(
+        Argon2PasswordHasher, "verify", lambda self, p, e: hashes.append(p) or real_verify(self, p, e)
+    )
+    r = admin_login(c, token, "root", PASSWORD)
+    assert r.status_code == 200, r.content[:300]
+    assert "_auth_user_id" not in c.session
+    assert "Too many login attempts" in r.content.decode()
+    assert api_login("root", PASSWORD).status_code == 429
+    assert hashes == []
+    assert AuditEvent.objects.filter(action="auth.login_failed", resource_id=root.pk).count() == 3
+    assert not AuditEvent.objects.filter(action="auth.login").exists()
+
+
+def test_api_login_attempts_count_against_the_admin_login(root, settings, frozen_clock):
+    settings.RATELIMITS = {**settings.RATELIMITS, "login_ip": "2/m", "login_user": "100/m"}
+    ip = "198.51.100.92"
+    for _ in range(2):
+        assert api_login("root", WRONG, ip=ip).status_code == 401
+    c, token = admin_login_page(ip)
+    r = admin_login(c, token, "root", PASSWORD)
+    assert r.status_code == 200 and "_auth_user_id" not in c.session
+    assert "Too many login attempts" in r.content.decode()
+    # Another address still gets in.
+    c, token = admin_login_page("198.51.100.93")
+    r = admin_login(c, token, "root", PASSWORD)
+    assert r.status_code == 302 and c.session["_auth_user_id"] == root.pk
+
+
+def test_admin_login_writes_the_login_audit_events(root):
+    make("plain")
+    banned = make("banned-admin", Role.BANNED)
+    c, token = admin_login_page("198.51.100.94")
+    assert admin_login(c, token, "root", WRONG).status_code == 200
+    assert admin_login(c, token, "plain", PASSWORD).status_code == 200
+    assert admin_login(c, token, banned.username, PASSWORD).status_code == 200
+    assert admin_login(c, token, "root", PASSWORD).status_code == 302
+    events = list(AuditEvent.objects.filter(action__startswith="auth.").order_by("seq"))
+    assert [(e.action, e.details.get("reason"), e.details.get("via")) for e in events] == [
+        ("auth.login_failed", None, "admin"),
+        ("auth.login_refused", "not_staff", "admin"),
+        ("auth.login_refused", "banned", "admin"),
+        ("auth.login", None, "admin"),
+    ]
+    assert events[-1].user_id == root.pk and events[-1].ip == "198.51.100.94"
+
+
 # --- the user list ---------------------------------------------------------------------------------
 
 
@@ -274,6 +366,51 @@ def test_change_form_refused_role_change_is_not_written(db):
     bob.refresh_from_db()
     assert bob.role == Role.USER
     assert not AuditEvent.objects.filter(action="user.role_change").exists()
+
+
+# --- profile edits of staff accounts follow the moderation rule (issue 10, finding 2) ----------------
+
+
+def _edit(c: Client, target: User, **overrides):
+    url = f"{USERS}{target.pk}/change/"
+    return c.post(url, change_form_data(c.get(url), **overrides), follow=True)
+
+
+def _messages(response) -> set[tuple[str, str]]:
+    return {(m.level_tag, str(m)) for m in response.context["messages"]}
+
+
+@pytest.mark.parametrize("target_role", [Role.ROOT, Role.ADMIN])
+def test_site_admin_cannot_edit_a_staff_accounts_username_or_email(db, target_role):
+    moderator = make("moderator", Role.ADMIN)
+    target = make("boss", target_role, email="boss@example.com")
+    c = Client(raise_request_exception=False)
+    c.force_login(moderator)
+    r = _edit(c, target, username="mallory", email="mallory@evil.example")
+    assert r.status_code == 200
+    assert ("error", "Only root can change the role of an admin.") not in _messages(r)
+    assert any(level == "error" and "root" in text for level, text in _messages(r)), _messages(r)
+    assert not any(level == "success" for level, _ in _messages(r)), _messages(r)
+    target.refresh_from_db()
+    assert (target.username, target.email) == ("boss", "boss@example.com")
+    assert not AuditEvent.objects.filter(action="user.update").exists()
+
+
+def test_root_may_edit_an_admin_and_an_admin_a_plain_user(admin_client, root):
+    adam = make("adam", Role.ADMIN, email="adam@example.com")
+    r = _edit(admin_client, adam, email="adam@corp.example")
+    assert not any(level == "error" for level, _ in _messages(r)), _messages(r)
+    adam.refresh_from_db()
+    assert adam.email == "adam@corp.example"
+    bob = make("bob", email="bob@example.com")
+    c = Client(raise_request_exception=False)
+    c.force_login(adam)
+    r = _edit(c, bob, username="robert")
+    assert not any(level == "error" for level, _ in _messages(r)), _messages(r)
+    bob.refresh_from_db()
+    assert bob.username == "robert"
+    event = AuditEvent.objects.filter(action="user.update").order_by("-seq").first()
+    assert event.user_id == adam.pk and event.resource_id == bob.pk
 
 
 def test_change_form_does_not_offer_the_password(admin_client):

@@ -176,7 +176,9 @@ def test_password_change_with_wrong_old_password(alice):
 
 def test_profile_update(alice):
     pair = open_session(alice)
-    r = client(pair.access).patch("/api/v1/users/me", {"email": "new@example.com"}, format="json")
+    r = client(pair.access).patch(
+        "/api/v1/users/me", {"email": "new@example.com", "current_password": PASSWORD}, format="json"
+    )
     assert r.status_code == 200
     event = only_event("user.update")
     assert_event(event, user=alice, resource_type="user", resource_id=alice.pk)
@@ -296,7 +298,10 @@ def test_auditlog_records_user_changes_without_the_password(alice, root):
         format="json",
     )
     services.user_set_role(actor=root, user=alice, role=Role.ADMIN, origin=ORIGIN)
-    services.user_update_profile(user=alice, origin=ORIGIN, email="alice2@example.com")
+    alice.refresh_from_db()
+    services.user_update_profile(
+        user=alice, origin=ORIGIN, email="alice2@example.com", current_password="N3w-passw0rd"
+    )
 
     entries = list(_user_log(alice))
     assert entries[0].action == LogEntry.Action.CREATE
@@ -331,7 +336,9 @@ def test_auditlog_names_the_bearer_token_user_and_the_client_address(alice, prox
     pair = open_session(alice)
     with override_settings(TRUSTED_PROXY_COUNT=proxies):
         r = client(pair.access, HTTP_X_FORWARDED_FOR=forwarded_for).patch(
-            "/api/v1/users/me", {"email": f"alice{proxies}@example.com"}, format="json"
+            "/api/v1/users/me",
+            {"email": f"alice{proxies}@example.com", "current_password": PASSWORD},
+            format="json",
         )
     assert r.status_code == 200, r.content
     entry = [e for e in _user_log(alice) if "email" in (e.changes or {})][-1]

@@ -9,6 +9,8 @@ can step past a window to see the limit lift).
 from __future__ import annotations
 
 import functools
+import threading
+import time
 import types
 
 import pytest
@@ -22,6 +24,8 @@ from rest_framework.test import APIClient
 from apps.accounts import services
 from apps.accounts.models import AuthSession, User
 from apps.accounts.tests.factories import PASSWORD, TEST_ORIGIN
+from apps.audit.models import AuditEvent
+from apps.core import ratelimit
 
 pytestmark = pytest.mark.django_db
 
@@ -249,3 +253,161 @@ def test_limits_are_on_by_default(alice):
     c = client("198.51.100.41")
     login(c, password=WRONG)
     assert_rate_limited(login(c), 60)
+
+
+# --- the per-account login limit counts before hashing (issue 10, finding 13) -----------------------
+
+
+def _count_hashes(monkeypatch, *, delay: float = 0.0) -> list:
+    """Count the Argon2id verifications that run (and slow them, so parallel attempts overlap)."""
+    # Django looks the verifier up by the hash's "argon2" tag, which Argon2idHasher shares with
+    # the Argon2PasswordHasher it subclasses: patch the method both use.
+    from django.contrib.auth.hashers import Argon2PasswordHasher
+
+    ran: list = []
+    real_verify = Argon2PasswordHasher.verify
+
+    def verify(self, password, encoded):
+        ran.append(password)
+        time.sleep(delay)
+        return real_verify(self, password, encoded)
+
+    monkeypatch.setattr(Argon2PasswordHasher, "verify", verify)
+    return ran
+
+
+def _retry_if_sqlite_locked(call):
+    """SQLite's in-memory test database answers "table is locked" at once where a file database
+    waits; retrying stands in for the wait (test_sessions.py). PostgreSQL never retries."""
+    from django.db import OperationalError, connection
+
+    for _ in range(200):
+        try:
+            return call()
+        except OperationalError as exc:
+            if connection.vendor != "sqlite" or "locked" not in str(exc):
+                raise
+            time.sleep(0.005)
+    raise AssertionError("SQLite stayed locked")
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(RATELIMITS=limits(login_ip="100/m", login_user="3/15m"))
+def test_parallel_login_attempts_beyond_the_account_limit_are_refused_before_hashing(monkeypatch):
+    """Eight wrong guesses at once against a limit of 3: only 3 passwords are hashed, the other
+    five are refused with rate_limited first (the old check-then-count let all eight through)."""
+    from django.db import connection
+
+    from apps.core.errors import InvalidCredentials, RateLimited
+
+    User.objects.create(username="alice", email="alice@example.com", password=_password_hash())
+    hashes = _count_hashes(monkeypatch, delay=0.3)
+    contenders = 8
+    barrier = threading.Barrier(contenders)
+    outcomes: list = [None] * contenders
+
+    def attempt(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            _retry_if_sqlite_locked(
+                lambda: services.user_login(identifier="alice", password=WRONG, origin=TEST_ORIGIN)
+            )
+        except Exception as exc:  # the test inspects what each attempt got
+            outcomes[i] = type(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(contenders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert len(hashes) <= 3, f"{len(hashes)} hashes ran for a limit of 3"
+    assert outcomes.count(RateLimited) >= contenders - 3, outcomes
+    assert set(outcomes) <= {RateLimited, InvalidCredentials}, outcomes
+    failed_rows = AuditEvent.objects.filter(action="auth.login_failed").count()
+    if connection.vendor == "postgresql":  # no retries there: exactly the limit got through
+        assert len(hashes) == 3 and outcomes.count(InvalidCredentials) == 3 and failed_rows == 3
+    else:  # a retried attempt whose audit row met a locked table is counted again, not hashed
+        assert failed_rows <= len(hashes)
+
+
+@override_settings(RATELIMITS=limits(login_ip="100/m", login_user="4/15m"))
+def test_username_and_email_share_one_budget(alice, monkeypatch):
+    hashes = _count_hashes(monkeypatch)
+    for i in range(4):
+        identifier = "alice" if i % 2 else "ALICE@example.com"
+        assert login(client(f"192.0.2.{90 + i}"), username=identifier, password=WRONG).status_code == 401
+    # The account has had its four failures, whichever name they used.
+    assert_rate_limited(login(client("192.0.2.98"), username="alice@example.com"), 15 * 60)
+    assert_rate_limited(login(client("192.0.2.99")), 15 * 60)
+    assert len(hashes) == 4
+
+
+@override_settings(RATELIMITS=limits(login_ip="100/m", login_user="2/15m"))
+def test_refused_logins_with_the_right_password_do_not_use_the_budget(alice):
+    """A banned or pending account's owner knows the password: those attempts are refunded too."""
+    alice.role = "banned"
+    alice.save()
+    c = client("192.0.2.61")
+    for _ in range(3):
+        assert login(c).status_code == 403
+    assert login(c, password=WRONG).status_code == 401
+    assert login(c).status_code == 403
+    assert login(c, password=WRONG).status_code == 401
+    assert_rate_limited(login(c), 15 * 60)
+
+
+# --- Redis unreachable: limits count per process (issue 10, finding 3) ------------------------------
+
+
+@pytest.fixture
+def redis_unreachable():
+    """A real outage: the cache and the Redis client point at a port nobody listens on."""
+    from apps.core import redis as core_redis
+    from tests.procs import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    caches = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": url,
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
+        },
+        "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "unreachable"},
+    }
+    ratelimit.local_counter.clear()
+    with override_settings(REDIS_URL=url, CACHES=caches):
+        core_redis._client_for.cache_clear()
+        core_redis.redis_breaker.reset()
+        yield url
+    core_redis._client_for.cache_clear()
+    core_redis.redis_breaker.reset()
+    ratelimit.local_counter.clear()
+
+
+@override_settings(RATELIMITS=limits(login_ip="3/m", login_user="100/m"))
+def test_login_limit_holds_while_redis_is_unreachable(alice, redis_unreachable):
+    c = client("198.51.100.60")
+    for _ in range(3):
+        assert login(c, password=WRONG).status_code == 401
+    sessions = AuthSession.objects.count()
+    assert_rate_limited(login(c), 60)
+    assert AuthSession.objects.count() == sessions
+    assert login(client("198.51.100.61")).status_code == 200
+
+
+@override_settings(RATELIMITS=limits(login_ip="100/m", login_user="2/15m"))
+def test_account_limit_holds_while_redis_is_unreachable(alice, redis_unreachable):
+    for i in range(2):
+        assert login(client(f"198.51.100.{70 + i}"), password=WRONG).status_code == 401
+    assert_rate_limited(login(client("198.51.100.79")), 15 * 60)
+
+
+@override_settings(RATELIMITS=limits(api="3/m"))
+def test_api_limit_holds_while_redis_is_unreachable(alice_access, redis_unreachable):
+    c = client("198.51.100.80", HTTP_AUTHORIZATION=f"Bearer {alice_access}")
+    for _ in range(3):
+        assert c.get(ME).status_code == 200
+    assert_rate_limited(c.get(ME), 60)

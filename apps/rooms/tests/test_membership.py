@@ -698,3 +698,50 @@ def test_members_me_shows_effective_permissions(alice, room, bob):
 
     assert_error(person().client.get(url(room, "/members/me")), 403, "not_in_room")
     assert client().get(url(room, "/members/me")).status_code == 401
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_parallel_room_password_guesses_beyond_the_limit_are_refused_before_hashing(monkeypatch):
+    """Six wrong guesses at once against a per-user limit of 3: only 3 passwords are hashed, the
+    others are refused with rate_limited first (checking before and counting after the hash let
+    all six through)."""
+    import threading
+    import time as time_module
+
+    from django.db import connection
+
+    from apps.rooms import services as room_services
+
+    owner, guesser = person(), person()
+    room = make_room(owner, password=ROOM_PASSWORD)
+    hashed: list = []
+    real_check = room_services.check_password
+
+    def slow_check(raw, encoded):
+        hashed.append(raw)
+        time_module.sleep(0.3)  # so the attempts overlap, as parallel requests against Argon2 do
+        return real_check(raw, encoded)
+
+    monkeypatch.setattr(room_services, "check_password", slow_check)
+    contenders = 6
+    barrier = threading.Barrier(contenders)
+    statuses: list = [None] * contenders
+
+    def attempt(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            r = guesser.client.post(url(room, "/join"), {"password": "nope-nope"}, format="json")
+            statuses[i] = r.status_code
+        finally:
+            connection.close()
+
+    with override_settings(RATELIMITS=limits(room_password_user="3/m", room_password_ip="1000/m")):
+        threads = [threading.Thread(target=attempt, args=(i,)) for i in range(contenders)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert len(hashed) == 3, f"{len(hashed)} passwords hashed for a limit of 3"
+    assert sorted(statuses) == [403, 403, 403, 429, 429, 429], statuses
