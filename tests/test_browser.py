@@ -616,7 +616,10 @@ def test_guest_joins_by_name(browser, server, api, party):
     bs.wait_connected(g)
     g.get_by_test_id("chat-input").fill("hello as a guest")
     g.get_by_test_id("chat-send").click()
-    g.get_by_test_id("chat-message").filter(has_text="hello as a guest").wait_for()
+    said = g.get_by_test_id("chat-message").filter(has_text="hello as a guest")
+    said.wait_for()
+    # A guest's name is self-chosen: it is marked, in the chat and in the member list.
+    assert said.locator(".badge.role-guest").inner_text().strip().lower() == "guest"
     # Flooding the chat: the server's rate_limited error is shown, the page stays up.
     for i in range(8):
         g.get_by_test_id("chat-input").fill(f"flood {i}")
@@ -626,7 +629,9 @@ def test_guest_joins_by_name(browser, server, api, party):
     # Guests hold chat, emoji and the member list only.
     for hook in ("play-toggle", "seek", "add-movie-url"):
         assert g.get_by_test_id(hook).count() == 0
-    g.locator("[data-testid=member][data-role=guest]").filter(has_text="Visitor").wait_for()
+    row = g.locator("[data-testid=member][data-role=guest]").filter(has_text="Visitor")
+    row.wait_for()
+    assert row.locator(".badge.role-guest").inner_text().strip().lower() == "guest"
     assert not w.problems, w.problems
     w.close()
 

@@ -185,9 +185,10 @@ def test_hello_and_history_come_first_even_in_a_busy_room(cluster, nodes):
     api = Api(n1)
     owner = api.register("busyowner")
     chatters = [api.register(f"busy{i}") for i in range(4)]
-    viewer = api.register("busyviewer")
+    # 16 viewer sockets over 4 accounts: a user has at most MAX_SOCKETS_PER_USER_ROOM per node.
+    viewers = [api.register(f"busyviewer{k}") for k in range(4)]
     room = api.create_room(owner, "busy", member_permissions=DEFAULT_MEMBER | int(Perm.PLAY_CONTROL))
-    for who in (*chatters, viewer):
+    for who in (*chatters, *viewers):
         api.join(who, room)
 
     async def scenario():
@@ -211,7 +212,8 @@ def test_hello_and_history_come_first_even_in_a_busy_room(cluster, nodes):
         joined = []
         try:
             for i in range(16):
-                ws = await join(n1 if i % 2 else n2, room, viewer, label=f"viewer{i}")
+                who = viewers[i % len(viewers)]
+                ws = await join(n1 if i % 2 else n2, room, who, label=f"viewer{i}")
                 joined.append(ws)
                 await asyncio.sleep(0.05)
         finally:

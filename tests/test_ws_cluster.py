@@ -58,7 +58,7 @@ def test_chat_and_playback_cross_nodes(nodes):
         # Chat n2 -> n1 (and back to the sender).
         sent = await b.send({"type": "chat", "text": "hello from n2"})
         got = await a.expect("chat", 2)
-        assert got["user"] == {"id": bob.id, "username": "bob"}
+        assert got["user"] == {"id": bob.id, "username": "bob", "guest": False}
         assert got["text"] == "hello from n2" and isinstance(got["id"], int) and got["server_time"] > 0
         echo = await b.expect("chat", 2)
         assert echo["id"] == got["id"]
@@ -73,7 +73,7 @@ def test_chat_and_playback_cross_nodes(nodes):
             )
             want = version + 1
             frame = await b.expect("playback", 2, where=lambda m, want=want: m["version"] == want)
-            assert frame["by"] == {"id": alice.id, "username": "alice"}
+            assert frame["by"] == {"id": alice.id, "username": "alice", "guest": False}
             assert frame["position"] == float(i) and frame["playing"] is False and frame["server_time"] > 0
             samples.append((frame["_t"] - sent) * 1000)
             version = want

@@ -14,7 +14,7 @@ import time
 import pytest
 import websockets
 
-from apps.permissions.flags import DEFAULT_MEMBER, Perm
+from apps.permissions.flags import BASIC_BITS, DEFAULT_MEMBER, Perm
 from apps.rooms.messages import CLIENT_TYPES
 from tests.wsclient import Api, close_all, cluster_with, db_scalar, dial, join, refused, report, run
 
@@ -90,6 +90,25 @@ def test_who_may_not_connect(nodes):
         await close_all(ws, g)
 
     run(scenario())
+
+
+def test_an_unmatched_path_is_refused_4404_without_a_traceback(nodes):
+    """Issue 10 finding 12: a path no route matches answered 500 with a logged traceback."""
+    n1, _n2 = nodes
+    owner = Api(n1).register("pathprobe")
+    paths = ("/ws/rooms/..%2f..%2fx/", "/ws/rooms/a/b/", "/ws/rooms/", "/ws/elsewhere/")
+
+    async def scenario():
+        for path in paths:
+            ws = await dial(f"ws://127.0.0.1:{n1.port}{path}", token=owner.access, label=path)
+            frame = await ws.next(10)
+            assert frame["type"] == "error" and frame["code"] == "connection_refused", (path, frame)
+            assert await ws.wait_closed(5) == 4404, path
+
+    before = n1.log.read_text(errors="replace")
+    run(scenario())
+    logged = n1.log.read_text(errors="replace")[len(before) :]
+    assert "Traceback" not in logged and "No route found" not in logged, logged[-3000:]
 
 
 # --- no leaks between rooms ---------------------------------------------------------------------------
@@ -368,7 +387,13 @@ def test_fuzzed_frames_get_an_error_each_and_change_nothing(cluster, nodes):
     n1, n2 = nodes
     api = Api(n1)
     fuzzer = api.register("fuzzer")
-    room = api.create_room(fuzzer, "fuzz")
+    # Members may do what the fuzzer (the creator) may, so every account gets the same answers.
+    room = api.create_room(fuzzer, "fuzz", member_permissions=BASIC_BITS)
+    # A user has at most MAX_SOCKETS_PER_USER_ROOM sockets in a room on a node: the sockets are
+    # spread over 5 accounts, 4 each per node (and the fuzzer's anchor, its fifth on n1).
+    accounts = [fuzzer, *(api.register(f"fuzzer{i}") for i in range(4))]
+    for who in accounts[1:]:
+        api.join(who, room)
     before = api.playback(fuzzer, room)
     corpus = _corpus(random.Random(20240601), before["version"])
     sockets_per_node = 20  # 40 sockets: 75 frames each, within the per-socket frame allowance
@@ -385,6 +410,8 @@ def test_fuzzed_frames_get_an_error_each_and_change_nothing(cluster, nodes):
             message = await ws.next(30)
             if message["type"] == "pong":
                 break
+            if message["type"] == "member_joined":  # another account's socket arriving: not a reply
+                continue
             replies.append(message)
         return replies
 
@@ -392,8 +419,9 @@ def test_fuzzed_frames_get_an_error_each_and_change_nothing(cluster, nodes):
         anchor = await join(n1, room, fuzzer, label="anchor")
         sockets = []
         for i in range(sockets_per_node):
-            sockets.append(await join(n1, room, fuzzer, label=f"fuzz{i}@n1"))
-            sockets.append(await join(n2, room, fuzzer, label=f"fuzz{i}@n2"))
+            who = accounts[i % len(accounts)]
+            sockets.append(await join(n1, room, who, label=f"fuzz{i}@n1"))
+            sockets.append(await join(n2, room, who, label=f"fuzz{i}@n2"))
         shares = [corpus[i :: len(sockets)] for i in range(len(sockets))]
         started = time.monotonic()
         results = await asyncio.gather(

@@ -11,5 +11,6 @@ class RoomsConfig(AppConfig):
         from apps.rooms.models import Movie, Room, RoomMember
 
         auditlog.register(Room, exclude_fields=["password"])
-        auditlog.register(RoomMember)
+        # A banned guest's address key is for matching new guests, not for the change history.
+        auditlog.register(RoomMember, exclude_fields=["ban_address"])
         auditlog.register(Movie)

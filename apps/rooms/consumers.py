@@ -33,6 +33,7 @@ from apps.rooms import messages, selectors, services
 from apps.rooms.hub import direct_protocol, hub
 from apps.rooms.models import ChatMessage
 from apps.rooms.moderation import clean_text, escape
+from apps.rooms.serializers import user_ref
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,14 @@ BEARER_PREFIX = "bearer."
 CHAT_HISTORY = 50
 CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND = 4401, 4403, 4404
 CLOSE_TRY_AGAIN_LATER = 1013
+# One user's sockets in one room on this node. A few tabs or windows (a phone, a TV, a laptop) are
+# normal; each socket is a subscriber in every fan-out and a presence entry, so more is a cost
+# others pay. The next one is refused (not the oldest closed: two tabs that reconnect would evict
+# each other forever); its page reconnects with backoff and gets in once one of the others closes.
+MAX_SOCKETS_PER_USER_ROOM = 5
+CLOSE_TOO_MANY_SOCKETS = 4429
+# Member events tell who is in the room: they need VIEW_MEMBER_LIST, as REST ``members`` does.
+MEMBER_EVENTS = frozenset({"member_joined", "member_left", "member_updated", "member_ready"})
 
 
 class TokenBucket:
@@ -60,6 +69,10 @@ class TokenBucket:
             return True
         return False
 
+    def wait(self) -> float:
+        """Seconds until the next token (after a failed ``take``)."""
+        return max(0.0, (1 - self.tokens) / self.rate)
+
 
 # Per user (all their sockets in this process): chat 5 at once then 1 a second; emoji 10 then 3/s.
 _chat_buckets: dict[str, TokenBucket] = {}
@@ -67,6 +80,13 @@ _emoji_buckets: dict[str, TokenBucket] = {}
 CHAT_BURST, CHAT_RATE = 5, 1.0
 EMOJI_BURST, EMOJI_RATE = 10, 3.0
 FRAME_BURST, FRAME_RATE = 40, 20.0  # any frame, per socket
+# Per user and room (all their sockets in this process): a changed ready state is broadcast to
+# every member, so 4 at once then 2 a second; a change past that is sent when the allowance
+# allows, the latest state only (so what members see ends right).
+_ready_buckets: dict[str, TokenBucket] = {}
+READY_BURST, READY_RATE = 4, 2.0
+# (user id, room id) -> that user's open sockets in that room in this process.
+_sockets: dict[tuple[str, str], int] = {}
 
 
 # --- database calls ---------------------------------------------------------------------------------
@@ -166,6 +186,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
     _closing = False
     _pending: list[dict] | None = None  # events that arrived while connecting, held until after hello
     _channels: tuple[str, ...] = ()  # the hub channels this socket is subscribed to
+    _slot: tuple[str, str] | None = None  # its place in _sockets, given back at disconnect
+    _ready = True  # the ready state members were last told (presence starts everyone ready)
+    _ready_wanted = True  # the latest the client sent
+    _ready_later: asyncio.Task | None = None  # a rate-limited change waiting to go out
 
     async def dispatch(self, message):
         # channels' AsyncConsumer.dispatch awaits aclose_old_connections() (a hop to the sync
@@ -188,11 +212,35 @@ class RoomConsumer(AsyncWebsocketConsumer):
         values = query.get("token")
         return values[0] if values else None
 
-    async def _refuse(self, code: int, reason: str) -> None:
+    async def _refuse(self, code: int, reason: str, **details: Any) -> None:
         # A close code only reaches the client after the handshake: accept, say why, close.
+        self._give_back_slot()
         await self.accept(self._subprotocol())
-        await self.send_json_event(messages.error("connection_refused", reason))
+        await self.send_json_event(messages.error("connection_refused", reason, **details))
         await self.close(code=code)
+
+    def _take_slot(self) -> bool:
+        """A place among this user's sockets in this room (MAX_SOCKETS_PER_USER_ROOM)."""
+        key = (self.user.pk, self.room_id)
+        count = _sockets.get(key, 0)
+        if count >= MAX_SOCKETS_PER_USER_ROOM:
+            return False
+        _sockets[key] = count + 1
+        self._slot = key
+        return True
+
+    def _give_back_slot(self) -> None:
+        key, self._slot = self._slot, None
+        if key is not None:
+            left = _sockets.get(key, 1) - 1
+            if left > 0:
+                _sockets[key] = left
+            else:
+                _sockets.pop(key, None)
+
+    def sees_members(self) -> bool:
+        """VIEW_MEMBER_LIST: the right REST ``members`` checks (services.require), on this actor."""
+        return self.actor is not None and self.actor.is_member and self.actor.can(Perm.VIEW_MEMBER_LIST)
 
     def _subprotocol(self) -> str | None:
         return SUBPROTOCOL if SUBPROTOCOL in (self.scope.get("subprotocols") or ()) else None
@@ -219,6 +267,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
             room_channel = realtime.room_channel(self.room_id)
         except ValueError:  # not the shape of a room id: no such room
             return await self._refuse(CLOSE_NOT_FOUND, "No such room.")
+        if not self._take_slot():  # before any database read: an extra socket costs nothing
+            return await self._refuse(
+                CLOSE_TOO_MANY_SOCKETS,
+                f"This room is already open in {MAX_SOCKETS_PER_USER_ROOM} windows or tabs of yours; "
+                "close one and this one reconnects.",
+                close_code=CLOSE_TOO_MANY_SOCKETS,
+            )
         # Subscribe before reading the room, the membership and the state, so that nothing
         # published in between is missed (a kick, a ban, a permission change, a playback
         # change); every event that arrives meanwhile is held and replayed after the hello.
@@ -242,7 +297,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.connection_id = hub.presence.new_connection_id()
         first = await hub.presence.join(self.room.pk, self.connection_id, self._presence_info(ready=True))
         hello, history = await database_sync_to_async(self._hello_and_history)()
-        hello["members_online"] = await hub.presence.online(self.room.pk)
+        online = await hub.presence.online(self.room.pk)
+        if not self.sees_members():  # the field stays, with themselves only
+            online = [info for info in online if info.get("user_id") == self.user.pk]
+        hello["members_online"] = online
         await self.send_json_event(hello)
         for chat in history:
             await self.send_json_event(chat)
@@ -294,7 +352,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             {
                 "type": "chat",
                 "id": row.pk,
-                "user": {"id": row.user_id, "username": row.user.public_name if row.user else ""},
+                "user": user_ref(row.user) if row.user else {"id": None, "username": "", "guest": False},
                 "text": row.text,
                 "history": True,
                 "server_time": int(row.created_at.timestamp() * 1000),
@@ -304,14 +362,20 @@ class RoomConsumer(AsyncWebsocketConsumer):
         return hello, history
 
     def _user_ref(self) -> dict:
-        return {"id": self.user.pk, "username": self.user.public_name}
+        return user_ref(self.user)
 
     def actor_role(self) -> str:
         return self.actor.member.role if self.actor.member is not None else "site_admin"
 
     def _presence_info(self, *, ready: bool) -> dict:
         user = self.user
-        return {"user_id": user.pk, "username": user.public_name, "role": self.actor_role(), "ready": ready}
+        return {
+            "user_id": user.pk,
+            "username": user.public_name,
+            "guest": user.is_guest,
+            "role": self.actor_role(),
+            "ready": ready,
+        }
 
     async def _unsubscribe(self) -> None:
         channels, self._channels = self._channels, ()
@@ -319,6 +383,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await hub.unsubscribe(channel, self)
 
     async def disconnect(self, code) -> None:
+        self._give_back_slot()
         for task in list(getattr(self, "_tasks", ())):
             task.cancel()
         await self._unsubscribe()
@@ -396,12 +461,31 @@ class RoomConsumer(AsyncWebsocketConsumer):
         )  # the service announces the new state to the room after commit
 
     async def on_ready(self, message: messages.Ready) -> None:
-        info = self._presence_info(ready=message.ready)
-        await hub.presence.set_info(self.room.pk, self.connection_id, info)
+        self._ready_wanted = message.ready
+        if self._ready_later is None:  # else the change already waiting will carry this one
+            await self._announce_ready()
+
+    async def _announce_ready(self) -> None:
+        """Tell the room this socket's ready state if it changed, within the user's allowance;
+        past it, once the allowance allows, whatever the latest state is then. Nothing is
+        refused: a client reports its buffering as it happens and must not be told off for it."""
+        if self._ready_wanted == self._ready or self._closing:
+            return  # no change (or back where it was): nothing to tell anyone
+        bucket = _bucket(_ready_buckets, f"{self.user.pk}:{self.room.pk}", READY_BURST, READY_RATE)
+        if not bucket.take():
+            self._ready_later = self._spawn(self._announce_ready_later(bucket.wait()))
+            return
+        ready = self._ready = self._ready_wanted
+        await hub.presence.set_info(self.room.pk, self.connection_id, self._presence_info(ready=ready))
         await hub.publish(
             realtime.room_channel(self.room.pk),
-            {"type": "member_ready", "user": self._user_ref(), "ready": message.ready},
+            {"type": "member_ready", "user": self._user_ref(), "ready": ready},
         )
+
+    async def _announce_ready_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._ready_later = None
+        await self._announce_ready()
 
     # --- events from the hub (sync: return True to forward the frame) ------------------------------
 
@@ -417,10 +501,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
         """Act on an event for this socket; True when its frame goes to the client."""
         kind = event.get("type", "")
         if not kind.startswith("_"):
-            target = (
-                (event.get("member") or {}).get("user", {}).get("id") if kind == "member_updated" else None
-            )
-            if target == self.user.pk or kind == "room_updated":
+            subject = None
+            if kind in MEMBER_EVENTS:
+                member = event.get("member") or {}
+                who = member.get("user") if kind == "member_updated" else event.get("user")
+                subject = (who or {}).get("id")
+                if subject != self.user.pk and not self.sees_members():
+                    # Not theirs to know. The hub wrote nothing yet: the frame, built once for the
+                    # room, just skips this socket.
+                    return False
+            if (kind == "member_updated" and subject == self.user.pk) or kind == "room_updated":
                 self._spawn(self._reload_actor())  # permissions may have changed
             return True
         if kind == "_member_removed" and event.get("user_id") == self.user.pk:
@@ -450,15 +540,40 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except NotFound:
             await self._kick("room_closed", CLOSE_NOT_FOUND)
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _reload_actor(self) -> None:
+        saw_members = self.sees_members()
         self.room, self.actor = await database_sync_to_async(self._load_room_and_actor)()
         if not self.actor.is_member:
             await self._kick("removed", CLOSE_FORBIDDEN)
+        elif not saw_members and self.sees_members():
+            await self._catch_up_on_members()
+
+    async def _catch_up_on_members(self) -> None:
+        """VIEW_MEMBER_LIST was just granted: tell this socket who is online, as the hello would
+        have (one ``member_joined`` each, with their ``ready`` state), so its list is right without
+        a reconnect. From here on the room's member events reach it as they happen."""
+        for info in await hub.presence.online(self.room.pk):
+            if info.get("user_id") == self.user.pk:
+                continue
+            user = {
+                "id": info["user_id"],
+                "username": info.get("username", ""),
+                "guest": bool(info.get("guest")),
+            }
+            await self.send_json_event(
+                {
+                    "type": "member_joined",
+                    "user": user,
+                    "role": info.get("role"),
+                    "ready": info.get("ready", True),
+                }
+            )
 
     async def _recheck_token(self) -> None:
         token = self._token()

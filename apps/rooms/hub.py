@@ -540,7 +540,8 @@ class RedisPresence(Presence):
 
 
 def _public(info: dict) -> dict:
-    return {"id": info["user_id"], "username": info.get("username", "")}
+    """The user object of a presence entry (as apps.rooms.serializers.user_ref)."""
+    return {"id": info["user_id"], "username": info.get("username", ""), "guest": bool(info.get("guest"))}
 
 
 hub = RoomHub()

@@ -7,6 +7,7 @@ import secrets
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from apps.core.ids import new_id
 from apps.permissions import flags
@@ -72,6 +73,11 @@ class RoomMember(models.Model):
     joined_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     ban_reason = models.CharField(max_length=500, blank=True)
+    ban_address = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="A banned guest's address as a keyed hash: no new guests from it until the unban.",
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["room", "user"], name="one_membership_per_room")]
@@ -87,7 +93,23 @@ class RoomMember(models.Model):
 
 
 def new_invite_code() -> str:
-    return secrets.token_urlsafe(9)
+    return secrets.token_urlsafe(9)  # 72 random bits, 12 characters of [A-Za-z0-9_-]
+
+
+INVITE_REF_PREFIX = "inv:"  # ":" is never in a code, so a reference cannot be mistaken for one
+
+
+def invite_ref(code: str) -> str:
+    """What the audit log says for an invite: a keyed digest of its code, never the code itself.
+
+    Holding the code is being let in (password and approval skipped), and members who may read
+    the audit log need not be members who may invite. Keyed (SECRET_KEY via salted_hmac), so even
+    a short code could not be found again by hashing guesses; 64 bits of digest tell the invites
+    of a room apart. The same code always gives the same reference: the invite's creation and
+    every join by it can be matched up in the log.
+    """
+    digest = salted_hmac("synctv.rooms.invite-ref", code, algorithm="sha256").hexdigest()
+    return f"{INVITE_REF_PREFIX}{digest[:16]}"
 
 
 class Invite(models.Model):
@@ -100,7 +122,7 @@ class Invite(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
-        return f"invite {self.code} to {self.room_id}"
+        return f"invite {invite_ref(self.code)} to {self.room_id}"  # a repr ends up in logs: no code
 
     def usable(self, now=None) -> bool:
         now = now or timezone.now()

@@ -10,7 +10,7 @@ from apps.audit.models import AuditEvent
 from apps.core.netguard import MAX_URL_LENGTH
 from apps.permissions import flags
 from apps.permissions.rules import effective_permissions
-from apps.rooms.models import Movie, MovieType, Room, RoomMember
+from apps.rooms.models import INVITE_REF_PREFIX, Movie, MovieType, Room, RoomMember, invite_ref
 from apps.rooms.moderation import escape
 
 MAX_BATCH = 100
@@ -55,9 +55,16 @@ class RefuseUnknownFields:
         return super().to_internal_value(data)
 
 
+def user_ref(user) -> dict:
+    """A user as every room payload shows them (REST and WebSocket). ``guest``: a guest's name is
+    whatever they typed, so clients show it marked and never as a registered user's."""
+    return {"id": user.pk, "username": user.public_name, "guest": bool(user.is_guest)}
+
+
 class UserRefSerializer(serializers.Serializer):
     id = serializers.CharField()
     username = serializers.SerializerMethodField()
+    guest = serializers.BooleanField(source="is_guest", help_text="A guest: the name is self-chosen.")
 
     def get_username(self, user) -> str:
         return user.public_name
@@ -212,7 +219,7 @@ class MovieSerializer(serializers.ModelSerializer):
 
     def get_added_by(self, movie) -> dict | None:
         user = movie.added_by
-        return {"id": user.pk, "username": user.public_name} if user else None
+        return user_ref(user) if user else None
 
 
 class SubtitleSerializer(serializers.Serializer):
@@ -296,4 +303,22 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
     def get_user(self, event) -> dict | None:
         user = event.user
-        return {"id": user.pk, "username": user.public_name} if user else None
+        return user_ref(user) if user else None
+
+    def to_representation(self, event):
+        data = super().to_representation(event)
+        # Rows written before invite references (models.invite_ref) hold the invite's code: as the
+        # invite's resource id and as details.invite of a join by it. They stay as stored (the
+        # hash chain covers them) and are shown with the reference, like newer rows.
+        if event.resource_type == "invite":
+            data["resource_id"] = _as_invite_ref(data["resource_id"])
+        details = data.get("details")
+        if isinstance(details, dict) and "invite" in details:
+            data["details"] = {**details, "invite": _as_invite_ref(details["invite"])}
+        return data
+
+
+def _as_invite_ref(value):
+    if isinstance(value, str) and value and not value.startswith(INVITE_REF_PREFIX):
+        return invite_ref(value)
+    return value

@@ -7,7 +7,9 @@ through apps.permissions; nothing here trusts the caller to have checked.
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import unicodedata
 from datetime import timedelta
 from typing import Any
 
@@ -16,6 +18,7 @@ from django.contrib.auth.hashers import check_password, make_password
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from rest_framework.fields import DateTimeField
 
 from apps.accounts.models import AuthSession, User
@@ -26,6 +29,7 @@ from apps.core.context import Origin
 from apps.core.errors import (
     Conflict,
     InvalidInput,
+    NotFound,
     NotInRoom,
     PermissionDenied,
     RoomClosed,
@@ -53,6 +57,7 @@ from apps.rooms.models import (
     Room,
     RoomMember,
     RoomRole,
+    invite_ref,
 )
 
 RATE_MIN, RATE_MAX = 0.25, 4.0
@@ -109,11 +114,12 @@ def _bump_playlist(room: Room) -> None:
 def _announce_playback(room: Room, state: PlaybackState, actor_user) -> None:
     """After commit, every member on every node gets the new state (position at server_time)."""
     from apps.rooms.selectors import playback_view
+    from apps.rooms.serializers import user_ref
 
     view = playback_view(state)
     by = None
     if getattr(actor_user, "pk", None):
-        by = {"id": actor_user.pk, "username": actor_user.public_name}
+        by = user_ref(actor_user)
     realtime.room_event(
         room.pk,
         {
@@ -192,6 +198,16 @@ def room_create(
     return room
 
 
+def _lock_room(room: Room) -> Room:
+    """Lock the room's row (the order of every room write: the room first, the audit chain
+    last) and return it fresh. NotFound when it is gone: a delete that won the race for the row
+    leaves nothing to write to, and the write must say so rather than fail at commit."""
+    locked = Room.objects.select_for_update().filter(pk=room.pk).first()
+    if locked is None:
+        raise NotFound("No such room.")
+    return locked
+
+
 def room_update(*, actor: RoomActor, room: Room, changes: dict[str, Any], origin: Origin) -> Room:
     """PATCH a room. Name, description and password need EDIT_ROOM_INFO; settings need
     EDIT_ROOM_SETTINGS, and moving a permission default is granting: only bits you hold."""
@@ -207,7 +223,7 @@ def room_update(*, actor: RoomActor, room: Room, changes: dict[str, Any], origin
             require(actor, Perm.EDIT_ROOM_INFO)
         return room
     with transaction.atomic():
-        room = Room.objects.select_for_update().get(pk=room.pk)
+        room = _lock_room(room)  # NotFound if a delete won the race for the row
         before_masks = {f: getattr(room, f) for f in MASK_FIELDS}
         after_masks = {f: _check_mask(f, settings[f]) for f in MASK_FIELDS if f in settings}
         try:
@@ -253,6 +269,15 @@ def room_delete(*, actor: RoomActor, room: Room, origin: Origin) -> None:
     if not (is_creator or actor.is_site_admin):
         raise PermissionDenied("Only the creator or a site admin can delete a room.")
     with transaction.atomic():
+        # The order of every audited write: the room's row first, the audit chain last. Appending
+        # first held the chain lock (every audited write of every room takes turns on it) while
+        # this waited for the room's row, which a PATCH holding it and waiting for the chain
+        # deadlocked with, and through the whole cascade (a 1,000-movie room's rows and their
+        # django-auditlog entries). Now the chain lock is held for the append and the commit only.
+        locked = _lock_room(room)  # NotFound if a concurrent delete won
+        name = locked.name
+        locked.delete()  # the cascade (members, movies, playback, chat, invites); `room` keeps its pk
+        realtime.room_event(room.pk, {"type": "_room_closed", "reason": "room_deleted"})
         _audit(
             "room.delete",
             actor_user=actor.user,
@@ -260,10 +285,8 @@ def room_delete(*, actor: RoomActor, room: Room, origin: Origin) -> None:
             room=room,
             resource_type="room",
             resource_id=room.pk,
-            name=room.name,
+            name=name,
         )
-        realtime.room_event(room.pk, {"type": "_room_closed", "reason": "room_deleted"})
-        room.delete()
 
 
 def room_set_closed(*, actor: RoomActor, room: Room, closed: bool, origin: Origin) -> Room:
@@ -343,10 +366,14 @@ def member_join(
                 room=room,
                 resource_type="member",
                 resource_id=user.pk,
-                invite=invite.code if invite else None,
+                invite=invite_ref(invite.code) if invite else None,  # never the code (models.invite_ref)
             )
     except IntegrityError:
-        member = RoomMember.objects.get(room=room, user=user)
+        # Another join of the same user won (the unique membership), or the room was deleted
+        # meanwhile (the membership's room is gone at commit).
+        member = RoomMember.objects.filter(room=room, user=user).first()
+        if member is None:
+            raise NotFound("No such room.") from None
         return member, False
     return member, True
 
@@ -372,9 +399,40 @@ def member_leave(*, user: User, room: Room, origin: Origin) -> None:
         )
 
 
+GUEST_BAN_SALT = "synctv.rooms.guest-ban-address"
+
+
+def guest_address_keys(ip: str | None) -> list[str]:
+    """What a guest ban stores and matches for a client address: a keyed hash (SECRET_KEY; a ban
+    row keeps no address in clear) of the address, or of its /64 for IPv6, where one host or
+    home holds a whole /64 and picks new addresses at will. The first key is the current
+    secret's; the others are SECRET_KEY_FALLBACKS', so rotating the secret keeps bans working."""
+    try:
+        address = ipaddress.ip_address(ip or "")
+    except ValueError:
+        return []
+    if address.version == 6:
+        mapped = address.ipv4_mapped
+        network = str(mapped) if mapped else str(ipaddress.ip_network(f"{address}/64", strict=False))
+    else:
+        network = str(address)
+    secrets = [django_settings.SECRET_KEY, *getattr(django_settings, "SECRET_KEY_FALLBACKS", [])]
+    return [
+        salted_hmac(GUEST_BAN_SALT, network, secret=key, algorithm="sha256").hexdigest() for key in secrets
+    ]
+
+
+def _check_guest_name(name: str) -> None:
+    """A guest may not take a registered user's username (compared case- and width-blind): the
+    badge marks guests, and this keeps "alice (guest)" from sitting next to the real alice."""
+    folded = unicodedata.normalize("NFKC", name).casefold().strip()
+    if User.objects.with_ci().filter(username_ci=folded, is_guest=False).exists():
+        raise _invalid("name", "This name belongs to a registered user; choose another.")
+
+
 def guest_join(*, room: Room, name: str, origin: Origin) -> tuple[RoomMember, str]:
     """A guest account bound to this room and a 4-hour guest token. Only rooms that allow guests
-    and have no password."""
+    and have no password, and not from an address a guest was banned from this room at."""
     _require_open(room)
     if not room.allow_guests:
         raise PermissionDenied("This room does not allow guests.")
@@ -382,6 +440,15 @@ def guest_join(*, room: Room, name: str, origin: Origin) -> tuple[RoomMember, st
         raise PermissionDenied("Guests cannot join a room with a password.")
     if room.join_requires_approval:
         raise PermissionDenied("This room approves its members; guests cannot join it.")
+    keys = guest_address_keys(origin.ip)
+    if (
+        keys
+        and RoomMember.objects.filter(room=room, status=MemberStatus.BANNED, ban_address__in=keys).exists()
+    ):
+        # The same answer as a banned member's join: a ban on a guest is a ban on where it came
+        # from (member_ban), or a new guest name would undo it.
+        raise PermissionDenied("You are banned from this room.")
+    _check_guest_name(name)
     with transaction.atomic():
         guest = User(username=f"guest-{new_id()}", display_name=name, is_guest=True)
         guest.set_unusable_password()
@@ -427,7 +494,7 @@ def invite_create(
             origin=origin,
             room=room,
             resource_type="invite",
-            resource_id=invite.code,
+            resource_id=invite_ref(invite.code),  # never the code: audit readers need not be inviters
             max_uses=max_uses,
             expires_in=expires_in,
         )
@@ -521,15 +588,28 @@ def member_kick(*, actor: RoomActor, room: Room, target: RoomMember, origin: Ori
         )
 
 
+def _guest_ban_address(target: RoomMember) -> str:
+    """A guest is a name and a token: banning only those, the same person is back in a second as
+    a new guest. A guest's ban also covers the address it joined from (its one session's, the
+    client address guest_join saw), until the unban deletes the row. "" for registered users."""
+    if not target.user.is_guest:
+        return ""
+    sessions = AuthSession.objects.filter(user_id=target.user_id).order_by("-created_at")
+    keys = guest_address_keys(sessions.values_list("ip", flat=True).first())
+    return keys[0] if keys else ""
+
+
 def member_ban(
     *, actor: RoomActor, room: Room, target: RoomMember, reason: str = "", origin: Origin
 ) -> RoomMember:
     _require_moderation(actor, target, Perm.BAN_MEMBERS)
+    ban_address = _guest_ban_address(target)
     with transaction.atomic():
         target.status = MemberStatus.BANNED
         _announce_removed(room, target.user_id, "banned")
         target.ban_reason = reason[:500]
-        target.save(update_fields=["status", "ban_reason", "updated_at"])
+        target.ban_address = ban_address
+        target.save(update_fields=["status", "ban_reason", "ban_address", "updated_at"])
         _audit(
             "member.ban",
             actor_user=actor.user,
@@ -538,6 +618,7 @@ def member_ban(
             resource_type="member",
             resource_id=target.user_id,
             reason=reason[:500],
+            address_ban=bool(ban_address),  # that the guest's address is banned too, never the address
         )
     return target
 
@@ -613,7 +694,7 @@ def movies_add(*, actor: RoomActor, room: Room, items: list[dict], origin: Origi
     require(actor, Perm.ADD_MOVIE)
     cleaned = [_clean_movie(item) for item in items]
     with transaction.atomic():
-        Room.objects.select_for_update().filter(pk=room.pk).first()  # orders concurrent appends
+        _lock_room(room)  # orders concurrent appends
         count = Movie.objects.filter(room=room).count()
         if count + len(cleaned) > MAX_MOVIES_PER_ROOM:
             raise InvalidInput(f"A playlist holds at most {MAX_MOVIES_PER_ROOM} movies.")
@@ -718,7 +799,7 @@ def playlist_reorder(*, actor: RoomActor, room: Room, order: list[str], origin: 
     _require_open(room)
     require(actor, Perm.REORDER_PLAYLIST)
     with transaction.atomic():
-        Room.objects.select_for_update().filter(pk=room.pk).first()
+        _lock_room(room)
         current = {m.pk: m for m in Movie.objects.filter(room=room)}
         if len(order) != len(set(order)) or set(order) != set(current):
             raise _invalid("order", "Give every movie of the playlist exactly once.")

@@ -517,6 +517,12 @@ video.addEventListener("ended", () => {
 
 // --- chat and reactions --------------------------------------------------------------------------
 
+// A guest's name is whatever they typed: always shown marked, so "alice (guest)" cannot pass for
+// the registered alice (user objects carry `guest`).
+function guestBadge() {
+  return h("span", { class: "badge role-guest", title: "Guest: a name they chose, not an account" }, "guest");
+}
+
 function addChat(msg) {
   if (msg.id !== undefined && S.chatSeen.has(msg.id)) return;
   if (msg.id !== undefined) S.chatSeen.add(msg.id);
@@ -528,6 +534,7 @@ function addChat(msg) {
     "data-testid": "chat-message", dataset: { userId: msg.user ? msg.user.id : "" },
   },
   h("span", { class: "author" }, msg.user ? msg.user.username : "?"),
+  msg.user && msg.user.guest ? guestBadge() : null,
   h("span", { class: "text" }, unescapeHtml(msg.text)),
   h("time", { class: "muted small", datetime: when.toISOString() }, when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }))));
   while (log.children.length > 500) log.firstElementChild.remove();
@@ -538,7 +545,7 @@ function showReaction(msg) {
   const box = $("[data-reactions]");
   const item = h("span", { class: "reaction" }, unescapeHtml(msg.emoji));
   item.style.left = `${10 + Math.random() * 75}%`;
-  item.title = msg.user ? msg.user.username : "";
+  item.title = msg.user ? `${msg.user.username}${msg.user.guest ? " (guest)" : ""}` : "";
   box.append(item);
   setTimeout(() => item.remove(), 2600);
 }
@@ -626,7 +633,7 @@ function renderMembers() {
   const byId = new Map();
   for (const member of S.members || []) byId.set(member.user.id, { ...member });
   for (const [id, info] of S.online) {
-    if (!byId.has(id)) byId.set(id, { user: { id, username: info.username }, role: info.role });
+    if (!byId.has(id)) byId.set(id, { user: { id, username: info.username, guest: Boolean(info.guest) }, role: info.role });
   }
   const rows = [...byId.values()].sort((a, b) =>
     Number(S.online.has(b.user.id)) - Number(S.online.has(a.user.id))
@@ -637,7 +644,9 @@ function renderMembers() {
     return h("li", { class: `member${online ? " online" : ""}`, "data-testid": "member", dataset: { userId: member.user.id, role: member.role } },
       h("span", { class: "dot", "aria-hidden": "true" }),
       h("span", { class: "member-name" }, member.user.username, member.user.id === myId() ? " (you)" : ""),
-      h("span", { class: `badge role-${member.role}` }, member.role === "site_admin" ? "site admin" : member.role),
+      member.role === "guest" ? guestBadge()
+        : h("span", { class: `badge role-${member.role}` }, member.role === "site_admin" ? "site admin" : member.role),
+      member.user.guest && member.role !== "guest" ? guestBadge() : null,
       h("span", { class: "visually-hidden" }, online ? ", online" : ", offline"),
       info && info.ready === false ? h("span", { class: "badge warn" }, "buffering") : null,
       memberActions(member));
@@ -873,7 +882,13 @@ function onMessage(msg) {
       showReaction(msg);
       break;
     case "member_joined":
-      S.online.set(msg.user.id, { user_id: msg.user.id, username: msg.user.username, role: msg.role, ready: true });
+      S.online.set(msg.user.id, {
+        user_id: msg.user.id,
+        username: msg.user.username,
+        guest: Boolean(msg.user.guest),
+        role: msg.role,
+        ready: msg.ready !== false, // absent on a fresh join: everyone starts ready
+      });
       if (S.members && !S.members.some((m) => m.user.id === msg.user.id)) loadMembersSoon();
       renderMembers();
       break;
@@ -917,7 +932,13 @@ function onMessage(msg) {
 
 function onServerError(msg) {
   if (msg.ref === "auto-next" || msg.ref === "auto-wait") return; // a lost race: someone else did it
-  if (msg.code === "connection_refused") { S.refusal = msg.message; return; }
+  if (msg.code === "connection_refused") {
+    S.refusal = msg.message;
+    // Too many of our sockets in this room (close 4429): not final, the socket retries with
+    // backoff and gets in once another tab closes; say why meanwhile (hello clears it).
+    if (msg.details && msg.details.close_code === 4429) showNotice(msg.message);
+    return;
+  }
   if (msg.code === "rate_limited") { toast("Slow down: too many messages.", { kind: "warn" }); return; }
   if (msg.code === "conflict" && msg.details && msg.details.current) return;
   toast(msg.message || msg.code, { kind: "error" });

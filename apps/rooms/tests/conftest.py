@@ -40,8 +40,10 @@ from apps.accounts.hashers import Argon2idHasher
 from apps.accounts.models import AuthSession, Role, User
 from apps.accounts.tests.factories import TEST_ORIGIN, make_user
 from apps.audit.models import AuditEvent
+from apps.core import realtime
 from apps.permissions.flags import Perm
-from apps.rooms import services
+from apps.rooms import consumers, services
+from apps.rooms.hub import RoomHub
 from apps.rooms.models import Invite, Movie, PlaybackState, Room, RoomMember
 
 ROOMS = "/api/v1/rooms"
@@ -370,3 +372,18 @@ def shared_room_world(module_room_world: RoomWorld, db) -> RoomWorld:
     changes leaked); this test's changes are rolled back after it."""
     assert db_state() == module_room_world.snapshot, "the shared world was changed by an earlier test"
     return module_room_world
+
+
+@pytest.fixture
+def local_hub(monkeypatch, settings):
+    """A hub of this test's own, delivering in this process (tests with in-process sockets,
+    apps/rooms/tests/inprocess_ws.py)."""
+    settings.REDIS_URL = ""
+    # Database calls on the test's own thread and connection (channels' shared thread): no
+    # connections left open in other threads when the test database goes.
+    monkeypatch.setattr(consumers, "_db_executor", lambda: None)
+    hub = RoomHub()
+    monkeypatch.setattr(consumers, "hub", hub)
+    monkeypatch.setattr(realtime, "_local_hub", None)
+    monkeypatch.setattr(realtime, "get_redis", lambda: None)
+    return hub

@@ -16,28 +16,11 @@ from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator
 
 from apps.accounts.tests.factories import TEST_ORIGIN, make_user
-from apps.core import realtime
 from apps.permissions.flags import Perm
 from apps.rooms import consumers, selectors, services
-from apps.rooms.hub import RoomHub
+from apps.rooms.tests.inprocess_ws import ws_scope
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-ORIGIN = (b"origin", b"http://localhost:8000")
-
-
-@pytest.fixture
-def local_hub(monkeypatch, settings):
-    """A hub of this test's own, delivering in this process (no Redis between publish and socket)."""
-    settings.REDIS_URL = ""
-    # Database calls on the test's own thread and connection (channels' shared thread): no
-    # connections left open in other threads when the test database goes.
-    monkeypatch.setattr(consumers, "_db_executor", lambda: None)
-    hub = RoomHub()
-    monkeypatch.setattr(consumers, "hub", hub)
-    monkeypatch.setattr(realtime, "_local_hub", None)
-    monkeypatch.setattr(realtime, "get_redis", lambda: None)
-    return hub
 
 
 @pytest.fixture
@@ -69,16 +52,7 @@ def frames_until_close(room_id: str, token: str, seconds: float = 5.0) -> tuple[
     from synctv.asgi import application
 
     async def run():
-        scope = {
-            "type": "websocket",
-            "path": f"/ws/rooms/{room_id}/",
-            "query_string": b"",
-            "headers": [ORIGIN],
-            "subprotocols": ["synctv.v1", f"bearer.{token}"],
-            "client": ("127.0.0.1", 40000),
-            "server": ("127.0.0.1", 8000),
-        }
-        socket = ApplicationCommunicator(application, scope)
+        socket = ApplicationCommunicator(application, ws_scope(room_id, token))
         await socket.send_input({"type": "websocket.connect"})
         assert (await socket.receive_output(timeout=10))["type"] == "websocket.accept"
         frames: list[dict] = []

@@ -129,7 +129,7 @@ def test_add_one_movie(world):
     assert set(body) >= {"id", "name", "url", "type", "position", "added_by", "created_at"}
     assert body["name"] == "Alpha" and body["type"] == "hls" and body["position"] == 0
     assert body["url"] == "https://media.example/Alpha.mp4"
-    assert body["added_by"] == {"id": world.creator.pk, "username": world.creator.username}
+    assert body["added_by"] == {"id": world.creator.pk, "username": world.creator.username, "guest": False}
     assert body["subtitles"] == [] and body["headers"] == {}
     movie = Movie.objects.get(pk=body["id"])
     assert movie.room_id == world.room.pk and movie.added_by_id == world.creator.pk

@@ -134,7 +134,7 @@ def test_create_room_caller_is_creator_with_default_settings(alice):
         "settings",
     }
     assert body["name"] == "Movie night" and body["description"] == "Fridays"
-    assert body["creator"] == {"id": alice.user.pk, "username": alice.user.username}
+    assert body["creator"] == {"id": alice.user.pk, "username": alice.user.username, "guest": False}
     assert body["member_count"] == 1
     assert body["has_password"] is False
     # SECURITY.md §1.4 defaults, as numbers: the bit layout is a contract.
@@ -223,7 +223,7 @@ def test_list_items_have_the_room_shape(alice, bob):
     [item] = client().get(ROOMS).json()["results"]
     assert item["id"] == room.pk
     assert item["member_count"] == 2
-    assert item["creator"] == {"id": alice.user.pk, "username": alice.user.username}
+    assert item["creator"] == {"id": alice.user.pk, "username": alice.user.username, "guest": False}
     assert item["settings"]["member_permissions"] == 519
 
 
