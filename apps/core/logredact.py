@@ -1,0 +1,74 @@
+"""Keep credentials that travel in a URL's query string out of the logs.
+
+API.md lets a WebSocket client put its access token in the URL (``/ws/rooms/{id}/?token=``),
+the OAuth provider sends its one-time ``code`` back in the callback URL, and an invite link
+(``/rooms/{id}/?invite=``) is a key to its room. Access logs write
+the full request line, so without this every such request leaves a usable bearer token in the
+``ws`` process's output (docs/security.md).
+
+:class:`RedactSecretsFilter` rewrites ``token=<value>`` (and the other names in
+:data:`SECRET_PARAMETERS`) to ``token=[redacted]`` in a record's message and arguments. It is
+attached two ways, because the servers' loggers do not reach the root handler:
+
+- on the root ``console`` handler in ``settings.LOGGING`` (everything that propagates: Django's
+  ``django.request``, the apps' own loggers);
+- on the servers' own loggers (``uvicorn.access``, ``uvicorn.error``, ``gunicorn.access``,
+  ``gunicorn.error``; ``django.server`` for runserver) by :func:`install`, which
+  ``CoreConfig.ready()`` calls. Both servers configure those loggers (uvicorn with
+  ``dictConfig(LOGGING_CONFIG)``, gunicorn in its ``Logger.setup``) *before* they import the
+  application, and neither touches a logger's filters afterwards, so a filter added when Django
+  starts stays for the life of the process (no ``--log-config`` needed in the Procfile).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+
+# Query parameters whose value is a credential. ``invite``: the room page's ``?invite=`` link lets
+# anyone holding it into the room, password and approval skipped; logs are read by more people
+# than may invite (docs/security.md).
+SECRET_PARAMETERS = ("token", "access_token", "refresh_token", "code", "invite")
+REDACTED = "[redacted]"
+# A parameter starts the string (gunicorn's bare query string atom) or follows ? & or ;.
+_PATTERN = re.compile(r"(?:(?<=[?&;])|^)(" + "|".join(SECRET_PARAMETERS) + r")=[^&;#\s\"']*", re.IGNORECASE)
+# Loggers with their own handlers (propagate off): the servers', and runserver's request log.
+SERVER_LOGGERS = ("uvicorn.access", "uvicorn.error", "gunicorn.access", "gunicorn.error", "django.server")
+
+
+def redact(text: str) -> str:
+    return _PATTERN.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+
+
+def _redact_value(value):
+    return redact(value) if isinstance(value, str) else value
+
+
+class RedactSecretsFilter(logging.Filter):
+    """Rewrites secrets in ``msg`` and in each string argument, in place.
+
+    The arguments are redacted one by one rather than folded into ``msg``: uvicorn's
+    AccessFormatter reads ``record.args`` positionally and gunicorn's access log formats a dict.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        args = record.args
+        if isinstance(args, Mapping):
+            record.args = {key: _redact_value(value) for key, value in args.items()}
+        elif isinstance(args, tuple):
+            record.args = tuple(_redact_value(value) for value in args)
+        return True
+
+
+_FILTER = RedactSecretsFilter()
+
+
+def install(logger_names=SERVER_LOGGERS) -> None:
+    """Attach the filter to the servers' loggers (idempotent)."""
+    for name in logger_names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecretsFilter) for f in logger.filters):
+            logger.addFilter(_FILTER)

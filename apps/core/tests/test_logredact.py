@@ -1,0 +1,46 @@
+"""apps.core.logredact: credentials in query strings are masked in log records, nothing else."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from apps.core.logredact import RedactSecretsFilter, redact
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("GET /ws/rooms/r1/?token=abc.def-ghi HTTP/1.1", "GET /ws/rooms/r1/?token=[redacted] HTTP/1.1"),
+        ("/cb/?code=xyz&state=s&TOKEN=t", "/cb/?code=[redacted]&state=s&TOKEN=[redacted]"),
+        ("token=abc&page=2", "token=[redacted]&page=2"),  # gunicorn's bare query string atom
+        ("/x/?a=1;access_token=q#frag", "/x/?a=1;access_token=[redacted]#frag"),
+        ("GET /rooms/r1/?invite=cwOs69OCE-xA HTTP/1.1", "GET /rooms/r1/?invite=[redacted] HTTP/1.1"),
+        # Not a query parameter: left alone.
+        ("socket closed with code=4401", "socket closed with code=4401"),
+        ("/x/?mytoken=1&tokens=2", "/x/?mytoken=1&tokens=2"),
+    ],
+)
+def test_redact(text, expected):
+    assert redact(text) == expected
+
+
+def test_filter_keeps_positional_and_mapping_args_usable():
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, "", 0, '%s - "%s %s"', ("1.2.3.4", "GET", "/?token=s"), None
+    )
+    RedactSecretsFilter().filter(record)
+    assert record.args == ("1.2.3.4", "GET", "/?token=[redacted]")
+    assert record.getMessage() == '1.2.3.4 - "GET /?token=[redacted]"'
+    record = logging.LogRecord(
+        "gunicorn.access",
+        logging.INFO,
+        "",
+        0,
+        "%(r)s %(q)s",
+        ({"r": "GET /?token=s", "q": "token=s", "s": 200},),
+        None,
+    )
+    RedactSecretsFilter().filter(record)
+    assert record.getMessage() == "GET /?token=[redacted] token=[redacted]"
