@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+from html.parser import HTMLParser
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from django.conf import settings
+from django.contrib.staticfiles import finders
 from django.core.management import call_command
 from django.test import Client
 
@@ -110,3 +114,53 @@ def test_spectacular_validate_fail_on_warn(tmp_path):
     assert "Warning" not in stderr.getvalue() and "Error" not in stderr.getvalue(), stderr.getvalue()
     document = yaml.safe_load(out.read_text())
     assert set(ACCOUNTS) <= set(document["paths"])
+
+
+class _Assets(HTMLParser):
+    """Every src/href of a page, and whether it has inline script or style."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.inline: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for name in ("src", "href"):
+            if attrs.get(name):
+                self.urls.append(attrs[name])
+        if tag == "style" or "style" in attrs or any(name.startswith("on") for name in attrs):
+            self.inline.append(tag)
+        self._in_script = tag == "script" and not attrs.get("src")
+
+    def handle_data(self, data):
+        if self._in_script and data.strip():
+            self.inline.append("script")
+
+    def handle_endtag(self, tag):
+        self._in_script = False
+
+
+def test_docs_page_loads_only_this_sites_files_under_the_strict_csp():
+    """Swagger UI comes from the project (drf-spectacular-sidecar), not a CDN: the page that
+    runs next to the tokens in localStorage references no other host, has no inline script or
+    style, and so carries the same Content-Security-Policy as every page."""
+    r = Client().get("/api/docs/")
+    assert r.status_code == 200
+    page = _Assets()
+    page.feed(r.content.decode())
+    assert page.urls, r.content.decode()
+    for url in page.urls:
+        parts = urlsplit(url)
+        assert not parts.scheme and not parts.netloc and url.startswith("/"), f"foreign asset {url}"
+    assert not page.inline, f"inline {page.inline} in {r.content.decode()}"
+    assert "script-src 'self'" in r.headers.get("Content-Security-Policy", ""), dict(r.headers)
+    for url in page.urls:
+        path = urlsplit(url).path
+        if path.startswith(settings.STATIC_URL):
+            assert finders.find(path[len(settings.STATIC_URL) :]), f"{path}: collectstatic cannot find it"
+        else:
+            script = Client().get(url)
+            assert script.status_code == 200, url
+            assert "SwaggerUIBundle" in script.content.decode()

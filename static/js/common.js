@@ -49,10 +49,27 @@ export function showError(el, message) {
   el.hidden = !message;
 }
 
-// Where to go after logging in: ?next= when it is a path on this site, else the room list.
+// A path on this site for a `next` value from the URL or storage, else the room list. The value
+// is resolved the way the browser would resolve it (which drops tabs and newlines, turns "\" into
+// "/" and collapses dot segments: "/\t/evil.example" is "//evil.example"), and only an http(s)
+// URL of this origin is kept. What comes back is that URL's path, query and fragment, never the
+// raw value; a path that still starts with "//" would be read as another host, so it is refused.
+export function safeNext(raw) {
+  if (typeof raw !== "string" || !raw) return "/";
+  let url;
+  try {
+    url = new URL(raw, location.origin);
+  } catch {
+    return "/";
+  }
+  if ((url.protocol !== "http:" && url.protocol !== "https:") || url.origin !== location.origin) return "/";
+  if (url.pathname.startsWith("//")) return "/";
+  return url.pathname + url.search + url.hash;
+}
+
+// Where to go after logging in: ?next= when it is a page of this site, else the room list.
 export function nextPath() {
-  const next = new URLSearchParams(location.search).get("next") || "/";
-  return next.startsWith("/") && !next.startsWith("//") && !next.includes("\\") ? next : "/";
+  return safeNext(new URLSearchParams(location.search).get("next"));
 }
 
 export function initAccountNav() {

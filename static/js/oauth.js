@@ -1,7 +1,7 @@
 // The OAuth provider sends the browser back here with ?code=&state=; the server checks the state
 // and the PKCE verifier it kept and answers with our own token pair.
 import { api, tokens } from "./api.js";
-import { $, initAccountNav, showError } from "./common.js";
+import { $, initAccountNav, safeNext, showError } from "./common.js";
 
 initAccountNav();
 const provider = document.body.dataset.provider;
@@ -17,9 +17,9 @@ const error = $("[data-testid=auth-error]");
   try {
     const result = await api("POST", `auth/oauth/${provider}/callback`, { body: { code, state }, auth: false });
     tokens.save(result);
-    const next = sessionStorage.getItem("synctv.oauth.next") || "/";
+    const next = safeNext(sessionStorage.getItem("synctv.oauth.next"));
     sessionStorage.removeItem("synctv.oauth.next");
-    location.replace(next.startsWith("/") && !next.startsWith("//") ? next : "/");
+    location.replace(next);
   } catch (err) {
     showError(error, err.message);
   }
