@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from apps.accounts import services
 from apps.accounts.keystore import keystore
+from apps.accounts.schema import JWKS
 from apps.accounts.serializers import (
     AuthResultSerializer,
     EmptySerializer,
@@ -170,7 +171,7 @@ class JWKSView(PublicView):
     throttle_classes: list = []
 
     @extend_schema(
-        responses={200: OpenApiResponse(description="JWKS: {keys: [...]}")},
+        responses={200: JWKS},
         summary="Public keys that verify SyncTV tokens",
     )
     def get(self, request):

@@ -15,8 +15,20 @@ from rest_framework.views import APIView
 from apps.core import ratelimit
 from apps.core.context import Origin
 from apps.core.errors import InvalidInput, NotInRoom, PermissionDenied, RoomPasswordWrong
+from apps.core.openapi import PAGE_PARAMETER
 from apps.permissions.flags import Perm
 from apps.rooms import selectors, services
+from apps.rooms.schema import (
+    AUDIT_PAGE,
+    CURRENT_MOVIE,
+    GUEST_JOIN,
+    MEMBER_PAGE,
+    MOVIES_IN,
+    MOVIES_OUT,
+    PLAYLIST,
+    PLAYLIST_ORDER,
+    ROOM_PAGE,
+)
 from apps.rooms.serializers import (
     MAX_BATCH,
     AuditEventSerializer,
@@ -79,9 +91,13 @@ class RoomListView(APIView):
         return [IsAuthenticated()] if self.request.method == "POST" else super().get_permissions()
 
     @extend_schema(
-        parameters=[OpenApiParameter("search", str, description="Matches name or description.")],
-        responses={200: RoomSerializer(many=True)},
+        parameters=[
+            OpenApiParameter("search", str, description="Matches name or description."),
+            PAGE_PARAMETER,
+        ],
+        responses={200: ROOM_PAGE},
         summary="Public rooms",
+        operation_id="api_v1_rooms_list",
     )
     def get(self, request):
         search = request.query_params.get("search", "")
@@ -198,7 +214,7 @@ class GuestJoinView(RoomView):
 
     @extend_schema(
         request=GuestSerializer,
-        responses={200: OpenApiResponse(description="{access, member}"), **ERRORS},
+        responses={200: GUEST_JOIN, **ERRORS},
         summary="Join as a guest (4-hour token bound to this room)",
     )
     def post(self, request, room_id):
@@ -239,8 +255,9 @@ class MemberListView(RoomView):
     permission_classes = [GuestAllowed]
 
     @extend_schema(
-        parameters=[OpenApiParameter("status", str, enum=["active", "pending", "banned"])],
-        responses={200: MemberSerializer(many=True), **ERRORS},
+        parameters=[OpenApiParameter("status", str, enum=["active", "pending", "banned"]), PAGE_PARAMETER],
+        responses={200: MEMBER_PAGE, **ERRORS},
+        operation_id="api_v1_rooms_members_list",
         summary="Members (VIEW_MEMBER_LIST; pending and banned lists need KICK_MEMBERS or BAN_MEMBERS)",
     )
     def get(self, request, room_id):
@@ -318,7 +335,10 @@ class MemberActionView(RoomView):
 
 class AuditLogView(RoomView):
     @extend_schema(
-        responses={200: AuditEventSerializer(many=True), **ERRORS}, summary="Room audit log (VIEW_AUDIT_LOG)"
+        parameters=[PAGE_PARAMETER],
+        responses={200: AUDIT_PAGE, **ERRORS},
+        summary="Room audit log (VIEW_AUDIT_LOG)",
+        operation_id="api_v1_rooms_audit_log_list",
     )
     def get(self, request, room_id):
         room, actor = self.room_and_actor(request, room_id)
@@ -331,7 +351,11 @@ class AuditLogView(RoomView):
 class MovieListView(RoomView):
     permission_classes = [GuestAllowed]
 
-    @extend_schema(responses={200: MovieSerializer(many=True), **ERRORS}, summary="The playlist, in order")
+    @extend_schema(
+        responses={200: PLAYLIST, **ERRORS},
+        summary="The playlist, in order",
+        operation_id="api_v1_rooms_movies_list",
+    )
     def get(self, request, room_id):
         room, actor = self.room_and_actor(request, room_id)
         if not actor.is_member:
@@ -348,8 +372,8 @@ class MovieListView(RoomView):
         )
 
     @extend_schema(
-        request=MovieInSerializer,
-        responses={201: MovieSerializer, **ERRORS},
+        request=MOVIES_IN,
+        responses={201: MOVIES_OUT, **ERRORS},
         summary="Add a movie or a list of movies (ADD_MOVIE)",
     )
     def post(self, request, room_id):
@@ -403,7 +427,7 @@ class MovieDetailView(RoomView):
 class ReorderView(RoomView):
     @extend_schema(
         request=ReorderSerializer,
-        responses={200: MovieSerializer(many=True), **ERRORS},
+        responses={200: PLAYLIST_ORDER, **ERRORS},
         summary="Set the full playlist order (REORDER_PLAYLIST)",
     )
     def post(self, request, room_id):
@@ -424,7 +448,7 @@ class ReorderView(RoomView):
 class CurrentMovieView(RoomView):
     permission_classes = [GuestAllowed]
 
-    @extend_schema(responses={200: MovieSerializer, **ERRORS}, summary="The movie playing now (null if none)")
+    @extend_schema(responses={200: CURRENT_MOVIE, **ERRORS}, summary="The movie playing now (null if none)")
     def get(self, request, room_id):
         room, actor = self.room_and_actor(request, room_id)
         if not actor.is_member:
