@@ -62,9 +62,11 @@ def _fresh_process_state():
 
     from apps.accounts import authcache
     from apps.accounts.keystore import keystore
+    from apps.core.ratelimit import local_counter
     from apps.core.redis import get_redis, redis_breaker
 
     keystore.invalidate()
+    local_counter.clear()  # the rate limits' per-process fallback counts
     authcache.forget_all()
     # Process-wide: a test that made Redis fail must not leave the next one on the fallback.
     redis_breaker.reset()

@@ -210,7 +210,7 @@ def _login_check(*, identifier: str, password: str, origin: Origin, via: str, st
     the failed-attempt budget (docs/security.md). Raises RateLimited, InvalidCredentials,
     UserBanned or AccountPending.
     """
-    ratelimit.take(limit="login_ip", key=f"ip:{origin.ip}")
+    ratelimit.take(limit="login_ip", key=ratelimit.ip_key(origin.ip))
     user = _find_login_user(identifier)
     attempt = ratelimit.take(limit="login_user", key=_login_account_key(identifier, user))
     if user is None:

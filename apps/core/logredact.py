@@ -31,8 +31,27 @@ from collections.abc import Mapping
 # than may invite (docs/security.md).
 SECRET_PARAMETERS = ("token", "access_token", "refresh_token", "code", "invite")
 REDACTED = "[redacted]"
-# A parameter starts the string (gunicorn's bare query string atom) or follows ? & or ;.
-_PATTERN = re.compile(r"(?:(?<=[?&;])|^)(" + "|".join(SECRET_PARAMETERS) + r")=[^&;#\s\"']*", re.IGNORECASE)
+
+
+def _spelled(text: str) -> str:
+    """A regex for ``text`` with each character written plainly or percent-encoded (``%74oken``
+    is ``token`` to a query parser, so it must be to this filter too)."""
+
+    def one(c: str) -> str:
+        encoded = "|".join(sorted({f"%{ord(v):02x}" for v in (c.lower(), c.upper())}))
+        return f"(?:{re.escape(c)}|{encoded})"
+
+    return "".join(one(c) for c in text)
+
+
+# A parameter starts the string (gunicorn's bare query string atom) or follows ? & or ;, plainly
+# or percent-encoded (a whole URL inside another one's parameter, as ``/login/?next=`` carries
+# the room's ``?invite=``). Its value runs to the next separator, plain or encoded.
+_START = r"(?:(?<=[?&;])|(?<=%3f)|(?<=%26)|(?<=%3b)|^)"
+_NAME = "|".join(_spelled(name) for name in SECRET_PARAMETERS)
+_EQUALS = r"(?:=|%3d)"
+_VALUE = r"(?:(?!%26|%3b|%23|%20)[^&;#\s\"'])*"
+_PATTERN = re.compile(f"{_START}({_NAME}){_EQUALS}{_VALUE}", re.IGNORECASE)
 # Loggers with their own handlers (propagate off): the servers', and runserver's request log.
 SERVER_LOGGERS = ("uvicorn.access", "uvicorn.error", "gunicorn.access", "gunicorn.error", "django.server")
 
@@ -56,7 +75,13 @@ class RedactSecretsFilter(logging.Filter):
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         args = record.args
-        if isinstance(args, Mapping):
+        if isinstance(args, dict):
+            # In place: gunicorn's access log passes a dict subclass (SafeAtoms) whose lookups of
+            # headers and missing atoms a plain dict would not answer.
+            for key, value in list(args.items()):
+                if isinstance(value, str):
+                    dict.__setitem__(args, key, redact(value))
+        elif isinstance(args, Mapping):
             record.args = {key: _redact_value(value) for key, value in args.items()}
         elif isinstance(args, tuple):
             record.args = tuple(_redact_value(value) for value in args)

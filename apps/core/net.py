@@ -28,5 +28,20 @@ def client_ip(request) -> str:
     return remote
 
 
+def address_key(ip: str) -> str:
+    """What a per-address limit counts: the address itself for IPv4, its /64 for IPv6, where one
+    host or home holds a whole /64 and picks new addresses at will (a limit per IPv6 address would
+    be no limit). IPv4-mapped addresses count as the IPv4 address."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
 def user_agent(request) -> str:
     return (request.META.get("HTTP_USER_AGENT") or "")[:512]

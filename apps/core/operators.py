@@ -2,8 +2,10 @@
 
 A request is an operator's when it carries ``Authorization: Bearer <METRICS_TOKEN>`` (compared in
 constant time; an empty setting never matches) or comes from a client address inside
-``METRICS_ALLOWED_NETWORKS`` (loopback by default). The address is the one ``client_ip`` believes,
-so behind a proxy TRUSTED_PROXY_COUNT must be set or every visitor looks like the proxy.
+``METRICS_ALLOWED_NETWORKS`` (loopback by default). The address is the one ``client_ip`` believes;
+a request that came through a proxy nobody declared (``X-Forwarded-For`` present while
+TRUSTED_PROXY_COUNT is 0) is judged by the token alone, since every visitor would look like the
+proxy's address.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ def _has_token(request) -> bool:
 def is_operator(request) -> bool:
     if _has_token(request):
         return True
+    if settings.TRUSTED_PROXY_COUNT == 0 and request.META.get("HTTP_X_FORWARDED_FOR"):
+        # A proxy is in front but not declared: REMOTE_ADDR is the proxy's (often loopback) for
+        # every visitor, so the address says nothing about who is asking. The token still works.
+        return False
     try:
         address = ipaddress.ip_address(client_ip(request))
     except ValueError:

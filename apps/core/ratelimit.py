@@ -24,7 +24,7 @@ from django_ratelimit import core as ratelimit_core
 from rest_framework.throttling import BaseThrottle
 
 from apps.core.errors import RateLimited
-from apps.core.net import client_ip
+from apps.core.net import address_key, client_ip
 from apps.core.redis import REDIS_DOWN_ERRORS, redis_breaker
 from apps.core.resilience import CircuitOpen
 
@@ -65,20 +65,23 @@ class LocalCounter:
     """Fixed-window counters in this process, for while Redis is unreachable.
 
     Thread-safe (one lock; every operation is a few dictionary steps). Bounded: a key whose window
-    has ended is dropped when met and by a sweep at most once a second; past ``max_keys`` the key
-    touched longest ago goes first, so a flood of new keys costs old counts, never memory.
+    has ended is dropped when met and by a sweep at most once a second; when ``max_keys`` are
+    held, the keys touched longest ago that are still *under* their limit go first (a tenth of the
+    table at once), so a flood of new keys costs counts that refuse nothing yet, never a count
+    that is refusing someone (an account under attack keeps its lock-out), and never memory.
     """
 
     def __init__(self, max_keys: int = 10_000) -> None:
         self.max_keys = max_keys
         self._lock = threading.Lock()
-        self._counts: dict[str, list[int]] = {}  # key -> [window end, count]; oldest touched first
+        # key -> [window end, count, limit]; in the order last touched, oldest first
+        self._counts: dict[str, list[int]] = {}
         self._next_sweep = 0.0
 
     def __len__(self) -> int:
         return len(self._counts)
 
-    def count(self, cache_key: str, *, window: int, increment: bool, now: float) -> int:
+    def count(self, cache_key: str, *, window: int, limit: int, increment: bool, now: float) -> int:
         with self._lock:
             entry = self._counts.pop(cache_key, None)
             if entry is not None and entry[0] != window:
@@ -87,7 +90,7 @@ class LocalCounter:
                 if not increment:
                     return 0
                 self._make_room(now)
-                entry = [window, 0]
+                entry = [window, 0, limit]
             if increment:
                 entry[1] += 1
             self._counts[cache_key] = entry  # (re)inserted last: the most recently touched
@@ -106,9 +109,15 @@ class LocalCounter:
     def _make_room(self, now: float) -> None:
         if now >= self._next_sweep or len(self._counts) >= self.max_keys:
             self._next_sweep = now + 1.0
-            for key in [k for k, (window, _count) in self._counts.items() if window < int(now)]:
+            for key in [k for k, entry in self._counts.items() if entry[0] < int(now)]:
                 del self._counts[key]
-        while len(self._counts) >= self.max_keys:
+        if len(self._counts) < self.max_keys:
+            return
+        batch = max(1, self.max_keys // 10)
+        under = [k for k, (_w, count, limit) in self._counts.items() if count < limit][:batch]
+        for key in under:
+            del self._counts[key]
+        while len(self._counts) >= self.max_keys:  # every key is refusing someone: oldest first
             del self._counts[next(iter(self._counts))]
 
 
@@ -152,7 +161,7 @@ def _count(*, limit: str, key: str, increment: bool) -> Usage | None:
         return redis_breaker.call(shared)
     except (CircuitOpen, *REDIS_DOWN_ERRORS):
         logger.warning("rate limit %s counted in this process: Redis unavailable", limit)
-        count = local_counter.count(cache_key, window=window, increment=increment, now=_now())
+        count = local_counter.count(cache_key, window=window, limit=allowed, increment=increment, now=_now())
         return Usage(count=count, limit=allowed, window=window, cache_key=cache_key, local=True)
 
 
@@ -202,15 +211,20 @@ def check(request, *, limit: str, key: str) -> None:
         raise RateLimited(usage.retry_after)
 
 
+def ip_key(ip: str) -> str:
+    """The key of a per-address limit (an IPv6 client counts by its /64: apps.core.net)."""
+    return f"ip:{address_key(ip)}"
+
+
 def hit_ip(request, *, limit: str) -> None:
-    hit(request, limit=limit, key=f"ip:{client_ip(request)}")
+    hit(request, limit=limit, key=ip_key(client_ip(request)))
 
 
 class ApiRateThrottle(BaseThrottle):
     """SECURITY.md §3.4: 100 API requests a minute per client IP."""
 
     def allow_request(self, request, view) -> bool:
-        usage = _count(limit="api", key=f"ip:{client_ip(request)}", increment=True)
+        usage = _count(limit="api", key=ip_key(client_ip(request)), increment=True)
         self._wait = usage.retry_after if usage else None
         return not (usage and usage.over)
 

@@ -411,3 +411,27 @@ def test_api_limit_holds_while_redis_is_unreachable(alice_access, redis_unreacha
     for _ in range(3):
         assert c.get(ME).status_code == 200
     assert_rate_limited(c.get(ME), 60)
+
+
+@override_settings(RATELIMITS=limits(login_ip="2/m", login_user="100/15m", register_ip="2/h"))
+def test_an_ipv6_client_is_limited_by_its_64_not_by_each_address():
+    """One home or host holds a whole /64 and picks new addresses at will: counting each IPv6
+    address separately would be no limit at all."""
+    for host in ("2001:db8:1:2::10", "2001:db8:1:2:ffff::77"):
+        assert login(client(host), username=f"nobody-{host}").status_code == 401
+    assert_rate_limited(login(client("2001:db8:1:2::abcd"), username="someone-else"), 60)
+    # Another /64 is another client; an IPv4-mapped address counts as its IPv4 address.
+    assert login(client("2001:db8:1:3::10"), username="nobody-x").status_code == 401
+    for _ in range(2):
+        assert login(client("192.0.2.44"), username="nobody-y").status_code == 401
+    assert_rate_limited(login(client("::ffff:192.0.2.44"), username="nobody-z"), 60)
+    # The same rule for every per-address limit (registration here).
+    for i in range(2):
+        r = client(f"2001:db8:9:9::{i + 1}").post(
+            "/api/v1/auth/register", {"username": f"six{i}", "password": "Corr3ct-horse"}, format="json"
+        )
+        assert r.status_code == 201, r.content
+    r = client("2001:db8:9:9::99").post(
+        "/api/v1/auth/register", {"username": "six9", "password": "Corr3ct-horse"}, format="json"
+    )
+    assert_rate_limited(r, 3600)

@@ -240,3 +240,19 @@ def test_readyz_behind_a_proxy_judges_the_client_not_the_proxy(monkeypatch):
     _down(monkeypatch)
     r = client().get("/readyz", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=OUTSIDER)
     assert r.json()["checks"]["database"] == {"ok": False}
+
+
+def test_readyz_behind_an_undeclared_proxy_on_this_host_shows_no_details(monkeypatch):
+    """A front proxy on the same host makes every visitor 127.0.0.1; with TRUSTED_PROXY_COUNT
+    left at 0 the X-Forwarded-For it adds is the sign, and only the token counts."""
+    _down(monkeypatch)
+    r = client().get("/readyz", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=OUTSIDER)
+    assert r.json()["checks"]["database"] == {"ok": False}
+    with override_settings(METRICS_TOKEN="s3cret-operator-token"):
+        r = client().get(
+            "/readyz",
+            REMOTE_ADDR="127.0.0.1",
+            HTTP_X_FORWARDED_FOR=OUTSIDER,
+            HTTP_AUTHORIZATION="Bearer s3cret-operator-token",
+        )
+    assert "10.1.2.3" in r.json()["checks"]["database"]["error"]

@@ -17,6 +17,14 @@ from apps.core.logredact import RedactSecretsFilter, redact
         ("token=abc&page=2", "token=[redacted]&page=2"),  # gunicorn's bare query string atom
         ("/x/?a=1;access_token=q#frag", "/x/?a=1;access_token=[redacted]#frag"),
         ("GET /rooms/r1/?invite=cwOs69OCE-xA HTTP/1.1", "GET /rooms/r1/?invite=[redacted] HTTP/1.1"),
+        # A URL inside another's parameter (the login page's ?next= keeps the room's invite link).
+        (
+            "GET /login/?next=%2Frooms%2Fr1%2F%3Finvite%3DcwOs69OCE-xA%26x%3D1 HTTP/1.1",
+            "GET /login/?next=%2Frooms%2Fr1%2F%3Finvite=[redacted]%26x%3D1 HTTP/1.1",
+        ),
+        # Percent-encoded names and separators read the same to a query parser.
+        ("/ws/rooms/r1/?%74oken=SECRET&x=1", "/ws/rooms/r1/?%74oken=[redacted]&x=1"),
+        ("/x/?a=1&%54OKEN%3DSECRET", "/x/?a=1&%54OKEN=[redacted]"),
         # Not a query parameter: left alone.
         ("socket closed with code=4401", "socket closed with code=4401"),
         ("/x/?mytoken=1&tokens=2", "/x/?mytoken=1&tokens=2"),
@@ -44,3 +52,18 @@ def test_filter_keeps_positional_and_mapping_args_usable():
     )
     RedactSecretsFilter().filter(record)
     assert record.getMessage() == "GET /?token=[redacted] token=[redacted]"
+
+
+def test_gunicorn_atoms_keep_their_lookups():
+    """gunicorn's access log formats a dict subclass that answers header atoms and missing atoms
+    (SafeAtoms); the filter must redact it in place, not swap in a plain dict that raises
+    KeyError for them and loses the line."""
+    from gunicorn.glogging import SafeAtoms
+
+    atoms = SafeAtoms({"r": "GET /?token=s HTTP/1.1", "q": "token=s", "{x-forwarded-for}i": "203.0.113.9"})
+    record = logging.LogRecord(
+        "gunicorn.access", logging.INFO, "", 0, "%(r)s %(q)s %({X-Forwarded-For}i)s %(M)s", (), None
+    )
+    record.args = atoms
+    RedactSecretsFilter().filter(record)
+    assert record.getMessage() == "GET /?token=[redacted] HTTP/1.1 token=[redacted] 203.0.113.9 -"
