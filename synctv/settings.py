@@ -13,6 +13,7 @@ import secrets
 import socket
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -51,6 +52,21 @@ def _required(name: str, **kwargs) -> str:
     return value
 
 
+def _origin(url: str) -> str | None:
+    """``scheme://host[:port]`` of an http(s) URL as a browser writes it in ``Origin`` (the
+    scheme's default port left out); None for anything else."""
+    parts = urlsplit(url.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default_port = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default_port else "")
+
+
 if PRODUCTION:
     SECRET_KEY = _required("DJANGO_SECRET_KEY")
     ENCRYPTION_KEY = _required("SYNCTV_ENCRYPTION_KEY")
@@ -70,7 +86,7 @@ DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 PORT = env.int("PORT", default=8000)
 SYNCTV_NODE_ID = env.str("SYNCTV_NODE_ID", default="") or f"{socket.gethostname()}:{PORT}"
-PUBLIC_URL = env.str("PUBLIC_URL", default="http://localhost:8000")
+PUBLIC_URL = env.str("PUBLIC_URL", default=f"http://localhost:{PORT}")
 WS_PUBLIC_URL = env.str("WS_PUBLIC_URL", default="")
 # Threads for the WebSocket consumers' database calls (apps/rooms/consumers.py: db_threads).
 # 0 = automatic: 1 on SQLite (concurrent writers lock it), 4 on PostgreSQL; never more than
@@ -308,8 +324,14 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- CORS, CSRF, security headers (SECURITY.md §2) ---------------------------------------------
+# Without CORS_ALLOWED_ORIGINS the pages' own origin is allowed: PUBLIC_URL's, and in development
+# the addresses `scripts/run` serves on this PORT, so a server moved to another port still
+# accepts its own pages' WebSockets (docs/security.md, WebSocket).
+_OWN_ORIGINS = [_origin(PUBLIC_URL)]
+if not PRODUCTION:
+    _OWN_ORIGINS += [f"http://localhost:{PORT}", f"http://127.0.0.1:{PORT}"]
 CORS_ALLOWED_ORIGINS = env.list(
-    "CORS_ALLOWED_ORIGINS", default=["http://localhost:8000", "http://127.0.0.1:8000"]
+    "CORS_ALLOWED_ORIGINS", default=list(dict.fromkeys(origin for origin in _OWN_ORIGINS if origin))
 )
 CORS_ALLOW_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 CORS_ALLOW_HEADERS = ["authorization", "content-type", "accept"]

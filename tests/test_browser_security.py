@@ -6,7 +6,10 @@ a real uvicorn server on the embedded default; tests/browser_support.py):
   ``javascript:``, dot segments that collapse to ``//host``) end on this site, never elsewhere;
   a good ``next`` is followed with its query and fragment;
 - ``/api/docs/`` (Swagger UI) loads only files from this site and renders under the site's
-  strict Content-Security-Policy with no violation.
+  strict Content-Security-Policy with no violation;
+- ``PORT=<another port> scripts/run``, nothing else set: the room page's WebSocket passes the
+  Origin check (the default allow-list follows PORT), so the page reaches ``connected`` on
+  ``127.0.0.1`` and ``localhost``.
 
 Without Chromium the module skips, unless CI is set: then it fails.
 """
@@ -20,6 +23,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 from tests import browser_support as bs
+from tests.procs import VENV_BIN, base_env, free_port, running, wait_http
 
 IN_CI = bool(os.environ.get("CI"))
 
@@ -148,3 +152,31 @@ def test_api_docs_render_from_this_site_under_the_csp(server, browser):
         assert not visit.watcher.problems, visit.watcher.problems
     finally:
         visit.close()
+
+
+def test_room_page_connects_on_a_server_started_on_another_port(browser, tmp_path):
+    """The README's `scripts/run` with only PORT changed: no origin, host or URL configured."""
+    port = free_port()
+    env = base_env(PORT=str(port), SYNCTV_VAR_DIR=str(tmp_path / "var"), SYNCTV_VENV=str(VENV_BIN.parent))
+    for name in ("CORS_ALLOWED_ORIGINS", "PUBLIC_URL", "WS_PUBLIC_URL", "ALLOWED_HOSTS", "HOST"):
+        env.pop(name, None)
+    log = tmp_path / "run.log"
+    watchers: list[bs.Watcher] = []
+    with running("scripts/run", env=env, log=log) as proc:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc, log=log, timeout=180)
+        api = bs.Api(f"http://127.0.0.1:{port}")
+        owner = api.register("porter")
+        room = api.create_room(owner, "Another port")["id"]
+        try:
+            for host in ("127.0.0.1", "localhost"):
+                watcher = bs.open_page(browser, f"port-{host}", account=owner)
+                watchers.append(watcher)
+                watcher.page.goto(f"http://{host}:{port}/rooms/{room}/")
+                bs.wait_connected(watcher.page)
+                assert not watcher.problems, watcher.problems
+        except Exception as exc:
+            evidence = bs.save_evidence("room_page_on_another_port", watchers, None)
+            raise AssertionError(f"{exc}\n{evidence}\nserver:\n{log.read_text()[-3000:]}") from exc
+        finally:
+            for watcher in watchers:
+                watcher.close()

@@ -1,12 +1,16 @@
 """The Procfile processes, started for real against PostgreSQL, Redis and a Celery broker,
-with production settings; and the README's run command on a clean clone."""
+with production settings (from the dev venv, and from a venv holding requirements.txt alone);
+and the README's run command on a clean clone."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 import uuid
+from contextlib import ExitStack
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -15,6 +19,7 @@ from django.conf import settings
 
 from tests.procs import (
     ROOT,
+    VENV_BIN,
     account_round_trip,
     base_env,
     free_port,
@@ -135,6 +140,72 @@ def test_celery_beat_starts_with_the_schedule(prod_env, tmp_path):
             assert proc.poll() is None, log.read_text()[-3000:]
             time.sleep(0.5)
     assert "purge-expired-auth-sessions" in log.read_text()
+
+
+def _wait_log(text: str, *, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text(errors="replace"):
+        assert proc.poll() is None, f"exited with {proc.returncode}:\n{log.read_text()[-4000:]}"
+        assert time.monotonic() < deadline, f"no {text!r} within {timeout}s:\n{log.read_text()[-4000:]}"
+        time.sleep(0.3)
+
+
+def _venv_with_runtime_requirements(folder: Path) -> Path:
+    """A new venv holding requirements.txt alone, what production installs (from pip's cache
+    and local wheels: about 20 s)."""
+    made = run(
+        f"{sys.executable} -m venv {folder} && {folder}/bin/python -m pip install -q -r requirements.txt",
+        env=base_env(),
+        timeout=300,
+    )
+    assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
+    return folder / "bin"
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_procfile_processes_start_from_runtime_requirements_alone(scratch_database, tmp_path):
+    """The dev requirements bring packages the runtime ones do not (pytest brings `packaging`,
+    which kombu's Redis transport imports), so the dev venv cannot prove that production's
+    install works: every Procfile process starts here from a venv with requirements.txt alone,
+    on its own command line, against PostgreSQL and the Redis broker."""
+    bin_dir = _venv_with_runtime_requirements(tmp_path / "venv")
+    redis_base = settings.REDIS_URL.rsplit("/", 1)[0]
+    ports = {"web": free_port(), "ws": free_port()}
+    env = production_env(
+        database_url=scratch_database,
+        redis_url=f"{redis_base}/12",
+        broker_url=f"{redis_base}/11",
+        port=ports["web"],
+        var_dir=str(tmp_path / "var"),
+    )
+    dev_path = [p for p in env["PATH"].split(os.pathsep) if Path(p) != VENV_BIN]
+    env.update(PATH=os.pathsep.join([str(bin_dir), *dev_path]), VIRTUAL_ENV=str(bin_dir.parent))
+    for tool in ("python", "gunicorn", "uvicorn", "celery"):
+        assert (bin_dir / tool).exists(), tool
+    release = run(procfile_command("release"), env=env, timeout=180)
+    assert release.returncode == 0, release.stdout[-3000:] + release.stderr[-3000:]
+
+    with ExitStack() as stack:
+        procs = {}
+        for name in ("web", "ws", "worker", "beat"):
+            log = tmp_path / f"{name}.log"
+            proc_env = {**env, "PORT": str(ports.get(name, ports["web"]))}
+            procs[name] = (stack.enter_context(running(procfile_command(name), env=proc_env, log=log)), log)
+        for name, port in ports.items():
+            proc, log = procs[name]
+            base = f"http://127.0.0.1:{port}"
+            assert wait_http(f"{base}/healthz", proc=proc, log=log, timeout=90).status_code == 200
+            r = httpx.get(f"{base}/readyz", timeout=10)
+            assert r.status_code == 200, f"{name}: {r.text}"
+        proc, log = procs["worker"]
+        _wait_log(" ready.", proc=proc, log=log, timeout=90)
+        ping = run("celery -A synctv inspect ping --timeout 5", env=env, timeout=60)
+        assert ping.returncode == 0 and "pong" in ping.stdout, (
+            ping.stdout + ping.stderr + log.read_text()[-3000:]
+        )
+        proc, log = procs["beat"]
+        _wait_log("beat: Starting...", proc=proc, log=log, timeout=60)
 
 
 def test_production_refuses_to_start_without_secrets():

@@ -144,6 +144,8 @@ class Cluster:
             port=8000,
             var_dir=str(tmp / "var"),
         )
+        # The site's address, as production sets it: its origin is the one the nodes accept.
+        self.env["PUBLIC_URL"] = ORIGIN
         self.nodes: list[Node] = []
         self._stack = ExitStack()
 

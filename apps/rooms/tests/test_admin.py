@@ -11,6 +11,7 @@ from apps.accounts.models import Role, User
 from apps.accounts.tests.factories import TEST_ORIGIN, make_user
 from apps.audit.models import AuditEvent
 from apps.core.errors import PermissionDenied
+from apps.core.tests.helpers import admin_url
 from apps.rooms import services
 from apps.rooms.models import Movie, Room, RoomMember, SensitiveWord
 from apps.rooms.moderation import clean_text, word_filter
@@ -178,7 +179,7 @@ def test_room_change_page_has_members_and_movies_inline(admin_client, rooms, bob
     join(bob, room)
     add_movie(room, "first-film")
     add_movie(room, "second-film")
-    r = admin_client.get(f"{ROOMS}{room.pk}/change/")
+    r = admin_client.get(admin_url(room))
     assert r.status_code == 200
     inlines = {type(i.opts).__name__: i for i in r.context["inline_admin_formsets"]}
     assert set(inlines) == {"MemberInline", "MovieInline"}
@@ -190,7 +191,7 @@ def test_room_change_page_has_members_and_movies_inline(admin_client, rooms, bob
     assert "bob" in page and "second-film" in page
     # Room rows are not added or deleted by hand (the actions do it through the services).
     assert admin_client.get(f"{ROOMS}add/").status_code == 403
-    assert admin_client.post(f"{ROOMS}{room.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert admin_client.post(admin_url(room, "delete"), {"post": "yes"}).status_code == 403
     assert Room.objects.filter(pk=room.pk).exists()
 
 
@@ -276,7 +277,7 @@ def test_member_list_filters(admin_client, club):
     }
     assert member_names(admin_client.get(MEMBERS, {"q": "carol"})) == {"carol"}
     assert member_names(admin_client.get(MEMBERS, {"q": club.pk})) == {"alice", "bob", "carol", "dave"}
-    r = admin_client.get(f"{MEMBERS}{row(club, 'carol').pk}/change/")
+    r = admin_client.get(admin_url(row(club, "carol")))
     assert r.status_code == 200
     assert admin_client.get(f"{MEMBERS}add/").status_code == 403
 
@@ -352,7 +353,7 @@ def test_movie_list_and_remove_action(admin_client, root, rooms):
     assert {m.name for m in listed(r)} == {"keeper", "dropper", "elsewhere"}
     assert {m.name for m in listed(admin_client.get(MOVIES, {"q": "drop"}))} == {"dropper"}
     assert {m.name for m in listed(admin_client.get(MOVIES, {"q": rooms["guests"].pk}))} == {"elsewhere"}
-    assert admin_client.get(f"{MOVIES}{keep.pk}/change/").status_code == 200
+    assert admin_client.get(admin_url(keep)).status_code == 200
     version = Room.objects.get(pk=room.pk).playlist_version
 
     r = admin_client.post(MOVIES, {"action": "remove_movies", "_selected_action": [drop.pk]})
@@ -363,7 +364,7 @@ def test_movie_list_and_remove_action(admin_client, root, rooms):
     assert event.user_id == root.pk and event.resource_id == drop.pk and event.room_id == room.pk
     assert Room.objects.get(pk=room.pk).playlist_version == version + 1  # clients refetch
     # No un-audited delete.
-    assert admin_client.post(f"{MOVIES}{keep.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert admin_client.post(admin_url(keep, "delete"), {"post": "yes"}).status_code == 403
     assert Movie.objects.filter(pk=keep.pk).exists()
 
 
@@ -393,7 +394,7 @@ def test_audit_log_filters(admin_client, root, rooms, bob, alice):
     assert len(creates) == 4
     assert {e.action for e in events(area="room")} == {"room.create", "room.close"}
     assert events(action__exact="member.join", q=rooms["guests"].pk) == []
-    assert admin_client.get(f"{AUDIT}{by_room[0].pk}/change/").status_code == 200  # a view page
+    assert admin_client.get(admin_url(by_room[0])).status_code == 200  # a view page
 
 
 def test_audit_log_is_read_only(admin_client, root, rooms):
@@ -403,8 +404,8 @@ def test_audit_log_is_read_only(admin_client, root, rooms):
     assert r.status_code == 200 and r.context["action_form"] is None
     assert admin_client.get(f"{AUDIT}add/").status_code == 403
     assert admin_client.post(f"{AUDIT}add/", {"action": "forged"}).status_code == 403
-    assert admin_client.post(f"{AUDIT}{event.pk}/change/", {"action": "forged"}).status_code == 403
-    assert admin_client.post(f"{AUDIT}{event.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert admin_client.post(admin_url(event), {"action": "forged"}).status_code == 403
+    assert admin_client.post(admin_url(event, "delete"), {"post": "yes"}).status_code == 403
     admin_client.post(AUDIT, {"action": "delete_selected", "_selected_action": [event.pk], "post": "yes"})
     event.refresh_from_db()
     assert (event.action, event.details, event.hash) == original
@@ -424,7 +425,7 @@ def test_sensitive_words_added_and_edited(admin_client):
     r = admin_client.get(WORDS, {"q": "spoil"})
     assert [w.word for w in listed(r)] == ["spoiler"]
     r = admin_client.post(
-        f"{WORDS}{word.pk}/change/",
+        admin_url(word),
         {"word": "big spoiler", "created_at_0": "2026-01-01", "created_at_1": "12:00:00"},
     )
     assert r.status_code == 302, r.content[:500]

@@ -12,6 +12,7 @@ from django.test import Client
 
 from apps.accounts.models import Role, User
 from apps.accounts.tests.factories import make_user
+from apps.core.tests.helpers import admin_url
 from apps.rooms import moderation
 from apps.rooms.models import SensitiveWord
 from apps.rooms.moderation import clean_text, escape, word_filter, words_changed
@@ -252,13 +253,13 @@ def test_admin_add_edit_and_delete_are_picked_up(moderator_client):
     assert clean_text("what a SPOILER") == "what a *******"
 
     r = moderator_client.post(
-        f"{WORDS}{word.pk}/change/",
+        admin_url(word),
         {"word": "plot twist", "created_at_0": "2026-01-01", "created_at_1": "00:00:00"},
     )
     assert r.status_code == 302, r.content[:500]
     assert clean_text("a spoiler: plot twist") == "a spoiler: **********"
 
-    r = moderator_client.post(f"{WORDS}{word.pk}/delete/", {"post": "yes"})
+    r = moderator_client.post(admin_url(word, "delete"), {"post": "yes"})
     assert r.status_code == 302, r.content[:500]
     assert not SensitiveWord.objects.exists()
     assert clean_text("a plot twist") == "a plot twist"
