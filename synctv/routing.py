@@ -2,8 +2,7 @@
 
 from django.urls import path, re_path
 
-from apps.core import realtime
-from apps.rooms import messages
+from apps.core import events, realtime
 from apps.rooms.consumers import CLOSE_NOT_FOUND, SUBPROTOCOL, RoomConsumer
 
 
@@ -18,7 +17,7 @@ async def unknown_path(scope, receive, send) -> None:
         return
     offered = scope.get("subprotocols") or ()
     await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL if SUBPROTOCOL in offered else None})
-    refusal = messages.error("connection_refused", "No such endpoint.")
+    refusal = events.error("connection_refused", "No such endpoint.")
     await send({"type": "websocket.send", "text": realtime.encode(refusal)})
     await send({"type": "websocket.close", "code": CLOSE_NOT_FOUND})
 

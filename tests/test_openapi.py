@@ -15,6 +15,8 @@ from django.contrib.staticfiles import finders
 from django.core.management import call_command
 from django.test import Client
 
+from apps.rooms.messages import RATE_MAX, RATE_MIN, PlaybackChange
+
 pytestmark = pytest.mark.django_db
 
 # API.md, Accounts: the endpoints this code base implements so far, with their methods.
@@ -78,6 +80,27 @@ def test_request_bodies_name_the_fields_of_api_md(schema):
     )
     properties, required = fields("/api/v1/users/me", "patch")
     assert {"username", "email"} <= properties and not required
+
+
+def test_playback_body_is_the_sockets_playback_change(schema):
+    """PUT rooms/{id}/playback documents the one definition both transports parse."""
+    body = schema["paths"]["/api/v1/rooms/{room_id}/playback"]["put"]["requestBody"]["content"]
+    component = schema["components"]["schemas"][body["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]]
+    properties = component["properties"]
+    assert (
+        set(properties)
+        == set(PlaybackChange.model_fields)
+        == {"movie_id", "playing", "position", "rate", "version"}
+    )
+    assert not component.get("required") and component["additionalProperties"] is False
+    assert (properties["rate"]["minimum"], properties["rate"]["maximum"]) == (RATE_MIN, RATE_MAX)
+    assert properties["movie_id"] == {
+        **properties["movie_id"],
+        "type": "string",
+        "nullable": True,
+        "maxLength": 32,
+    }
+    assert properties["version"]["type"] == "integer" and properties["playing"]["type"] == "boolean"
 
 
 def test_user_shape(schema):

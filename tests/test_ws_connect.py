@@ -46,9 +46,7 @@ def busy_room(db):
         permissions_added=int(Perm.PLAY_CONTROL),
         origin=TEST_ORIGIN,
     )
-    services.playback_update(
-        actor=owner, room=room, changes={"position": 12.5, "playing": True}, origin=TEST_ORIGIN
-    )
+    services.playback_update(actor=owner, room=room, position=12.5, playing=True, origin=TEST_ORIGIN)
     for i, (user, _token) in enumerate([*members, (creator, None)]):
         ChatMessage.objects.create(room=room, user=user, text=f"line {i}")
     return room, members

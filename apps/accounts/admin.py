@@ -63,6 +63,12 @@ class UserAdminForm(forms.ModelForm):
     ban_reason = forms.CharField(
         required=False, max_length=500, help_text="Recorded in the audit log when the role becomes banned."
     )
+    current_password = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput,
+        label="Your password",
+        help_text="Needed to change the e-mail address of your own account (as on the API).",
+    )
 
     class Meta:
         model = User
@@ -82,6 +88,8 @@ class UserAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         base = ["id", "username", "email", "role", "ban_reason", "banned_reason", "date_joined", "last_login"]
+        if obj is not None and obj.pk == request.user.pk:
+            base.insert(3, "current_password")
         return base if obj else ["username", "email", "role"]
 
     def has_add_permission(self, request) -> bool:
@@ -102,7 +110,13 @@ class UserAdmin(admin.ModelAdmin):
             with transaction.atomic():
                 if {"username", "email"} & set(form.changed_data):
                     services.user_update_profile(
-                        user=old, actor=request.user, origin=origin, username=obj.username, email=obj.email
+                        user=old,
+                        actor=request.user,
+                        origin=origin,
+                        username=obj.username,
+                        email=obj.email,
+                        # Only asked for (and only needed) when editing your own address.
+                        current_password=form.cleaned_data.get("current_password") or None,
                     )
                 if new_role != old.role:
                     if new_role == Role.BANNED:

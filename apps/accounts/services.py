@@ -20,8 +20,9 @@ from rest_framework_simplejwt.exceptions import TokenError
 from apps.accounts import authcache, revocation
 from apps.accounts.models import STAFF_ROLES, AuthSession, Role, User
 from apps.accounts.tokens import AccessToken, RefreshToken, mint_access, mint_refresh
+from apps.audit.actions import AuditAction
 from apps.audit.services import audit_record
-from apps.core import ratelimit, realtime
+from apps.core import events, ratelimit, realtime
 from apps.core.context import Origin
 from apps.core.errors import (
     AccountPending,
@@ -101,7 +102,7 @@ def _sessions_revoke_all(*, user: User, reason: str) -> int:
 def _announce_sessions_changed(user: User) -> None:
     # The stamp first: a socket that re-checks its token on the news must not find a cached row.
     authcache.user_changed(user.pk)
-    realtime.user_event(user.pk, {"type": "_sessions_revoked"})
+    realtime.user_event(user.pk, events.sessions_revoked())
 
 
 def _decode_refresh(raw: str) -> RefreshToken:
@@ -116,7 +117,7 @@ def tokens_revoke_all(*, user: User, reason: str, origin: Origin, actor: User | 
     with transaction.atomic():
         count = _sessions_revoke_all(user=user, reason=reason)
         audit_record(
-            action="tokens.revoke_all",
+            action=AuditAction.TOKENS_REVOKE_ALL,
             origin=origin,
             user=actor or user,
             resource_type="user",
@@ -130,7 +131,7 @@ def token_revoke_jti(*, jti: str, expires_at_epoch: float, origin: Origin, actor
     """Revoke one token id until it would have expired anyway."""
     with transaction.atomic():
         audit_record(
-            action="token.revoke",
+            action=AuditAction.TOKEN_REVOKE,
             origin=origin,
             user=actor,
             resource_type="token",
@@ -166,7 +167,7 @@ def user_register(
                     username=username, password=password, email=stored_email, role=role
                 )
                 audit_record(
-                    action="user.register",
+                    action=AuditAction.USER_REGISTER,
                     origin=origin,
                     user=user,
                     resource_type="user",
@@ -235,7 +236,7 @@ def _login_check(*, identifier: str, password: str, origin: Origin, via: str, st
     with transaction.atomic():
         if not ok:
             audit_record(
-                action="auth.login_failed",
+                action=AuditAction.AUTH_LOGIN_FAILED,
                 origin=origin,
                 user=user,
                 resource_type="user",
@@ -244,7 +245,7 @@ def _login_check(*, identifier: str, password: str, origin: Origin, via: str, st
             )
         else:
             audit_record(
-                action="auth.login_refused",
+                action=AuditAction.AUTH_LOGIN_REFUSED,
                 origin=origin,
                 user=user,
                 resource_type="user",
@@ -263,7 +264,7 @@ def _login_record(*, user: User, origin: Origin, via: str) -> None:
     user.last_login = timezone.now()
     user.save(update_fields=["last_login"])
     audit_record(
-        action="auth.login",
+        action=AuditAction.AUTH_LOGIN,
         origin=origin,
         user=user,
         resource_type="user",
@@ -323,7 +324,11 @@ def session_refresh(*, raw_refresh: str, origin: Origin) -> TokenPair:
         )
         if won:
             audit_record(
-                action="token.refresh", origin=origin, user=user, resource_type="session", resource_id=sid
+                action=AuditAction.TOKEN_REFRESH,
+                origin=origin,
+                user=user,
+                resource_type="session",
+                resource_id=sid,
             )
             access = mint_access(user=user, session_id=sid)
             transaction.on_commit(lambda: revocation.revoke_jti(jti, old["exp"]))
@@ -342,7 +347,7 @@ def session_refresh(*, raw_refresh: str, origin: Origin) -> TokenPair:
     with transaction.atomic():
         count = _sessions_revoke_all(user=user, reason="refresh_reuse")
         audit_record(
-            action="token.reuse_detected",
+            action=AuditAction.TOKEN_REUSE_DETECTED,
             origin=origin,
             user=user,
             resource_type="session",
@@ -367,7 +372,7 @@ def session_logout(*, user: User, access: AccessToken, raw_refresh: str, origin:
         )
         _announce_sessions_changed(user)
         audit_record(
-            action="auth.logout",
+            action=AuditAction.AUTH_LOGOUT,
             origin=origin,
             user=user,
             resource_type="session",
@@ -387,7 +392,7 @@ def user_password_change(*, user: User, old_password: str, new_password: str, or
     if not user.check_password(old_password):
         with transaction.atomic():
             audit_record(
-                action="auth.password_change_failed",
+                action=AuditAction.AUTH_PASSWORD_CHANGE_FAILED,
                 origin=origin,
                 user=user,
                 resource_type="user",
@@ -403,7 +408,7 @@ def user_password_change(*, user: User, old_password: str, new_password: str, or
         user.save(update_fields=["password"])
         count = _sessions_revoke_all(user=user, reason="password_change")
         audit_record(
-            action="auth.password_change",
+            action=AuditAction.AUTH_PASSWORD_CHANGE,
             origin=origin,
             user=user,
             resource_type="user",
@@ -457,7 +462,7 @@ def user_update_profile(
             user.username, user.email = new_username, new_email
             user.save(update_fields=["username", "email"])
             audit_record(
-                action="user.update",
+                action=AuditAction.USER_UPDATE,
                 origin=origin,
                 user=actor,
                 resource_type="user",
@@ -476,7 +481,7 @@ def _check_current_password(*, user: User, password: str | None, origin: Origin)
     if not user.check_password(password):
         with transaction.atomic():
             audit_record(
-                action="user.update_refused",
+                action=AuditAction.USER_UPDATE_REFUSED,
                 origin=origin,
                 user=user,
                 resource_type="user",
@@ -520,7 +525,7 @@ def user_set_role(*, actor: User | None, user: User, role: str, origin: Origin) 
             user.banned_reason = ""
         user.save(update_fields=["role", "banned_reason"])
         audit_record(
-            action="user.role_change",
+            action=AuditAction.USER_ROLE_CHANGE,
             origin=origin,
             user=actor,
             resource_type="user",
@@ -540,7 +545,7 @@ def user_ban(*, actor: User | None, user: User, reason: str, origin: Origin) -> 
         user.save(update_fields=["role", "banned_reason"])
         count = _sessions_revoke_all(user=user, reason="banned")
         audit_record(
-            action="user.ban",
+            action=AuditAction.USER_BAN,
             origin=origin,
             user=actor,
             resource_type="user",
@@ -560,7 +565,11 @@ def user_unban(*, actor: User | None, user: User, origin: Origin) -> User:
         user.banned_reason = ""
         user.save(update_fields=["role", "banned_reason"])
         audit_record(
-            action="user.unban", origin=origin, user=actor, resource_type="user", resource_id=user.pk
+            action=AuditAction.USER_UNBAN,
+            origin=origin,
+            user=actor,
+            resource_type="user",
+            resource_id=user.pk,
         )
     return user
 
@@ -573,7 +582,11 @@ def user_create_root(*, username: str, password: str, email: str | None, origin:
     with transaction.atomic():
         user = User.objects.create_user(username=username, password=password, email=email, role=Role.ROOT)
         audit_record(
-            action="user.create_root", origin=origin, user=None, resource_type="user", resource_id=user.pk
+            action=AuditAction.USER_CREATE_ROOT,
+            origin=origin,
+            user=None,
+            resource_type="user",
+            resource_id=user.pk,
         )
     return user
 

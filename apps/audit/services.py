@@ -8,6 +8,7 @@ from typing import Any
 from django.db import connections, router, transaction
 from django.utils import timezone
 
+from apps.audit.actions import AuditAction
 from apps.audit.chain import event_digest
 from apps.audit.models import AuditChainHead, AuditEvent
 from apps.core import rows
@@ -18,7 +19,7 @@ HEAD_ID = 1
 
 def audit_record(
     *,
-    action: str,
+    action: AuditAction,
     origin: Origin,
     user=None,
     resource_type: str = "",
@@ -40,7 +41,12 @@ def audit_record(
 
     No savepoint of its own (``savepoint=False``): an append that fails fails the caller's
     transaction, which is what atomic-with-the-change means anyway, and the SAVEPOINT/RELEASE pair
-    was two round trips on every audited write, the second one while holding the chain lock."""
+    was two round trips on every audited write, the second one while holding the chain lock.
+
+    ``action`` is an :class:`~apps.audit.actions.AuditAction`; anything else is refused
+    (ValueError) before the chain is touched: a misspelt action would be a row no reader finds."""
+    # The plain string is stored and hashed, exactly what the free-text actions were.
+    action_name = AuditAction(action).value
     alias = router.db_for_write(AuditEvent)
     advance, seal = _head_statements(alias)
     with transaction.atomic(using=alias, savepoint=False), connections[alias].cursor() as cursor:
@@ -54,7 +60,7 @@ def audit_record(
         event = AuditEvent(
             created_at=timezone.now(),
             user_id=user.pk if (user is not None and getattr(user, "pk", None)) else None,
-            action=action,
+            action=action_name,
             resource_type=resource_type,
             resource_id=str(resource_id),
             room_id=str(room_id or ""),

@@ -5,8 +5,9 @@ Events go to named channels on Redis pub/sub: ``synctv:room:{room_id}`` for room
 hub (apps.rooms.hub) that holds one subscription per channel its local sockets need, decodes an
 event once and writes the same encoded frame to every local socket (ARCHITECTURE.md § Fan-out).
 
-An event is encoded once, here, with ``server_time`` (ms since the epoch) set at publish time.
-Types starting with ``_`` are internal: hubs and consumers act on them, clients never see them.
+Events are built by apps.core.events (every type, its shape and its builder) and encoded once,
+here, with ``server_time`` (ms since the epoch) set at publish time. Types starting with ``_``
+are internal: hubs and consumers act on them, clients never see them.
 
 Without Redis (embedded default) or while Redis is down, events go to this process's hub only:
 a single-process server loses nothing; a cluster keeps each node's own traffic.
@@ -18,6 +19,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from django.db import transaction
@@ -49,7 +51,7 @@ def user_channel(user_id: str) -> str:
     return f"synctv:user:{_checked('user', user_id)}"
 
 
-def encode(event: dict[str, Any]) -> str:
+def encode(event: Mapping[str, Any]) -> str:
     if "server_time" not in event:
         event = {**event, "server_time": now_ms()}
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str)
@@ -60,7 +62,7 @@ def set_local_hub(hub) -> None:
     _local_hub = hub
 
 
-def publish(channel: str, event: dict[str, Any]) -> None:
+def publish(channel: str, event: Mapping[str, Any]) -> None:
     """Send ``event`` to every subscriber of ``channel`` on every node (best effort, never raises)."""
     text = encode(event)
     if get_redis() is not None:
@@ -73,14 +75,14 @@ def publish(channel: str, event: dict[str, Any]) -> None:
         _local_hub.deliver_threadsafe(channel, text)
 
 
-def publish_on_commit(channel: str, event: dict[str, Any]) -> None:
+def publish_on_commit(channel: str, event: Mapping[str, Any]) -> None:
     """Publish once the current transaction commits: a rolled-back change is never announced."""
     transaction.on_commit(lambda: publish(channel, event))
 
 
-def room_event(room_id: str, event: dict[str, Any]) -> None:
+def room_event(room_id: str, event: Mapping[str, Any]) -> None:
     publish_on_commit(room_channel(room_id), event)
 
 
-def user_event(user_id: str, event: dict[str, Any]) -> None:
+def user_event(user_id: str, event: Mapping[str, Any]) -> None:
     publish_on_commit(user_channel(user_id), event)

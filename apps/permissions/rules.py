@@ -1,8 +1,10 @@
-"""The effective-permission rule and the anti-escalation rules (SECURITY.md §1.4).
+"""The effective-permission rule and the anti-escalation rules (docs/security.md, "What they
+may do").
 
-``can(actor, room, perm)`` is the one answer to "may this actor do this in this room", asked by
-REST permission classes, services and (later) the WebSocket consumer alike. Pure functions over
-the rows: no queries here except the membership lookup in :func:`actor_in_room`.
+A :class:`RoomActor` (:func:`build_actor`, from the membership row apps.rooms.selectors finds:
+``room_actor``, ``room_access``) is the one answer to "may this actor do this in this room":
+``actor.can(perm)``, asked by the services for REST, the WebSocket consumer, the admin and the
+commands alike. Pure functions over the rows: no queries here.
 """
 
 from __future__ import annotations
@@ -32,7 +34,14 @@ class RoomActor:
         """An active member (guests included) or a site admin acting as one."""
         return self.is_site_admin or (self.member is not None and self.member.status == "active")
 
+    @property
+    def is_creator(self) -> bool:
+        """The room's creator, by an active membership. A site admin acts with the creator's
+        rights but is not the creator: rules that allow "creator or site admin" ask both."""
+        return self.member is not None and self.member.role == CREATOR and self.member.status == "active"
+
     def can(self, perm: int) -> bool:
+        """May this actor do what ``perm`` (one bit or several, all required) allows?"""
         return (self.permissions & perm) == perm
 
 
@@ -73,11 +82,6 @@ def build_actor(*, user, room, member) -> RoomActor:
         permissions=effective_permissions(room=room, member=member),
         rank=RANK.get(member.role, -1),
     )
-
-
-def can(actor: RoomActor, perm: int) -> bool:
-    """May ``actor`` do what ``perm`` (one bit or several, all required) allows in its room?"""
-    return actor.can(perm)
 
 
 # --- anti-escalation ---------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from apps.core.errors import InvalidInput, NotInRoom, PermissionDenied, RoomPass
 from apps.core.openapi import PAGE_PARAMETER
 from apps.permissions.flags import Perm
 from apps.rooms import selectors, services
+from apps.rooms.messages import PlaybackChange
 from apps.rooms.schema import (
     AUDIT_PAGE,
     CURRENT_MOVIE,
@@ -42,12 +43,12 @@ from apps.rooms.serializers import (
     MovieEditSerializer,
     MovieInSerializer,
     MovieSerializer,
-    PlaybackInSerializer,
     PlaybackSerializer,
     ReorderSerializer,
     RoomCreateSerializer,
     RoomSerializer,
     RoomUpdateSerializer,
+    playback_change,
 )
 
 ERRORS = {
@@ -56,7 +57,6 @@ ERRORS = {
     403: OpenApiResponse(description="permission_denied / not_in_room"),
     404: OpenApiResponse(description="not_found"),
 }
-PLAYBACK_FIELDS = {"movie_id", "playing", "position", "rate", "version"}
 
 
 def _validated(serializer_class, request, **kwargs):
@@ -71,11 +71,21 @@ class GuestAllowed(IsAuthenticated):
 
 
 class RoomView(APIView):
-    """Base: ``self.room`` and ``self.actor`` for the room in the URL."""
+    """Base of the views under rooms/{id}: the room in the URL and the caller's actor there."""
 
-    def room_and_actor(self, request, room_id, *, with_counts: bool = False):
-        room = selectors.room_get(room_id, with_counts=with_counts)
-        return room, selectors.room_actor(user=request.user, room=room, auth=request.auth)
+    def access(self, request, room_id, *, member: bool = True):
+        """selectors.room_access for this request: 404 no such room; with ``member``, 403
+        not_in_room for anyone but an active member or a site admin."""
+        return selectors.room_access(user=request.user, room_id=room_id, auth=request.auth, member=member)
+
+    def access_with_body(self, request, room_id, serializer_class, *, member: bool = True):
+        """The room, the actor and the validated body, answered in this order: 404 no such room,
+        400 a bad body, 403 not_in_room (with ``member``)."""
+        room, actor = self.access(request, room_id, member=False)
+        data = _validated(serializer_class, request)
+        if member:
+            selectors.require_member(actor)
+        return room, actor, data
 
 
 class RoomListView(APIView):
@@ -147,14 +157,13 @@ class RoomDetailView(RoomView):
         summary="Edit a room (info: EDIT_ROOM_INFO; settings: EDIT_ROOM_SETTINGS)",
     )
     def patch(self, request, room_id):
-        room, actor = self.room_and_actor(request, room_id)
-        data = _validated(RoomUpdateSerializer, request)
+        room, actor, data = self.access_with_body(request, room_id, RoomUpdateSerializer, member=False)
         services.room_update(actor=actor, room=room, changes=data, origin=Origin.of(request))
         return Response(RoomSerializer(selectors.room_get(room.pk, with_counts=True)).data)
 
     @extend_schema(responses={204: None, **ERRORS}, summary="Delete a room (creator or site admin)")
     def delete(self, request, room_id):
-        room, actor = self.room_and_actor(request, room_id)
+        room, actor = self.access(request, room_id, member=False)  # anyone else: permission_denied
         services.room_delete(actor=actor, room=room, origin=Origin.of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -232,8 +241,7 @@ class InviteView(RoomView):
         summary="Create an invite (INVITE_MEMBERS)",
     )
     def post(self, request, room_id):
-        room, actor = self.room_and_actor(request, room_id)
-        data = _validated(InviteCreateSerializer, request)
+        room, actor, data = self.access_with_body(request, room_id, InviteCreateSerializer, member=False)
         invite = services.invite_create(
             actor=actor,
             room=room,
@@ -261,7 +269,7 @@ class MemberListView(RoomView):
         summary="Members (VIEW_MEMBER_LIST; pending and banned lists need KICK_MEMBERS or BAN_MEMBERS)",
     )
     def get(self, request, room_id):
-        room, actor = self.room_and_actor(request, room_id)
+        room, actor = self.access(request, room_id)
         services.require(actor, Perm.VIEW_MEMBER_LIST)
         wanted = request.query_params.get("status", "active")
         if wanted not in ("active", "pending", "banned"):
@@ -282,7 +290,8 @@ class MemberMeView(RoomView):
 
     @extend_schema(responses={200: MemberSerializer, **ERRORS}, summary="The caller's membership")
     def get(self, request, room_id):
-        _room, actor = self.room_and_actor(request, room_id)
+        # Their own row, pending too; a site admin without one is not in the room.
+        _room, actor = self.access(request, room_id, member=False)
         if actor.member is None or actor.member.status == "banned":
             raise NotInRoom()
         return Response(MemberSerializer(actor.member).data)
@@ -295,10 +304,7 @@ class MemberDetailView(RoomView):
         summary="Change a member's role or permission overrides",
     )
     def patch(self, request, room_id, user_id):
-        room, actor = self.room_and_actor(request, room_id)
-        data = _validated(MemberUpdateSerializer, request)
-        if not actor.is_member:
-            raise NotInRoom()
+        room, actor, data = self.access_with_body(request, room_id, MemberUpdateSerializer)
         target = selectors.member_get(room=room, user_id=user_id)
         member = services.member_update(
             actor=actor, room=room, target=target, origin=Origin.of(request), **data
@@ -313,10 +319,11 @@ class MemberActionView(RoomView):
 
     @extend_schema(request=BanSerializer, responses={204: None, 200: MemberSerializer, **ERRORS})
     def post(self, request, room_id, user_id):
-        room, actor = self.room_and_actor(request, room_id)
-        data = _validated(BanSerializer, request) if self.action_name == "ban" else {}
-        if not actor.is_member:
-            raise NotInRoom()
+        if self.action_name == "ban":
+            room, actor, data = self.access_with_body(request, room_id, BanSerializer)
+        else:
+            room, actor = self.access(request, room_id)
+            data = {}
         target = selectors.member_get(room=room, user_id=user_id)
         origin = Origin.of(request)
         if self.action_name == "kick":
@@ -341,7 +348,7 @@ class AuditLogView(RoomView):
         operation_id="api_v1_rooms_audit_log_list",
     )
     def get(self, request, room_id):
-        room, actor = self.room_and_actor(request, room_id)
+        room, actor = self.access(request, room_id)
         services.require(actor, Perm.VIEW_AUDIT_LOG)
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(selectors.room_audit_log(room=room), request, view=self)
@@ -357,9 +364,7 @@ class MovieListView(RoomView):
         operation_id="api_v1_rooms_movies_list",
     )
     def get(self, request, room_id):
-        room, actor = self.room_and_actor(request, room_id)
-        if not actor.is_member:
-            raise NotInRoom()
+        room, _actor = self.access(request, room_id)
         movies = selectors.movie_list(room=room)
         return Response(
             {
@@ -377,7 +382,7 @@ class MovieListView(RoomView):
         summary="Add a movie or a list of movies (ADD_MOVIE)",
     )
     def post(self, request, room_id):
-        room, actor = self.room_and_actor(request, room_id)
+        room, actor = self.access(request, room_id, member=False)  # the service: ADD_MOVIE
         many = isinstance(request.data, list)
         if many and not 1 <= len(request.data) <= MAX_BATCH:
             raise InvalidInput(f"Give 1 to {MAX_BATCH} movies.")
@@ -394,7 +399,7 @@ class MovieListView(RoomView):
         operation_id="rooms_movies_clear",
     )
     def delete(self, request, room_id):
-        room, actor = self.room_and_actor(request, room_id)
+        room, actor = self.access(request, room_id, member=False)  # closed room before membership
         services.playlist_clear(actor=actor, room=room, origin=Origin.of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -404,10 +409,7 @@ class MovieDetailView(RoomView):
         request=MovieEditSerializer, responses={200: MovieSerializer, **ERRORS}, summary="Edit a movie"
     )
     def patch(self, request, room_id, movie_id):
-        room, actor = self.room_and_actor(request, room_id)
-        data = _validated(MovieEditSerializer, request)
-        if not actor.is_member:
-            raise NotInRoom()
+        room, actor, data = self.access_with_body(request, room_id, MovieEditSerializer)
         movie = selectors.movie_get(room=room, movie_id=movie_id)
         movie = services.movie_edit(
             actor=actor, room=room, movie=movie, changes=data, origin=Origin.of(request)
@@ -416,9 +418,7 @@ class MovieDetailView(RoomView):
 
     @extend_schema(responses={204: None, **ERRORS}, summary="Delete a movie (DELETE_MOVIE or its adder)")
     def delete(self, request, room_id, movie_id):
-        room, actor = self.room_and_actor(request, room_id)
-        if not actor.is_member:
-            raise NotInRoom()
+        room, actor = self.access(request, room_id)
         movie = selectors.movie_get(room=room, movie_id=movie_id)
         services.movie_delete(actor=actor, room=room, movie=movie, origin=Origin.of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -431,8 +431,7 @@ class ReorderView(RoomView):
         summary="Set the full playlist order (REORDER_PLAYLIST)",
     )
     def post(self, request, room_id):
-        room, actor = self.room_and_actor(request, room_id)
-        data = _validated(ReorderSerializer, request)
+        room, actor, data = self.access_with_body(request, room_id, ReorderSerializer, member=False)
         services.playlist_reorder(actor=actor, room=room, order=data["order"], origin=Origin.of(request))
         movies = selectors.movie_list(room=room)
         return Response(
@@ -450,9 +449,7 @@ class CurrentMovieView(RoomView):
 
     @extend_schema(responses={200: CURRENT_MOVIE, **ERRORS}, summary="The movie playing now (null if none)")
     def get(self, request, room_id):
-        room, actor = self.room_and_actor(request, room_id)
-        if not actor.is_member:
-            raise NotInRoom()
+        room, _actor = self.access(request, room_id)
         state = selectors.playback_get(room=room)
         movie = selectors.movie_get(room=room, movie_id=state.movie_id) if state.movie_id else None
         if movie is None:
@@ -466,13 +463,11 @@ class PlaybackView(RoomView):
 
     @extend_schema(responses={200: PlaybackSerializer, **ERRORS}, summary="Playback state")
     def get(self, request, room_id):
-        room, actor = self.room_and_actor(request, room_id)
-        if not actor.is_member:
-            raise NotInRoom()
+        room, _actor = self.access(request, room_id)
         return Response(PlaybackSerializer(selectors.playback_view(selectors.playback_get(room=room))).data)
 
     @extend_schema(
-        request=PlaybackInSerializer,
+        request=PlaybackChange,
         responses={
             200: PlaybackSerializer,
             409: OpenApiResponse(description="conflict: details.current is the current state"),
@@ -481,16 +476,9 @@ class PlaybackView(RoomView):
         summary="Change playback (PLAY_CONTROL; the movie also CHANGE_CURRENT_MOVIE)",
     )
     def put(self, request, room_id):
-        room, actor = self.room_and_actor(request, room_id)
-        body = request.data
-        if not isinstance(body, dict):
-            raise InvalidInput("The body must be a JSON object.")
-        unknown = sorted(set(body) - PLAYBACK_FIELDS)
-        if unknown:
-            raise InvalidInput(
-                f"{unknown[0]}: unknown field.", details={k: ["Unknown field."] for k in unknown}
-            )
+        room, actor = self.access(request, room_id, member=False)  # the service: PLAY_CONTROL
+        change = playback_change(request.data)  # the socket's playback message, the same rules
         state = services.playback_update(
-            actor=actor, room=room, changes=dict(body), origin=Origin.of(request)
+            actor=actor, room=room, origin=Origin.of(request), **change.changes()
         )
         return Response(PlaybackSerializer(selectors.playback_view(state)).data)

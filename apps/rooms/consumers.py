@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs
@@ -25,7 +27,7 @@ from django.conf import settings
 from django.db import connections
 
 from apps.accounts.selectors import authenticate_access_token
-from apps.core import realtime
+from apps.core import events, realtime
 from apps.core.context import Origin
 from apps.core.errors import ApplicationError, NotFound, UserBanned
 from apps.permissions.flags import Perm
@@ -33,7 +35,7 @@ from apps.rooms import messages, selectors, services
 from apps.rooms.hub import direct_protocol, hub
 from apps.rooms.models import ChatMessage
 from apps.rooms.moderation import clean_text, escape
-from apps.rooms.serializers import user_ref
+from apps.rooms.serializers import MemberSerializer, RoomSerializer, user_ref
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ BEARER_PREFIX = "bearer."
 CHAT_HISTORY = 50
 CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND = 4401, 4403, 4404
 CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_INTERNAL_ERROR = 1011
 # One user's sockets in one room on this node. A few tabs or windows (a phone, a TV, a laptop) are
 # normal; each socket is a subscriber in every fan-out and a presence entry, so more is a cost
 # others pay. The next one is refused (not the oldest closed: two tabs that reconnect would evict
@@ -85,6 +88,10 @@ FRAME_BURST, FRAME_RATE = 40, 20.0  # any frame, per socket
 # allows, the latest state only (so what members see ends right).
 _ready_buckets: dict[str, TokenBucket] = {}
 READY_BURST, READY_RATE = 4, 2.0
+# Per user and room: connects, each announced to the room with its leave (member_joined and
+# member_left); 10 at once (reloads, a flaky network) then one every 2 seconds.
+_connect_buckets: dict[str, TokenBucket] = {}
+CONNECT_BURST, CONNECT_RATE = 10, 0.5
 # (user id, room id) -> that user's open sockets in that room in this process.
 _sockets: dict[tuple[str, str], int] = {}
 
@@ -148,31 +155,6 @@ def _bucket(table: dict, key: str, capacity: float, rate: float) -> TokenBucket:
     return bucket
 
 
-def _member_payload(member) -> dict:
-    from apps.rooms.serializers import MemberSerializer
-
-    return dict(MemberSerializer(member).data)
-
-
-def _room_payload(room) -> dict:
-    from apps.rooms.serializers import RoomSerializer
-
-    return dict(RoomSerializer(room).data)
-
-
-def _playback_payload(state) -> dict:
-    view = selectors.playback_view(state)
-    return {
-        "movie_id": view["movie_id"],
-        "playing": view["playing"],
-        "position": view["position"],
-        "rate": view["rate"],
-        "updated_at": int(view["updated_at"].timestamp() * 1000),
-        "version": view["version"],
-        "server_time": view["server_time_ms"],
-    }
-
-
 class RoomConsumer(AsyncWebsocketConsumer):
     # No channel layer per socket: the hub carries room and user events (see module docstring).
     channel_layer_alias = "__room_hub_only__"
@@ -216,7 +198,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # A close code only reaches the client after the handshake: accept, say why, close.
         self._give_back_slot()
         await self.accept(self._subprotocol())
-        await self.send_json_event(messages.error("connection_refused", reason, **details))
+        await self.send_json_event(events.error("connection_refused", reason, **details))
         await self.close(code=code)
 
     def _take_slot(self) -> bool:
@@ -246,6 +228,22 @@ class RoomConsumer(AsyncWebsocketConsumer):
         return SUBPROTOCOL if SUBPROTOCOL in (self.scope.get("subprotocols") or ()) else None
 
     async def connect(self) -> None:
+        try:
+            await self._connect()
+        except BaseException:
+            # channels never calls disconnect() for a connect that raised (the database or Redis
+            # failed, the client left mid-handshake): give back what this socket took (its slot
+            # among the user's sockets, its subscriptions, its presence entry) or it leaks.
+            self._closing = True
+            try:
+                await self.disconnect(CLOSE_INTERNAL_ERROR)
+            except Exception:
+                logger.warning("clean-up after a failed connect failed", exc_info=True)
+            finally:
+                self._pending = None
+            raise
+
+    async def _connect(self) -> None:
         self._tasks: set[asyncio.Task] = set()
         self._frames = TokenBucket(FRAME_BURST, FRAME_RATE)
         self.room_id = self.scope["url_route"]["kwargs"]["room_id"]
@@ -267,6 +265,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
             room_channel = realtime.room_channel(self.room_id)
         except ValueError:  # not the shape of a room id: no such room
             return await self._refuse(CLOSE_NOT_FOUND, "No such room.")
+        churn = _bucket(_connect_buckets, f"{self.user.pk}:{self.room_id}", CONNECT_BURST, CONNECT_RATE)
+        if not churn.take():  # each connect and its leave are announced to the whole room
+            return await self._refuse(
+                CLOSE_TOO_MANY_SOCKETS,
+                "Connecting too often; this page reconnects in a moment.",
+                close_code=CLOSE_TOO_MANY_SOCKETS,
+                retry_after=math.ceil(churn.wait()),
+            )
         if not self._take_slot():  # before any database read: an extra socket costs nothing
             return await self._refuse(
                 CLOSE_TOO_MANY_SOCKETS,
@@ -319,7 +325,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if first and not self._closing:
             await hub.publish(
                 realtime.room_channel(self.room.pk),
-                {"type": "member_joined", "user": self._user_ref(), "role": self.actor_role()},
+                events.member_joined(user=self._user_ref(), role=self.actor_role()),
             )
 
     def _load_room_and_actor(self, *, with_counts: bool = False):
@@ -328,37 +334,38 @@ class RoomConsumer(AsyncWebsocketConsumer):
         room = selectors.room_get(self.room_id, with_counts=with_counts)
         return room, selectors.room_actor(user=self.user, room=room, auth=self.claims)
 
-    def _hello_and_history(self) -> tuple[dict, list[dict]]:
-        """Playback state and chat history: 2 queries (the room is the one connect loaded)."""
+    def _hello_and_history(self) -> tuple[events.Hello, list[events.Chat]]:
+        """Playback state and chat history: 2 queries (the room is the one connect loaded). The
+        hello's ``members_online`` is filled in by connect, from presence, after these reads."""
         state = selectors.playback_get(room=self.room)
         member = self.actor.member
-        hello = {
-            "type": "hello",
-            "member": _member_payload(member)
-            if member is not None
-            else {
+        if member is not None:
+            member_payload = dict(MemberSerializer(member).data)
+        else:
+            member_payload = {
                 "user": self._user_ref(),
                 "role": "site_admin",
                 "status": "active",
                 "effective_permissions": self.actor.permissions,
-            },
-            "room": _room_payload(self.room),
-            "playback": _playback_payload(state),
-        }
+            }
         rows = list(
             ChatMessage.objects.filter(room=self.room).select_related("user").order_by("-id")[:CHAT_HISTORY]
         )
         history = [
-            {
-                "type": "chat",
-                "id": row.pk,
-                "user": user_ref(row.user) if row.user else {"id": None, "username": "", "guest": False},
-                "text": row.text,
-                "history": True,
-                "server_time": int(row.created_at.timestamp() * 1000),
-            }
+            events.chat(
+                id=row.pk,
+                user=user_ref(row.user) if row.user else {"id": None, "username": "", "guest": False},
+                text=row.text,
+                written_at_ms=int(row.created_at.timestamp() * 1000),
+            )
             for row in reversed(rows)
         ]
+        hello = events.hello(
+            member=member_payload,
+            room=dict(RoomSerializer(self.room).data),
+            playback=events.playback_state(selectors.playback_view(state)),
+            members_online=[],
+        )
         return hello, history
 
     def _user_ref(self) -> dict:
@@ -392,16 +399,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.connection_id:
             last = await hub.presence.leave(self.room.pk, self.connection_id, self.user.pk)
             if last:
-                event = {"type": "member_left", "user": self._user_ref()}
+                event = events.member_left(user=self._user_ref())
                 await hub.publish(realtime.room_channel(self.room.pk), event)
 
     # --- sending ----------------------------------------------------------------------------------
 
-    async def send_json_event(self, event: dict[str, Any]) -> None:
+    async def send_json_event(self, event: Mapping[str, Any]) -> None:
         await self.send(text_data=realtime.encode(event))
 
     async def send_error(self, code: str, message: str, ref: Any = None, **details: Any) -> None:
-        await self.send_json_event(messages.error(code, message, ref, **details))
+        await self.send_json_event(events.error(code, message, ref, **details))
 
     # --- receiving --------------------------------------------------------------------------------
 
@@ -423,11 +430,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.send_error("server_error", "That failed on our side.", message.ref)
 
     async def on_ping(self, message: messages.Ping) -> None:
-        await self.send_json_event({"type": "pong", "t": message.t})
+        await self.send_json_event(events.pong(t=message.t))
 
     async def on_sync(self, message: messages.Sync) -> None:
         state = await database_sync_to_async(selectors.playback_get)(room=self.room)
-        await self.send_json_event({"type": "playback", **_playback_payload(state), "by": None, "sync": True})
+        state_now = events.playback_state(selectors.playback_view(state))
+        await self.send_json_event(events.playback(state=state_now, by=None, sync=True))
 
     async def on_chat(self, message: messages.Chat) -> None:
         services.require(self.actor, Perm.SEND_CHAT_MESSAGE)
@@ -438,7 +446,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         row = await database_sync_to_async(self._store_chat)(message.text)
         await hub.publish(
             realtime.room_channel(self.room.pk),
-            {"type": "chat", "id": row.pk, "user": self._user_ref(), "text": row.text},
+            events.chat(id=row.pk, user=self._user_ref(), text=row.text),
         )
 
     def _store_chat(self, text: str) -> ChatMessage:
@@ -451,13 +459,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return await self.send_error("rate_limited", "You are sending emoji too fast.", message.ref)
         await hub.publish(
             realtime.room_channel(self.room.pk),
-            {"type": "emoji", "user": self._user_ref(), "emoji": escape(message.emoji)},
+            events.emoji(user=self._user_ref(), emoji=escape(message.emoji)),
         )
 
     async def on_playback(self, message: messages.Playback) -> None:
-        changes = message.model_dump(exclude={"type", "ref"}, exclude_unset=True)
+        # Validated when parsed (messages.Playback is a PlaybackChange, PUT playback's rules).
         await database_sync_to_async(services.playback_update)(
-            actor=self.actor, room=self.room, changes=changes, origin=self.origin
+            actor=self.actor, room=self.room, origin=self.origin, **message.changes()
         )  # the service announces the new state to the room after commit
 
     async def on_ready(self, message: messages.Ready) -> None:
@@ -479,7 +487,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await hub.presence.set_info(self.room.pk, self.connection_id, self._presence_info(ready=ready))
         await hub.publish(
             realtime.room_channel(self.room.pk),
-            {"type": "member_ready", "user": self._user_ref(), "ready": ready},
+            events.member_ready(user=self._user_ref(), ready=ready),
         )
 
     async def _announce_ready_later(self, delay: float) -> None:
@@ -513,12 +521,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
             if (kind == "member_updated" and subject == self.user.pk) or kind == "room_updated":
                 self._spawn(self._reload_actor())  # permissions may have changed
             return True
+        # Internal events (apps.core.events): acted on, never forwarded. A site ban arrives as
+        # _sessions_revoked: the token re-check finds the account banned and kicks with "banned".
         if kind == "_member_removed" and event.get("user_id") == self.user.pk:
             self._spawn(self._kick(event.get("reason", "removed"), CLOSE_FORBIDDEN))
         elif kind == "_room_closed":
             self._spawn(self._kick(event.get("reason", "room_closed"), CLOSE_NOT_FOUND))
-        elif kind == "_user_banned":
-            self._spawn(self._kick("banned", CLOSE_FORBIDDEN))
         elif kind == "_sessions_revoked":
             self._spawn(self._recheck_token())
         return False
@@ -567,12 +575,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 "guest": bool(info.get("guest")),
             }
             await self.send_json_event(
-                {
-                    "type": "member_joined",
-                    "user": user,
-                    "role": info.get("role"),
-                    "ready": info.get("ready", True),
-                }
+                events.member_joined(user=user, role=info.get("role"), ready=info.get("ready", True))
             )
 
     async def _recheck_token(self) -> None:
@@ -588,7 +591,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self._closing:
             return
         self._closing = True
-        await self.send_json_event({"type": "kicked", "reason": reason})
+        await self.send_json_event(events.kicked(reason=reason))
         await self.close(code=code)
 
     async def _drop_slow(self) -> None:

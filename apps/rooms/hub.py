@@ -27,7 +27,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -35,7 +35,7 @@ from django.conf import settings
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from apps.core import realtime
+from apps.core import events, realtime
 
 try:
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -131,9 +131,7 @@ class RoomHub:
         """Tell every local socket the server is going away; new connections are refused from now."""
         self.shutting_down = True
         subscribers = self.local_subscribers()
-        text = realtime.encode(
-            {"type": "server_shutdown", "message": message, "reconnect_after_ms": reconnect_after_ms}
-        )
+        text = realtime.encode(events.server_shutdown(message=message, reconnect_after_ms=reconnect_after_ms))
         await self.send_many(subscribers, {"type": "websocket.send", "text": text})
         logger.info(
             "hub: %(delivered)d frames delivered (%(delivered_direct)d written directly), "
@@ -175,7 +173,7 @@ class RoomHub:
 
     # --- publishing (from async code in this process) ----------------------------------------------
 
-    async def publish(self, channel: str, event: dict[str, Any]) -> None:
+    async def publish(self, channel: str, event: Mapping[str, Any]) -> None:
         text = realtime.encode(event)
         if self._redis is not None:
             try:
@@ -535,11 +533,10 @@ class RedisPresence(Presence):
                 continue
             info = json.loads(raw)
             if info["user_id"] not in await self._live_users(room_id):
-                event = {"type": "member_left", "user": _public(info)}
-                await hub.publish(realtime.room_channel(room_id), event)
+                await hub.publish(realtime.room_channel(room_id), events.member_left(user=_public(info)))
 
 
-def _public(info: dict) -> dict:
+def _public(info: dict) -> events.UserRef:
     """The user object of a presence entry (as apps.rooms.serializers.user_ref)."""
     return {"id": info["user_id"], "username": info.get("username", ""), "guest": bool(info.get("guest"))}
 

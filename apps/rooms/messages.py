@@ -1,16 +1,20 @@
 """WebSocket message schemas (API.md § WebSocket): one small validated model per type.
 
 Client -> server messages are parsed here and nowhere else: strict types (no "1" for 1, no
-true for 1), no unknown fields, finite numbers only. Anything else becomes an ``error`` frame;
-the connection stays open.
+true for 1), no unknown fields, finite numbers only. Anything else becomes an ``error`` frame
+(apps.core.events.error, with every other server -> client message); the connection stays open.
+The playback change is also the body of PUT rooms/{id}/playback (serializers.playback_change):
+one definition, one set of rules, for both.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
 
 MAX_FRAME_BYTES = 64 * 1024
 MAX_CHAT_CHARS = 2000
@@ -44,12 +48,79 @@ class Emoji(_ClientMessage):
     emoji: Annotated[str, Field(min_length=1, max_length=16), AfterValidator(_no_nul)]
 
 
-class Playback(_ClientMessage):
-    type: Literal["playback"]
+# --- the playback change: one definition for PUT rooms/{id}/playback and the socket ---------------
+
+RATE_MIN, RATE_MAX = 0.25, 4.0
+POSITION_MAX = 10 * 24 * 3600.0  # ten days of video is more than any real stream position
+RATE_RANGE = "rate_range"  # the error type of a rate outside RATE_MIN..RATE_MAX
+
+
+class Unset(enum.Enum):
+    """The "not given" of an argument where None means something (``movie_id=None``: no movie)."""
+
+    UNSET = "UNSET"
+
+
+UNSET = Unset.UNSET
+
+
+def _clamp_position(value: float) -> float:
+    # Before the start is the start; past ten days is past any real stream.
+    return min(max(0.0, value), POSITION_MAX)
+
+
+def _rate_in_range(value: float) -> float:
+    if not RATE_MIN <= value <= RATE_MAX:
+        # Both transports have always answered in these words ("rate: From 0.25 to 4.0.").
+        raise PydanticCustomError(RATE_RANGE, f"From {RATE_MIN} to {RATE_MAX}.")
+    return value
+
+
+MovieId = Annotated[str, Field(max_length=32, description="A movie of this room's playlist.")]
+Position = Annotated[
+    float, Field(description=f"Seconds; clamped to 0..{POSITION_MAX:.0f}."), AfterValidator(_clamp_position)
+]
+Rate = Annotated[
+    float, Field(json_schema_extra={"minimum": RATE_MIN, "maximum": RATE_MAX}), AfterValidator(_rate_in_range)
+]
+Version = Annotated[int, Field(description="The version this change is based on; another one is a 409.")]
+
+
+class PlaybackChange(BaseModel):
+    """A change of the room's playback, the body of PUT rooms/{id}/playback: any of the fields,
+    the others stay as they are. ``null`` is the same as leaving a field out, except
+    ``movie_id: null``: no movie."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+    movie_id: MovieId | None = None
     playing: bool | None = None
-    position: float | None = None
-    rate: float | None = None
-    movie_id: Annotated[str, Field(max_length=32)] | None = None
+    position: Position | None = None
+    rate: Rate | None = None
+    version: Version | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """What was given, as services.playback_update's keyword arguments."""
+        given: dict[str, Any] = {}
+        if self.movie_id is not None or "movie_id" in self.model_fields_set:
+            given["movie_id"] = self.movie_id
+        if self.playing is not None:
+            given["playing"] = self.playing
+        if self.position is not None:
+            given["position"] = self.position
+        if self.rate is not None:
+            given["rate"] = self.rate
+        if self.version is not None:
+            given["expected_version"] = self.version
+        return given
+
+
+class Playback(_ClientMessage, PlaybackChange):
+    """The socket's ``playback`` message: a PlaybackChange, the same rules as PUT playback."""
+
+    type: Literal["playback"]
+    # A frame's version must also be a version a room can have: a socket has always answered
+    # one outside 0..2**62 as malformed, where PUT answers any integer but the current one 409.
     version: Annotated[int, Field(ge=0, le=2**62)] | None = None
 
 
@@ -111,14 +182,3 @@ def parse(text: str | None, raw_bytes: bytes | None = None) -> Ping | Chat | Emo
         raise BadMessage(f"{where}: {first.get('msg', 'invalid')}", ref) from None
     except RecursionError:
         raise BadMessage("Message nested too deeply.", ref) from None
-
-
-# --- server -> client --------------------------------------------------------------------------------
-# Every server message carries server_time (ms since the epoch); apps.core.realtime.encode adds it.
-
-
-def error(code: str, message: str, ref: Any = None, **details: Any) -> dict:
-    body: dict[str, Any] = {"type": "error", "code": code, "message": message, "ref": ref}
-    if details:
-        body["details"] = details
-    return body

@@ -1,4 +1,5 @@
-"""Room reads: lookups, lists (constant query counts), the acting member, playback state."""
+"""Room reads: lookups, lists (constant query counts), the acting member and access to a room,
+playback state."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
-from apps.core.errors import NotFound
+from apps.core.errors import NotFound, NotInRoom
 from apps.permissions.rules import RoomActor, build_actor
 from apps.rooms.models import MemberStatus, Movie, PlaybackState, Room, RoomMember
 
@@ -59,6 +60,29 @@ def room_actor(*, user, room: Room, auth=None) -> RoomActor:
     if auth is not None and auth.get("token_type") == "guest" and auth.get("rid") != room.pk:
         return build_actor(user=user, room=room, member=None)
     return build_actor(user=user, room=room, member=membership(user=user, room=room))
+
+
+def require_member(actor: RoomActor) -> None:
+    """NotInRoom unless ``actor`` is an active member of its room (or a site admin)."""
+    if not actor.is_member:
+        raise NotInRoom()
+
+
+def room_access(
+    *, user, room_id: object, auth=None, member: bool = True, with_counts: bool = False
+) -> tuple[Room, RoomActor]:
+    """The room a request names and the caller's actor there, or the API's answer: NotFound for
+    no such room; with ``member``, NotInRoom unless the caller is an active member (outsiders,
+    pending and banned members, guests whose token is for another room are not; site admins
+    are, in every room). Hidden rooms are unlisted, not secret: found by id like any other, the
+    way an invite link reaches one. ``member=False`` where the service decides who may (DELETE
+    answers permission_denied to anyone but the creator or a site admin) or where the body is
+    checked before membership (400 before 403)."""
+    room = room_get(room_id, with_counts=with_counts)
+    actor = room_actor(user=user, room=room, auth=auth)
+    if member:
+        require_member(actor)
+    return room, actor
 
 
 def member_list(*, room: Room, status: str | None = MemberStatus.ACTIVE) -> QuerySet[RoomMember]:

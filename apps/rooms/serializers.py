@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema_field
+from pydantic import ValidationError
 from rest_framework import serializers
 
 from apps.accounts.serializers import StrictCharField
 from apps.audit.models import AuditEvent
+from apps.core.errors import InvalidInput
 from apps.core.netguard import MAX_URL_LENGTH
 from apps.permissions import flags
 from apps.permissions.rules import effective_permissions
+from apps.rooms.messages import RATE_RANGE, PlaybackChange
 from apps.rooms.models import INVITE_REF_PREFIX, Movie, MovieType, Room, RoomMember, invite_ref
 from apps.rooms.moderation import escape
 
@@ -271,15 +274,34 @@ class ReorderSerializer(serializers.Serializer):
     order = serializers.ListField(child=StrictCharField(max_length=32), max_length=1000, allow_empty=True)
 
 
-class PlaybackInSerializer(serializers.Serializer):
-    """Types are checked strictly in the service (finite numbers, real booleans); this only
-    documents the body and refuses unknown fields."""
+# The words PUT playback answers a bad field with (a socket's error frame has pydantic's own).
+_PLAYBACK_WORDS = {
+    "movie_id": "No such movie in this room.",
+    "playing": "true or false.",
+    "position": "A finite number.",
+    "rate": "A finite number.",
+    "version": "An integer.",
+}
 
-    movie_id = serializers.CharField(required=False, allow_null=True)
-    playing = serializers.BooleanField(required=False)
-    position = serializers.FloatField(required=False)
-    rate = serializers.FloatField(required=False)
-    version = serializers.IntegerField(required=False)
+
+def playback_change(body: object) -> PlaybackChange:
+    """The body of PUT rooms/{id}/playback, checked by the socket's own rules
+    (messages.PlaybackChange), or InvalidInput: every unknown field named, else the first bad
+    field."""
+    if not isinstance(body, dict):
+        raise InvalidInput("The body must be a JSON object.")
+    try:
+        return PlaybackChange.model_validate(body)
+    except ValidationError as exc:
+        errors = exc.errors()
+    unknown = sorted(str(error["loc"][0]) for error in errors if error["type"] == "extra_forbidden")
+    if unknown:
+        raise InvalidInput(
+            f"{unknown[0]}: unknown field.", details={key: ["Unknown field."] for key in unknown}
+        )
+    field = str(errors[0]["loc"][0])
+    words = errors[0]["msg"] if errors[0]["type"] == RATE_RANGE else _PLAYBACK_WORDS[field]
+    raise InvalidInput(f"{field}: {words}", details={field: [words]})
 
 
 class PlaybackSerializer(serializers.Serializer):

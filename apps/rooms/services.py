@@ -8,7 +8,6 @@ through apps.permissions; nothing here trusts the caller to have checked.
 from __future__ import annotations
 
 import ipaddress
-import math
 import unicodedata
 from datetime import timedelta
 from typing import Any
@@ -23,8 +22,9 @@ from rest_framework.fields import DateTimeField
 
 from apps.accounts.models import AuthSession, User
 from apps.accounts.tokens import mint_guest
+from apps.audit.actions import AuditAction
 from apps.audit.services import audit_record
-from apps.core import realtime, rows
+from apps.core import events, realtime, rows
 from apps.core.context import Origin
 from apps.core.errors import (
     Conflict,
@@ -48,6 +48,7 @@ from apps.permissions.rules import (
     check_moderation,
     check_settings_masks,
 )
+from apps.rooms.messages import UNSET, Unset
 from apps.rooms.models import (
     Invite,
     MemberStatus,
@@ -59,10 +60,10 @@ from apps.rooms.models import (
     RoomRole,
     invite_ref,
 )
+from apps.rooms.serializers import MemberSerializer, RoomSerializer, user_ref
 
-RATE_MIN, RATE_MAX = 0.25, 4.0
-POSITION_MAX = 10 * 24 * 3600.0  # ten days of video is more than any real stream position
-PLAYBACK_FIELDS = ("movie", "playing", "position", "rate", "updated_at", "version")  # all but the room
+# The columns a playback change writes: all but the room.
+PLAYBACK_COLUMNS = ("movie", "playing", "position", "rate", "updated_at", "version")
 MAX_MOVIES_PER_ROOM = 1000
 MASK_FIELDS = ("member_permissions", "admin_permissions", "guest_permissions")
 SETTING_FIELDS = ("hidden", "allow_guests", "join_requires_approval", *MASK_FIELDS)
@@ -93,7 +94,7 @@ def _escalation(exc: EscalationError) -> PermissionDenied:
 
 
 def _audit(
-    action: str, *, actor_user, origin: Origin, room: Room, resource_type: str, resource_id, **details
+    action: AuditAction, *, actor_user, origin: Origin, room: Room, resource_type: str, resource_id, **details
 ):
     return audit_record(
         action=action,
@@ -108,32 +109,15 @@ def _audit(
 
 def _bump_playlist(room: Room) -> None:
     Room.objects.filter(pk=room.pk).update(playlist_version=F("playlist_version") + 1)
-    realtime.room_event(room.pk, {"type": "playlist"})
+    realtime.room_event(room.pk, events.playlist())
 
 
 def _announce_playback(room: Room, state: PlaybackState, actor_user) -> None:
     """After commit, every member on every node gets the new state (position at server_time)."""
     from apps.rooms.selectors import playback_view
-    from apps.rooms.serializers import user_ref
 
-    view = playback_view(state)
-    by = None
-    if getattr(actor_user, "pk", None):
-        by = user_ref(actor_user)
-    realtime.room_event(
-        room.pk,
-        {
-            "type": "playback",
-            "movie_id": view["movie_id"],
-            "playing": view["playing"],
-            "position": view["position"],
-            "rate": view["rate"],
-            "updated_at": int(view["updated_at"].timestamp() * 1000),
-            "version": view["version"],
-            "server_time": view["server_time_ms"],
-            "by": by,
-        },
-    )
+    by = user_ref(actor_user) if getattr(actor_user, "pk", None) else None
+    realtime.room_event(room.pk, events.playback(state=events.playback_state(playback_view(state)), by=by))
 
 
 def _announce_playback_reset(room: Room, actor_user) -> None:
@@ -143,13 +127,11 @@ def _announce_playback_reset(room: Room, actor_user) -> None:
 
 
 def _announce_member(room: Room, member: RoomMember) -> None:
-    from apps.rooms.serializers import MemberSerializer
-
-    realtime.room_event(room.pk, {"type": "member_updated", "member": dict(MemberSerializer(member).data)})
+    realtime.room_event(room.pk, events.member_updated(member=MemberSerializer(member).data))
 
 
 def _announce_removed(room: Room, user_id: str, reason: str) -> None:
-    realtime.room_event(room.pk, {"type": "_member_removed", "user_id": user_id, "reason": reason})
+    realtime.room_event(room.pk, events.member_removed(user_id=user_id, reason=reason))
 
 
 def _check_mask(field: str, value: Any) -> int:
@@ -186,7 +168,7 @@ def room_create(
         RoomMember.objects.create(room=room, user=creator, role=RoomRole.CREATOR)
         PlaybackState.objects.create(room=room)
         _audit(
-            "room.create",
+            AuditAction.ROOM_CREATE,
             actor_user=creator,
             origin=origin,
             room=room,
@@ -247,10 +229,8 @@ def room_update(*, actor: RoomActor, room: Room, changes: dict[str, Any], origin
                     changed[field] = [getattr(room, field), value]
                     setattr(room, field, value)
         room.save()
-        from apps.rooms.serializers import RoomSerializer
-
-        realtime.room_event(room.pk, {"type": "room_updated", "room": dict(RoomSerializer(room).data)})
-        action = "room.settings_change" if settings else "room.update"
+        realtime.room_event(room.pk, events.room_updated(room=RoomSerializer(room).data))
+        action = AuditAction.ROOM_SETTINGS_CHANGE if settings else AuditAction.ROOM_UPDATE
         _audit(
             action,
             actor_user=actor.user,
@@ -265,8 +245,7 @@ def room_update(*, actor: RoomActor, room: Room, changes: dict[str, Any], origin
 
 def room_delete(*, actor: RoomActor, room: Room, origin: Origin) -> None:
     """Delete a room: its creator or a site admin only."""
-    is_creator = actor.member is not None and actor.member.role == RoomRole.CREATOR and actor.member.is_active
-    if not (is_creator or actor.is_site_admin):
+    if not (actor.is_creator or actor.is_site_admin):
         raise PermissionDenied("Only the creator or a site admin can delete a room.")
     with transaction.atomic():
         # The order of every audited write: the room's row first, the audit chain last. Appending
@@ -277,9 +256,9 @@ def room_delete(*, actor: RoomActor, room: Room, origin: Origin) -> None:
         locked = _lock_room(room)  # NotFound if a concurrent delete won
         name = locked.name
         locked.delete()  # the cascade (members, movies, playback, chat, invites); `room` keeps its pk
-        realtime.room_event(room.pk, {"type": "_room_closed", "reason": "room_deleted"})
+        realtime.room_event(room.pk, events.room_closed(reason="room_deleted"))
         _audit(
-            "room.delete",
+            AuditAction.ROOM_DELETE,
             actor_user=actor.user,
             origin=origin,
             room=room,
@@ -291,16 +270,16 @@ def room_delete(*, actor: RoomActor, room: Room, origin: Origin) -> None:
 
 def room_set_closed(*, actor: RoomActor, room: Room, closed: bool, origin: Origin) -> Room:
     """Close (read-only, unlisted, no joins) or reopen a room: creator or site admin."""
-    is_creator = actor.member is not None and actor.member.role == RoomRole.CREATOR
-    if not (is_creator or actor.is_site_admin):
+    if not (actor.is_creator or actor.is_site_admin):
         raise PermissionDenied("Only the creator or a site admin can close a room.")
     with transaction.atomic():
+        _lock_room(room)  # NotFound if the room was deleted meanwhile
         room.closed_at = timezone.now() if closed else None
         if closed:
-            realtime.room_event(room.pk, {"type": "_room_closed", "reason": "room_closed"})
+            realtime.room_event(room.pk, events.room_closed(reason="room_closed"))
         room.save(update_fields=["closed_at", "updated_at"])
         _audit(
-            "room.close" if closed else "room.reopen",
+            AuditAction.ROOM_CLOSE if closed else AuditAction.ROOM_REOPEN,
             actor_user=actor.user,
             origin=origin,
             room=room,
@@ -337,7 +316,7 @@ def member_join(
         if not check_password(password, room.password):
             with transaction.atomic():
                 _audit(
-                    "member.join_password_wrong",
+                    AuditAction.MEMBER_JOIN_PASSWORD_WRONG,
                     actor_user=user,
                     origin=origin,
                     room=room,
@@ -360,7 +339,7 @@ def member_join(
                     raise PermissionDenied("This invite was just used up.")
             member = RoomMember.objects.create(room=room, user=user, role=RoomRole.MEMBER, status=status)
             _audit(
-                "member.join" if status == MemberStatus.ACTIVE else "member.request",
+                AuditAction.MEMBER_JOIN if status == MemberStatus.ACTIVE else AuditAction.MEMBER_REQUEST,
                 actor_user=user,
                 origin=origin,
                 room=room,
@@ -387,10 +366,11 @@ def member_leave(*, user: User, room: Room, origin: Origin) -> None:
     if member.role == RoomRole.CREATOR:
         raise PermissionDenied("The creator cannot leave; delete the room instead.")
     with transaction.atomic():
+        _lock_room(room)  # NotFound if the room was deleted meanwhile
         member.delete()
         _announce_removed(room, user.pk, "left")
         _audit(
-            "member.leave",
+            AuditAction.MEMBER_LEAVE,
             actor_user=user,
             origin=origin,
             room=room,
@@ -425,7 +405,10 @@ def guest_address_keys(ip: str | None) -> list[str]:
 def _check_guest_name(name: str) -> None:
     """A guest may not take a registered user's username (compared case- and width-blind): the
     badge marks guests, and this keeps "alice (guest)" from sitting next to the real alice."""
-    folded = unicodedata.normalize("NFKC", name).casefold().strip()
+    # Format characters (zero-width spaces and joiners, direction marks) are invisible: without
+    # them "al\u200bice" is "alice" on the screen, so it must be here too.
+    visible = "".join(c for c in name if unicodedata.category(c) != "Cf")
+    folded = unicodedata.normalize("NFKC", visible).casefold().strip()
     if User.objects.with_ci().filter(username_ci=folded, is_guest=False).exists():
         raise _invalid("name", "This name belongs to a registered user; choose another.")
 
@@ -450,6 +433,7 @@ def guest_join(*, room: Room, name: str, origin: Origin) -> tuple[RoomMember, st
         raise PermissionDenied("You are banned from this room.")
     _check_guest_name(name)
     with transaction.atomic():
+        _lock_room(room)  # NotFound if the room was deleted meanwhile
         guest = User(username=f"guest-{new_id()}", display_name=name, is_guest=True)
         guest.set_unusable_password()
         guest.save(force_insert=True)
@@ -465,7 +449,7 @@ def guest_join(*, room: Room, name: str, origin: Origin) -> tuple[RoomMember, st
         )
         token = mint_guest(user=guest, session_id=session.pk, room_id=room.pk)
         _audit(
-            "member.guest_join",
+            AuditAction.MEMBER_GUEST_JOIN,
             actor_user=guest,
             origin=origin,
             room=room,
@@ -482,6 +466,7 @@ def invite_create(
     _require_open(room)
     require(actor, Perm.INVITE_MEMBERS)
     with transaction.atomic():
+        _lock_room(room)  # NotFound if the room was deleted meanwhile
         invite = Invite.objects.create(
             room=room,
             created_by=actor.user,
@@ -489,7 +474,7 @@ def invite_create(
             expires_at=timezone.now() + timedelta(seconds=expires_in) if expires_in else None,
         )
         _audit(
-            "invite.create",
+            AuditAction.INVITE_CREATE,
             actor_user=actor.user,
             origin=origin,
             room=room,
@@ -534,6 +519,7 @@ def member_update(
         raise InvalidInput("Only active members can be changed; approve or unban first.")
     before = {"role": target.role, "added": target.permissions_added, "removed": target.permissions_removed}
     with transaction.atomic():
+        _lock_room(room)  # NotFound if the room was deleted meanwhile
         if role is not None:
             target.role = role
         if permissions_added is not None:
@@ -547,7 +533,11 @@ def member_update(
             "added": target.permissions_added,
             "removed": target.permissions_removed,
         }
-        action = "member.role_change" if before["role"] != after["role"] else "member.permissions_change"
+        action = (
+            AuditAction.MEMBER_ROLE_CHANGE
+            if before["role"] != after["role"]
+            else AuditAction.MEMBER_PERMISSIONS_CHANGE
+        )
         _audit(
             action,
             actor_user=actor.user,
@@ -576,10 +566,11 @@ def member_kick(*, actor: RoomActor, room: Room, target: RoomMember, origin: Ori
     if target.status == MemberStatus.BANNED:
         raise InvalidInput("This member is banned; unban them instead.")
     with transaction.atomic():
+        _lock_room(room)  # NotFound if the room was deleted meanwhile
         target.delete()
         _announce_removed(room, target.user_id, "kicked")
         _audit(
-            "member.kick",
+            AuditAction.MEMBER_KICK,
             actor_user=actor.user,
             origin=origin,
             room=room,
@@ -605,13 +596,14 @@ def member_ban(
     _require_moderation(actor, target, Perm.BAN_MEMBERS)
     ban_address = _guest_ban_address(target)
     with transaction.atomic():
+        _lock_room(room)  # NotFound if the room was deleted meanwhile
         target.status = MemberStatus.BANNED
         _announce_removed(room, target.user_id, "banned")
         target.ban_reason = reason[:500]
         target.ban_address = ban_address
         target.save(update_fields=["status", "ban_reason", "ban_address", "updated_at"])
         _audit(
-            "member.ban",
+            AuditAction.MEMBER_BAN,
             actor_user=actor.user,
             origin=origin,
             room=room,
@@ -633,9 +625,10 @@ def member_unban(*, actor: RoomActor, room: Room, target: RoomMember, origin: Or
     if target.status != MemberStatus.BANNED:
         raise InvalidInput("This member is not banned.")
     with transaction.atomic():
+        _lock_room(room)  # NotFound if the room was deleted meanwhile
         target.delete()
         _audit(
-            "member.unban",
+            AuditAction.MEMBER_UNBAN,
             actor_user=actor.user,
             origin=origin,
             room=room,
@@ -652,10 +645,11 @@ def member_approve(*, actor: RoomActor, room: Room, target: RoomMember, origin: 
     if target.status != MemberStatus.PENDING:
         raise InvalidInput("This member is not waiting for approval.")
     with transaction.atomic():
+        _lock_room(room)  # NotFound if the room was deleted meanwhile
         target.status = MemberStatus.ACTIVE
         target.save(update_fields=["status", "updated_at"])
         _audit(
-            "member.approve",
+            AuditAction.MEMBER_APPROVE,
             actor_user=actor.user,
             origin=origin,
             room=room,
@@ -713,7 +707,7 @@ def movies_add(*, actor: RoomActor, room: Room, items: list[dict], origin: Origi
             movie.save(force_insert=True)
         _bump_playlist(room)
         _audit(
-            "playlist.add",
+            AuditAction.PLAYLIST_ADD,
             actor_user=actor.user,
             origin=origin,
             room=room,
@@ -729,12 +723,13 @@ def movie_edit(*, actor: RoomActor, room: Room, movie: Movie, changes: dict, ori
     require(actor, Perm.EDIT_MOVIE)
     cleaned = _clean_movie(changes)
     with transaction.atomic():
+        _lock_room(room)  # NotFound if the room was deleted meanwhile
         for key, value in cleaned.items():
             setattr(movie, key, value)
         movie.save()
         _bump_playlist(room)
         _audit(
-            "playlist.edit",
+            AuditAction.PLAYLIST_EDIT,
             actor_user=actor.user,
             origin=origin,
             room=room,
@@ -752,6 +747,7 @@ def movie_delete(*, actor: RoomActor, room: Room, movie: Movie, origin: Origin) 
     if not own:
         require(actor, Perm.DELETE_MOVIE)
     with transaction.atomic():
+        _lock_room(room)  # NotFound if the room was deleted meanwhile
         reset = PlaybackState.objects.filter(room=room, movie=movie).update(
             movie=None, playing=False, position=0.0, updated_at=timezone.now(), version=F("version") + 1
         )
@@ -761,7 +757,7 @@ def movie_delete(*, actor: RoomActor, room: Room, movie: Movie, origin: Origin) 
         movie.delete()
         _bump_playlist(room)
         _audit(
-            "playlist.delete",
+            AuditAction.PLAYLIST_DELETE,
             actor_user=actor.user,
             origin=origin,
             room=room,
@@ -775,6 +771,7 @@ def playlist_clear(*, actor: RoomActor, room: Room, origin: Origin) -> int:
     _require_open(room)
     require(actor, Perm.DELETE_MOVIE)
     with transaction.atomic():
+        _lock_room(room)  # NotFound if the room was deleted meanwhile
         reset = PlaybackState.objects.filter(room=room, movie__isnull=False).update(
             movie=None, playing=False, position=0.0, updated_at=timezone.now(), version=F("version") + 1
         )
@@ -783,7 +780,7 @@ def playlist_clear(*, actor: RoomActor, room: Room, origin: Origin) -> int:
         count, _ = Movie.objects.filter(room=room).delete()
         _bump_playlist(room)
         _audit(
-            "playlist.clear",
+            AuditAction.PLAYLIST_CLEAR,
             actor_user=actor.user,
             origin=origin,
             room=room,
@@ -812,7 +809,7 @@ def playlist_reorder(*, actor: RoomActor, room: Room, order: list[str], origin: 
         Movie.objects.bulk_update(changed, ["position"])
         _bump_playlist(room)
         _audit(
-            "playlist.reorder",
+            AuditAction.PLAYLIST_REORDER,
             actor_user=actor.user,
             origin=origin,
             room=room,
@@ -825,42 +822,35 @@ def playlist_reorder(*, actor: RoomActor, room: Room, order: list[str], origin: 
 # --- playback --------------------------------------------------------------------------------------------
 
 
-def _number(field: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _invalid(field, "A finite number.")
-    return float(value)
-
-
 def playback_update(
-    *, actor: RoomActor, room: Room, changes: dict[str, Any], origin: Origin
+    *,
+    actor: RoomActor,
+    room: Room,
+    movie_id: str | Unset | None = UNSET,
+    playing: bool | Unset = UNSET,
+    position: float | Unset = UNSET,
+    rate: float | Unset = UNSET,
+    expected_version: int | Unset = UNSET,
+    origin: Origin,
 ) -> PlaybackState:
-    """Change the room's playback. PLAY_CONTROL always; CHANGE_CURRENT_MOVIE too when the movie
-    changes. With ``version``, a stale version is refused (409 carrying the current state), so
-    of two writers that read the same state exactly one wins."""
+    """Change the room's playback; UNSET leaves a field as it is, ``movie_id=None`` is no movie.
+    The arguments are a validated messages.PlaybackChange (``.changes()``: finite numbers, the
+    position clamped, the rate in range), REST and WebSocket alike. PLAY_CONTROL always;
+    CHANGE_CURRENT_MOVIE too when the movie changes. With ``expected_version``, a stale version
+    is refused (409 carrying the current state), so of two writers that read the same state
+    exactly one wins."""
     _require_open(room)
     require(actor, Perm.PLAY_CONTROL)
-    expected = changes.get("version")
-    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)):
-        raise _invalid("version", "An integer.")
-    playing = changes.get("playing")
-    if playing is not None and not isinstance(playing, bool):
-        raise _invalid("playing", "true or false.")
-    position = _number("position", changes["position"]) if changes.get("position") is not None else None
-    if position is not None:
-        position = min(max(0.0, position), POSITION_MAX)
-    rate = _number("rate", changes["rate"]) if changes.get("rate") is not None else None
-    if rate is not None and not RATE_MIN <= rate <= RATE_MAX:
-        raise _invalid("rate", f"From {RATE_MIN} to {RATE_MAX}.")
-    movie_given = "movie_id" in changes
-    if not movie_given and playing is None and position is None and rate is None:
+    if movie_id is UNSET and playing is UNSET and position is UNSET and rate is UNSET:
         raise InvalidInput("Nothing to change: give playing, position, rate or movie_id.")
     with transaction.atomic():
         # rows.lock/rows.update: the same two statements as select_for_update().get() and
         # save(), without building them on every change (apps/core/rows.py says why).
         state = rows.lock(PlaybackState, room.pk)
         if state is None:  # rooms get theirs at creation; this is for rows made by other means
+            _lock_room(room)  # or the room was deleted meanwhile: NotFound, not a failed insert
             state, _ = PlaybackState.objects.select_for_update().get_or_create(room=room)
-        if expected is not None and expected != state.version:
+        if expected_version is not UNSET and expected_version != state.version:
             from apps.rooms.selectors import playback_view
 
             raise Conflict(
@@ -870,34 +860,30 @@ def playback_update(
         now = timezone.now()
         # Materialise where the room is now, then apply the change from there.
         state.position = state.position_at(now)
-        if movie_given and changes["movie_id"] != state.movie_id:
+        if movie_id is not UNSET and movie_id != state.movie_id:
             require(actor, Perm.CHANGE_CURRENT_MOVIE)
-            movie_id = changes["movie_id"]
             if movie_id is None:
                 state.movie = None
             else:
-                movie = (
-                    Movie.objects.filter(room=room, pk=movie_id).first()
-                    if isinstance(movie_id, str) and "\x00" not in movie_id
-                    else None
-                )
+                # NUL: PostgreSQL refuses it in a query (an id never holds one).
+                movie = None if "\x00" in movie_id else Movie.objects.filter(room=room, pk=movie_id).first()
                 if movie is None:
                     raise _invalid("movie_id", "No such movie in this room.")
                 state.movie = movie
             state.position = 0.0
             state.playing = False
-        if playing is not None:
+        if playing is not UNSET:
             state.playing = playing
-        if position is not None:
+        if position is not UNSET:
             state.position = position
-        if rate is not None:
+        if rate is not UNSET:
             state.rate = rate
         state.updated_at = now
         state.version += 1
-        rows.update(state, PLAYBACK_FIELDS)
+        rows.update(state, PLAYBACK_COLUMNS)
         _announce_playback(room, state, actor.user)
         _audit(
-            "playback.update",
+            AuditAction.PLAYBACK_UPDATE,
             actor_user=actor.user,
             origin=origin,
             room=room,

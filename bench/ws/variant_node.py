@@ -196,13 +196,13 @@ def write_trace() -> None:
         finally:
             current.get()["sql"].append([sql.split(None, 1)[0], started, time.perf_counter_ns()])
 
-    def traced_update(*, actor, room, changes, origin):
+    def traced_update(*, actor, room, origin, **change):
         trace = current.get()
         if trace is None:  # not from a socket's playback frame (the REST view)
-            return update(actor=actor, room=room, changes=changes, origin=origin)
+            return update(actor=actor, room=room, origin=origin, **change)
         trace["service"] = time.perf_counter_ns()
         with connection.execute_wrapper(sql_timer):
-            state = update(actor=actor, room=room, changes=changes, origin=origin)
+            state = update(actor=actor, room=room, origin=origin, **change)
         trace["returned"] = time.perf_counter_ns()
         trace["version"] = state.version
         return state

@@ -414,9 +414,26 @@ def test_root_may_edit_an_admin_and_an_admin_a_plain_user(admin_client, root):
     assert event.user_id == adam.pk and event.resource_id == bob.pk
 
 
+def test_staff_change_their_own_email_in_the_admin_with_their_password(admin_client, root):
+    """Editing your own address needs your password, as on the API (users/me): the admin's own
+    account form asks for it; without it, or with a wrong one, nothing changes."""
+    assert 'name="current_password"' in admin_client.get(admin_url(root)).content.decode()
+    for given in ("", "Wr0ng-passw0rd"):
+        r = _edit(admin_client, root, email="root@corp.example", current_password=given)
+        assert any(level == "error" and "password" in text for level, text in _messages(r)), _messages(r)
+        root.refresh_from_db()
+        assert root.email != "root@corp.example"
+    r = _edit(admin_client, root, email="root@corp.example", current_password=PASSWORD)
+    assert not any(level == "error" for level, _ in _messages(r)), _messages(r)
+    root.refresh_from_db()
+    assert root.email == "root@corp.example"
+    # Someone else's account form does not ask for it.
+    assert 'name="current_password"' not in admin_client.get(admin_url(make("bob"))).content.decode()
+
+
 def test_change_form_does_not_offer_the_password(admin_client):
     bob = make("bob")
-    r = admin_client.get(f"{USERS}{bob.pk}/change/")
+    r = admin_client.get(admin_url(bob))
     assert "password" not in r.context["adminform"].form.fields
     assert _password_hash() not in r.content.decode()
 

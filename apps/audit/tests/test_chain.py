@@ -24,10 +24,12 @@ from rest_framework.test import APIClient
 from apps.accounts import services as account_services
 from apps.accounts.models import User
 from apps.accounts.tests.factories import TEST_ORIGIN, login, make_user
+from apps.audit.actions import AuditAction
 from apps.audit.chain import GENESIS, verify_chain
 from apps.audit.models import AuditChainHead, AuditEvent
 from apps.audit.services import audit_record
 from apps.core.context import Origin
+from apps.core.tests.helpers import admin_url
 from apps.permissions import flags
 from apps.permissions.flags import Perm
 from apps.rooms import services
@@ -470,10 +472,8 @@ def audited_rooms(db):
     actor = services.actor_for_user(user=creator, room=room)
     other_actor = services.actor_for_user(user=creator, room=other)
     for i in range(3):
-        services.playback_update(
-            actor=actor, room=room, changes={"position": i}, origin=Origin(ip="192.0.2.44")
-        )
-        services.playback_update(actor=other_actor, room=other, changes={"position": i}, origin=TEST_ORIGIN)
+        services.playback_update(actor=actor, room=room, position=float(i), origin=Origin(ip="192.0.2.44"))
+        services.playback_update(actor=other_actor, room=other, position=float(i), origin=TEST_ORIGIN)
     return room, other, creator, creator_pair, member, member_pair
 
 
@@ -509,7 +509,7 @@ def test_audit_log_is_paginated(audited_rooms):
     room, _other, creator, creator_pair, *_ = audited_rooms
     actor = services.actor_for_user(user=creator, room=room)
     for i in range(55):
-        services.playback_update(actor=actor, room=room, changes={"position": 10 + i}, origin=TEST_ORIGIN)
+        services.playback_update(actor=actor, room=room, position=10.0 + i, origin=TEST_ORIGIN)
     api = api_as(creator_pair.access)
     first = api.get(f"{ROOMS}/{room.pk}/audit-log").json()
     assert first["count"] == 60 and len(first["results"]) == 50
@@ -588,10 +588,13 @@ def chain(db) -> list[AuditEvent]:
     services.movies_add(
         actor=actor, room=room, items=[{"name": "m", "url": "https://m.example/m.mp4"}], origin=TEST_ORIGIN
     )
-    services.playback_update(actor=actor, room=room, changes={"playing": True}, origin=TEST_ORIGIN)
-    services.playback_update(actor=actor, room=room, changes={"rate": 2}, origin=Origin(ip="2001:db8::9"))
+    services.playback_update(actor=actor, room=room, playing=True, origin=TEST_ORIGIN)
+    services.playback_update(actor=actor, room=room, rate=2.0, origin=Origin(ip="2001:db8::9"))
     audit_record(
-        action="test.system", origin=Origin(ip="192.0.2.1", user_agent="ops"), user=creator, details={"n": 1}
+        action=AuditAction.USER_CREATE_ROOT,  # an operator's action: no room
+        origin=Origin(ip="192.0.2.1", user_agent="ops"),
+        user=creator,
+        details={"n": 1},
     )
     events = list(AuditEvent.objects.order_by("seq"))
     assert [e.seq for e in events] == list(range(1, len(events) + 1)) and len(events) >= 6
@@ -694,10 +697,10 @@ def test_the_admin_cannot_change_audit_events(chain, client):
         username="rootadmin", password="Corr3ct-horse", email=None, origin=TEST_ORIGIN
     )
     client.force_login(root)
-    url = f"/admin/audit/auditevent/{chain[1].pk}/change/"
+    url = admin_url(chain[1])
     assert client.get(url).status_code == 200  # readable
     client.post(url, {"action": "forged"})
-    client.post(f"/admin/audit/auditevent/{chain[1].pk}/delete/", {"post": "yes"})
+    client.post(admin_url(chain[1], "delete"), {"post": "yes"})
     assert client.get("/admin/audit/auditevent/add/").status_code == 403
     assert AuditEvent.objects.get(pk=chain[1].pk).action == chain[1].action
     assert "intact" in verify_output()
@@ -735,7 +738,7 @@ def test_concurrent_writers_form_one_gap_free_chain():
             for i in range(per_writer):
                 _retry_if_sqlite_locked(
                     lambda i=i: audit_record(
-                        action="test.concurrent",
+                        action=AuditAction.TOKEN_REVOKE,
                         origin=Origin(ip=f"198.51.100.{w + 1}", user_agent=f"writer-{w}"),
                         details={"writer": w, "i": i},
                     )
@@ -778,7 +781,7 @@ def test_concurrent_room_changes_keep_the_chain_valid():
             for i in range(5):
                 _retry_if_sqlite_locked(
                     lambda i=i: services.playback_update(
-                        actor=actor, room=room, changes={"position": i}, origin=TEST_ORIGIN
+                        actor=actor, room=room, position=float(i), origin=TEST_ORIGIN
                     )
                 )
         except Exception as exc:

@@ -16,7 +16,6 @@ from apps.permissions.rules import (
     EscalationError,
     RoomActor,
     build_actor,
-    can,
     check_member_change,
     check_moderation,
     check_settings_masks,
@@ -227,7 +226,7 @@ def test_anonymous_holds_nothing():
     for user in (None, AnonymousUser()):
         built = build_actor(user=user, room=room, member=None)
         assert built.permissions == 0 and built.rank == -1 and not built.is_member
-        assert not can(built, CHAT)
+        assert not built.can(CHAT)
 
 
 @pytest.mark.parametrize("role", ["creator", "admin", "member"])
@@ -277,10 +276,35 @@ def test_outsider_holds_nothing():
 
 def test_can_needs_every_bit_asked():
     built = RoomActor(user=None, member=None, permissions=int(PLAY), rank=1)
-    assert can(built, PLAY)
-    assert not can(built, PLAY | CHANGE)
-    assert not can(built, CHANGE)
-    assert can(built, 0)
+    assert built.can(PLAY)
+    assert not built.can(PLAY | CHANGE)
+    assert not built.can(CHANGE)
+    assert built.can(0)
+
+
+@pytest.mark.parametrize(
+    ("role", "status", "site_role", "expected"),
+    [
+        ("creator", "active", "user", True),
+        ("creator", "active", "admin", True),  # a site admin who created the room
+        ("creator", "pending", "user", False),  # not an active membership: not the creator's rights
+        ("creator", "banned", "user", False),
+        ("admin", "active", "user", False),
+        ("member", "active", "user", False),
+        ("guest", "active", "user", False),
+        (None, "active", "user", False),
+        (None, "active", "admin", False),  # acts as the creator, is not the creator
+        (None, "active", "root", False),
+    ],
+)
+def test_is_creator(role, status, site_role, expected):
+    assert actor(make_room(), role, site_role=site_role, status=status).is_creator is expected
+
+
+def test_a_site_banned_creator_is_not_the_creator():
+    room = make_room()
+    user = make_user("banned")
+    assert not build_actor(user=user, room=room, member=make_member(room, "creator", user=user)).is_creator
 
 
 # --- check_member_change ----------------------------------------------------------------------------------

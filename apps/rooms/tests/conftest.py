@@ -333,9 +333,7 @@ def build_world(
             ],
             origin=origin,
         )
-        services.playback_update(
-            actor=as_creator, room=room, changes={"movie_id": movies[0].pk}, origin=origin
-        )
+        services.playback_update(actor=as_creator, room=room, movie_id=movies[0].pk, origin=origin)
         room.refresh_from_db()
     assert set(actors) == set(ACTOR_NAMES)
     return RoomWorld(room=room, other_room=other_room, actors=actors, target=target, movies=movies)

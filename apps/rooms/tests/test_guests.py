@@ -77,7 +77,8 @@ def test_guest_may_not_take_a_registered_username(open_room):
     make_user("Alice")
     users = User.objects.count()
     fullwidth = "".join(chr(ord(c) + 0xFEE0) for c in "alice")  # NFKC folds it to "alice"
-    for name in ("alice", "ALICE", " Alice ", fullwidth):
+    invisible = ("al\u200bice", "\u200dalice", "ali\u2060ce", "alice\u200e", "al\u00adice")  # Cf characters
+    for name in ("alice", "ALICE", " Alice ", fullwidth, *invisible):
         r = guest(open_room, name)
         err = assert_error(r, 400, "invalid")
         assert "name" in err["details"], err

@@ -14,6 +14,7 @@ import json
 import pytest
 from auditlog.models import LogEntry
 
+from apps.audit.actions import AuditAction
 from apps.audit.chain import verify_chain
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
@@ -102,7 +103,7 @@ def test_old_rows_holding_a_code_are_shown_with_the_reference(hidden_locked):
     code = invite.code
     # What the old code wrote: the code as the invite's resource id and in the join's details.
     audit_record(
-        action="invite.create",
+        action=AuditAction.INVITE_CREATE,
         origin=TEST_ORIGIN,
         user=owner.user,
         resource_type="invite",
@@ -111,7 +112,7 @@ def test_old_rows_holding_a_code_are_shown_with_the_reference(hidden_locked):
         details={"max_uses": None, "expires_in": None},
     )
     audit_record(
-        action="member.join",
+        action=AuditAction.MEMBER_JOIN,
         origin=TEST_ORIGIN,
         user=reader.user,
         resource_type="member",

@@ -22,9 +22,11 @@ from apps.accounts.tests.factories import TEST_ORIGIN, make_user
 from apps.audit.models import AuditEvent
 from apps.core.errors import Conflict, InvalidInput
 from apps.permissions.flags import Perm
-from apps.rooms import selectors, services
+from apps.rooms import messages, selectors, services
 from apps.rooms.api import PlaybackView
+from apps.rooms.messages import POSITION_MAX
 from apps.rooms.models import Movie, PlaybackState, Room, RoomMember
+from apps.rooms.serializers import playback_change
 
 # --- helpers -------------------------------------------------------------------------------------------
 
@@ -250,7 +252,7 @@ POSITIONS = [
     (0, 0.0),
     (3, 3.0),
     (1234.5678, 1234.5678),
-    (1e12, services.POSITION_MAX),
+    (1e12, POSITION_MAX),
 ]
 RATES_IN_RANGE = [0.25, 0.5, 1, 2, 4, 4.0]
 RATES_OUT_OF_RANGE = [0.2, 0.24999, 4.5, 4.0001, 0, -1, 1e308]
@@ -341,17 +343,54 @@ def test_non_finite_numbers_are_refused(world):
         assert world.state().version == 0 and world.state().position == 0, raw
 
 
-def test_the_service_refuses_non_finite_numbers(world):
-    """The WebSocket reaches the service without DRF's strict JSON parser in front."""
-    actor = services.actor_for_user(user=world.creator, room=world.room)
+def test_the_one_definition_refuses_non_finite_numbers():
+    """The WebSocket reaches the service without DRF's strict JSON parser in front: the change
+    both transports parse (messages.PlaybackChange) refuses what JSON can still smuggle in."""
+    assert issubclass(messages.Playback, messages.PlaybackChange)  # the socket's is the same model
     for field in ("position", "rate"):
         for value in (float("nan"), float("inf"), float("-inf")):
             with pytest.raises(InvalidInput) as caught:
-                services.playback_update(
-                    actor=actor, room=world.room, changes={field: value}, origin=TEST_ORIGIN
-                )
+                playback_change({field: value})
             assert field in caught.value.details, (field, value)
-    assert world.state().version == 0
+        with pytest.raises(messages.BadMessage) as frame:  # 1e999: valid JSON, an infinite float
+            messages.parse(f'{{"type": "playback", "{field}": 1e999}}')
+        assert frame.value.message.startswith(f"{field}: "), frame.value.message
+
+
+def test_changes_are_the_services_keyword_arguments():
+    """null is "not given", except movie_id: null, no movie; version is the expected version."""
+    change = messages.PlaybackChange.model_validate
+    assert change({}).changes() == {}
+    assert change({"playing": None, "position": None, "rate": None, "version": None}).changes() == {}
+    assert change({"movie_id": None}).changes() == {"movie_id": None}
+    assert change({"movie_id": "m1", "playing": True, "position": -3, "rate": 2, "version": 4}).changes() == {
+        "movie_id": "m1",
+        "playing": True,
+        "position": 0.0,  # clamped
+        "rate": 2.0,
+        "expected_version": 4,
+    }
+    frame = messages.parse('{"type": "playback", "position": 1e12, "ref": "r"}')
+    assert frame.changes() == {"position": POSITION_MAX}  # type and ref are the frame's, not the change's
+
+
+def test_both_transports_answer_a_bad_rate_in_the_same_words():
+    with pytest.raises(InvalidInput) as caught:
+        playback_change({"rate": 9})
+    assert caught.value.message == "rate: From 0.25 to 4.0."
+    assert caught.value.details == {"rate": ["From 0.25 to 4.0."]}
+    with pytest.raises(messages.BadMessage) as frame:
+        messages.parse('{"type": "playback", "rate": 9}')
+    assert frame.value.message == "rate: From 0.25 to 4.0."
+
+
+def test_a_socket_version_is_bounded_where_rest_answers_409():
+    """Kept as each transport has always answered: a version no room can have is a malformed
+    frame on the socket (tests/test_ws_isolation.py); PUT answers 409 with the current state."""
+    for version in (-1, 2**62 + 1):
+        with pytest.raises(messages.BadMessage):
+            messages.parse(f'{{"type": "playback", "playing": true, "version": {version}}}')
+        assert playback_change({"playing": True, "version": version}).changes()["expected_version"] == version
 
 
 def test_unknown_fields_are_refused(world):
@@ -641,7 +680,8 @@ def test_concurrent_service_writes_exactly_one_wins():
                     lambda: services.playback_update(
                         actor=actor,
                         room=world.room,
-                        changes={"position": float(i), "version": version},
+                        position=float(i),
+                        expected_version=version,
                         origin=TEST_ORIGIN,
                     )
                 )

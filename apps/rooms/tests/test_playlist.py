@@ -78,7 +78,8 @@ class World:
         services.playback_update(
             actor=services.actor_for_user(user=self.creator, room=self.room),
             room=self.room,
-            changes={"movie_id": movie.pk, "playing": True},
+            movie_id=movie.pk,
+            playing=True,
             origin=TEST_ORIGIN,
         )
 

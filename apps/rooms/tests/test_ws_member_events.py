@@ -91,6 +91,7 @@ def _fresh_limits(monkeypatch):
     """This test's own socket counts and ready allowances (module state of the consumer)."""
     monkeypatch.setattr(consumers, "_sockets", {})
     monkeypatch.setattr(consumers, "_ready_buckets", {})
+    monkeypatch.setattr(consumers, "_connect_buckets", {})
 
 
 @pytest.fixture
@@ -299,5 +300,67 @@ def test_sockets_per_user_and_room_are_capped(room_of_three):
         for s in [*tabs, again, other]:
             await s.close()
         assert not consumers._sockets, consumers._sockets  # every slot given back
+
+    async_to_sync(scenario)()
+
+
+def test_a_connect_that_fails_gives_its_slot_back(room_of_three, monkeypatch):
+    """channels never calls disconnect() for a connect that raised: a database error during the
+    connect's reads (or a client gone mid-handshake) must not keep the user's socket slot, or five
+    such failures lock them out of the room on this node until it restarts."""
+    from django.db import OperationalError
+
+    room, _users, tokens = room_of_three
+    cap = consumers.MAX_SOCKETS_PER_USER_ROOM
+    real_load = consumers.RoomConsumer._load_room_and_actor
+
+    def database_down(self, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    async def scenario():
+        monkeypatch.setattr(consumers.RoomConsumer, "_load_room_and_actor", database_down)
+        for i in range(cap + 1):
+            failing = Sock(room.pk, tokens["bob"], f"bob-fail{i}")
+            await failing.comm.send_input({"type": "websocket.connect"})
+            with pytest.raises(OperationalError):
+                await failing.comm.wait(timeout=10)
+        assert not consumers._sockets, consumers._sockets
+        monkeypatch.setattr(consumers.RoomConsumer, "_load_room_and_actor", real_load)
+        back = Sock(room.pk, tokens["bob"], "bob-back")
+        await back.hello()  # the database is back: so is bob
+        await back.close()
+        assert not consumers._sockets
+
+    async_to_sync(scenario)()
+
+
+def test_connect_churn_is_limited_per_user_and_room(room_of_three):
+    """Each connect and its leave are announced to the whole room: one user cycling a socket must
+    not flood the room with member_joined/member_left. Past CONNECT_BURST the connect is refused
+    (4429, retry_after) before anything is read or announced; others are not affected."""
+    room, _users, tokens = room_of_three
+
+    async def scenario():
+        owner = Sock(room.pk, tokens["creator"], "creator")
+        await owner.hello()
+        for i in range(consumers.CONNECT_BURST):
+            s = Sock(room.pk, tokens["bob"], f"bob{i}")
+            await s.hello()
+            await s.close()
+        extra = Sock(room.pk, tokens["bob"], "bob-extra")
+        await extra.open()
+        refusal = await extra.next()
+        assert refusal["type"] == "error" and refusal["code"] == "connection_refused", refusal
+        assert refusal["details"]["close_code"] == consumers.CLOSE_TOO_MANY_SOCKETS
+        assert refusal["details"]["retry_after"] >= 1
+        assert (await extra.next())["type"] == "<closed>"
+        await extra.close()
+        await owner.settle()
+        joins = [f for f in owner.of("member_joined") if about(f) == _users["bob"].pk]
+        assert len(joins) == consumers.CONNECT_BURST, len(joins)
+        carol = Sock(room.pk, tokens["carol"], "carol")
+        await carol.hello()
+        for s in (carol, owner):
+            await s.close()
 
     async_to_sync(scenario)()
