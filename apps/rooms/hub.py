@@ -1,21 +1,27 @@
-"""The per-process room hub and presence (ARCHITECTURE.md § Fan-out, ISSUE: real-time rooms).
+"""The per-process room hub: fan-out of real-time events to this process's sockets.
 
-One hub per ``ws`` process. Local sockets subscribe to channels (a room, their user); the hub
-holds ONE Redis pub/sub connection for the whole process and one subscription per channel, no
-matter how many local sockets want it. An event arrives once, is decoded once, and the same
-encoded frame is written to every local socket that wants it, in one pass. A socket that cannot
-take a frame within SLOW_SEND_SECONDS (its client stopped reading) is dropped, so one stuck
-client never stalls a room.
+One hub per ``ws`` process (``hub``). Local sockets subscribe to channels (a room, their user);
+the hub holds ONE Redis pub/sub connection for the whole process and one subscription per
+channel, no matter how many local sockets want it. An event arrives once, is decoded once, and
+the same encoded frame is written to every local socket that wants it, in one pass.
 
-Under uvicorn's websockets-sansio protocol (the Procfile's, with per-message deflate off) the
-WebSocket frame of an event is built once and the same bytes are written to each open socket's
-transport (``direct_protocol``); any socket that does not qualify at that moment goes through the
-ordinary ASGI ``send``.
+Invariants:
+- A socket that cannot take a frame within SLOW_SEND_SECONDS (its client stopped reading) is
+  dropped, so one stuck client never stalls a room.
+- ``subscribe`` returns only once Redis confirmed the subscription (or could not be reached), so
+  state a consumer reads afterwards misses no event.
+- When Redis goes away the hub keeps serving local traffic, reconnects with backoff and
+  re-subscribes every channel it needs, then asks every local socket to re-check what it may
+  have missed (docs/security.md, When Redis is down).
+- The pass is the hot path measured by bench/ws: per socket per event it does only what
+  ``dispatch``/``send_many`` do here and in apps.rooms.frames, nothing more.
 
-When Redis goes away the hub keeps serving local traffic, reconnects with backoff and
-re-subscribes every channel it needs, so sockets hear events again within seconds of Redis
-answering. Presence lives in Redis with heartbeats (a dead node's sockets expire), or in
-process memory in the embedded default.
+The job is split in three modules:
+- this one: subscriptions, publishing, the Redis reader, dispatch and the ASGI send path;
+- apps.rooms.frames: building a frame once and writing it straight to uvicorn's transports
+  (``direct_protocol``);
+- apps.rooms.presence: who is online per room (Redis, or process memory without Redis).
+Their public names are re-exported here, so ``from apps.rooms.hub import ...`` keeps working.
 """
 
 from __future__ import annotations
@@ -24,8 +30,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -36,21 +40,32 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from apps.core import events, realtime
+from apps.rooms.frames import DIRECT_WRITES, direct_protocol, text_frame, write_direct
+from apps.rooms.presence import (
+    HEARTBEAT_SECONDS,
+    PRESENCE_TTL_SECONDS,
+    LocalPresence,
+    Presence,
+    RedisPresence,
+)
 
-try:
-    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-    from websockets.frames import Frame, Opcode
-    from websockets.protocol import OPEN
-except ImportError:  # another ASGI server: every frame goes through the ASGI send
-    WebSocketsSansIOProtocol = None
+__all__ = [
+    "HEARTBEAT_SECONDS",
+    "PRESENCE_TTL_SECONDS",
+    "LocalPresence",
+    "Presence",
+    "RedisPresence",
+    "RoomHub",
+    "Subscriber",
+    "direct_protocol",
+    "hub",
+]
 
 logger = logging.getLogger(__name__)
 
 SLOW_SEND_SECONDS = 0.25
 REDIS_POOL_SIZE = 50  # connections for publishes and presence, per process
 RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0)
-HEARTBEAT_SECONDS = 5.0
-PRESENCE_TTL_SECONDS = 15.0
 SUBSCRIBE_CONFIRM_SECONDS = 2.0
 
 
@@ -217,28 +232,16 @@ class RoomHub:
 
     async def send_many(self, subscribers: list[Subscriber], message: dict) -> None:
         """Write one frame to many sockets in one pass: the frame is built once and written to
-        every socket that takes it directly (``direct_protocol``, ``_writable_now``); the others
-        go through ``send_asgi``."""
+        every socket that takes it directly (apps.rooms.frames: ``direct_protocol``,
+        ``writable_now``); the others go through ``send_asgi``."""
         text = message.get("text")
-        if text is None or WebSocketsSansIOProtocol is None:
+        if text is None or not DIRECT_WRITES:
             return await self.send_asgi(subscribers, message)
         try:
-            # What proto.conn.send_text() would queue: an unmasked (server side) final TEXT frame,
-            # no extension (direct_protocol refused sockets that negotiated one).
-            frame = Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
+            frame = text_frame(text)
         except ValueError:  # not encodable (a lone surrogate): the ASGI path fails per socket
             return await self.send_asgi(subscribers, message)
-        rest, direct = [], 0
-        for sub in subscribers:
-            proto = getattr(sub, "direct", None)
-            if proto is None or not _writable_now(proto):
-                rest.append(sub)
-                continue
-            try:
-                proto.transport.write(frame)
-            except Exception:  # noqa: S112 - the transport failed meanwhile; the rest still get it
-                continue
-            direct += 1
+        rest, direct = write_direct(subscribers, frame)
         self.stats["delivered"] += direct
         self.stats["delivered_direct"] += direct
         if rest:
@@ -311,234 +314,6 @@ class RoomHub:
                 with contextlib.suppress(Exception):
                     await self._pubsub.aclose()
                 await asyncio.sleep(delay)
-
-
-# --- writing frames directly ----------------------------------------------------------------------------
-
-
-def direct_protocol(send: Callable) -> Any:
-    """The uvicorn protocol behind an ASGI ``send`` if the hub may write frames to its transport
-    itself, else None. Only uvicorn's websockets-sansio protocol qualifies (its ``send`` does
-    exactly this: ``conn.send_text`` + ``transport.write``, nothing else), and only on a socket
-    that negotiated no extension (per-message deflate compresses each message per socket). Call
-    once the socket is accepted: extensions are settled then and never change."""
-    proto = getattr(send, "__self__", None)
-    if (
-        WebSocketsSansIOProtocol is None
-        or type(proto) is not WebSocketsSansIOProtocol
-        or getattr(send, "__func__", None) is not WebSocketsSansIOProtocol.send
-        or not proto.handshake_complete
-        or proto.conn.extensions
-    ):
-        return None
-    try:
-        _writable_now(proto)  # every attribute it reads exists in this uvicorn/websockets
-    except AttributeError:
-        logger.warning("uvicorn's websockets-sansio protocol changed: frames go through ASGI send")
-        return None
-    return proto
-
-
-def _writable_now(proto) -> bool:
-    """Would ``proto.send`` write a text frame right now, without waiting? The same conditions
-    it checks (writable, not disconnected, no close sent, an accepted socket), plus nothing of the
-    connection's own still queued and no fragmented message open, so no frame can be reordered.
-    A socket that is not writable (its client stopped reading) takes the ASGI path, where the
-    slow-socket timer applies to it as before."""
-    conn = proto.conn
-    return (
-        proto.writable.is_set()
-        and not proto.disconnected
-        and not proto.close_sent
-        and proto.initial_response is None
-        and conn.state is OPEN
-        and not conn.writes
-        and not conn.expect_continuation_frame
-        and not proto.transport.is_closing()
-    )
-
-
-# --- presence ------------------------------------------------------------------------------------------
-
-
-class Presence:
-    """Who is online in a room, per connection. ``join``/``leave`` return True when the user's
-    first connection arrived / last one left (the moments to announce)."""
-
-    node_id = settings.SYNCTV_NODE_ID
-
-    def new_connection_id(self) -> str:
-        return f"{self.node_id}:{uuid.uuid4().hex[:12]}"
-
-    def start(self) -> None: ...
-
-    async def join(self, room_id: str, connection_id: str, info: dict) -> bool: ...
-
-    async def leave(self, room_id: str, connection_id: str, user_id: str) -> bool: ...
-
-    async def online(self, room_id: str) -> list[dict]: ...
-
-    async def set_info(self, room_id: str, connection_id: str, info: dict) -> None: ...
-
-
-class LocalPresence(Presence):
-    def __init__(self) -> None:
-        self.rooms: dict[str, dict[str, dict]] = defaultdict(dict)
-
-    async def join(self, room_id, connection_id, info) -> bool:
-        conns = self.rooms[room_id]
-        first = not any(i["user_id"] == info["user_id"] for i in conns.values())
-        conns[connection_id] = info
-        return first
-
-    async def leave(self, room_id, connection_id, user_id) -> bool:
-        conns = self.rooms.get(room_id, {})
-        conns.pop(connection_id, None)
-        if not conns:
-            self.rooms.pop(room_id, None)
-        return not any(i["user_id"] == user_id for i in conns.values())
-
-    async def online(self, room_id) -> list[dict]:
-        return _dedupe(self.rooms.get(room_id, {}).values())
-
-    async def set_info(self, room_id, connection_id, info) -> None:
-        if connection_id in self.rooms.get(room_id, {}):
-            self.rooms[room_id][connection_id] = info
-
-
-def _dedupe(infos) -> list[dict]:
-    users: dict[str, dict] = {}
-    for info in infos:
-        users.setdefault(info["user_id"], info)
-    return sorted(users.values(), key=lambda i: i.get("username", ""))
-
-
-class RedisPresence(Presence):
-    """``presence:{room}`` hash conn -> info, ``presence:{room}:seen`` sorted set conn -> last
-    heartbeat. Every process refreshes its own connections every HEARTBEAT_SECONDS; entries older
-    than PRESENCE_TTL_SECONDS belong to a dead node and are swept (the sweeper that removes one
-    announces member_left, exactly once, if that user has no live connection left)."""
-
-    def __init__(self, client: aioredis.Redis) -> None:
-        self.client = client
-        self.local: dict[str, dict[str, dict]] = defaultdict(dict)  # room -> conn -> info
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._heartbeat_forever(), name="presence-heartbeat")
-
-    @staticmethod
-    def _keys(room_id: str) -> tuple[str, str]:
-        return f"presence:{room_id}", f"presence:{room_id}:seen"
-
-    async def join(self, room_id, connection_id, info) -> bool:
-        self.local[room_id][connection_id] = info
-        hkey, zkey = self._keys(room_id)
-        try:
-            before = await self._live_users(room_id)
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.hset(hkey, connection_id, json.dumps(info))
-                pipe.zadd(zkey, {connection_id: time.time()})
-                await pipe.execute()
-        except (OSError, aioredis.RedisError):
-            others = (i for c, i in self.local[room_id].items() if c != connection_id)
-            return not any(i["user_id"] == info["user_id"] for i in others)
-        return info["user_id"] not in before
-
-    async def leave(self, room_id, connection_id, user_id) -> bool:
-        self.local.get(room_id, {}).pop(connection_id, None)
-        if room_id in self.local and not self.local[room_id]:
-            del self.local[room_id]
-        hkey, zkey = self._keys(room_id)
-        try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.zrem(zkey, connection_id)
-                pipe.hdel(hkey, connection_id)
-                await pipe.execute()
-            return user_id not in await self._live_users(room_id)
-        except (OSError, aioredis.RedisError):
-            return not any(i["user_id"] == user_id for i in self.local.get(room_id, {}).values())
-
-    async def set_info(self, room_id, connection_id, info) -> None:
-        if connection_id not in self.local.get(room_id, {}):
-            return
-        self.local[room_id][connection_id] = info
-        with contextlib.suppress(OSError, aioredis.RedisError):
-            await self.client.hset(self._keys(room_id)[0], connection_id, json.dumps(info))
-
-    async def _live_infos(self, room_id: str) -> list[dict]:
-        hkey, zkey = self._keys(room_id)
-        conns = await self.client.zrangebyscore(zkey, time.time() - PRESENCE_TTL_SECONDS, "+inf")
-        if not conns:
-            return []
-        raw = await self.client.hmget(hkey, conns)
-        return [json.loads(r) for r in raw if r]
-
-    async def _live_users(self, room_id: str) -> set[str]:
-        return {i["user_id"] for i in await self._live_infos(room_id)}
-
-    async def online(self, room_id) -> list[dict]:
-        try:
-            return _dedupe(await self._live_infos(room_id))
-        except (OSError, aioredis.RedisError):
-            return _dedupe(self.local.get(room_id, {}).values())
-
-    async def _heartbeat_forever(self) -> None:
-        while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-            try:
-                await self._beat_and_sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis down: try again next beat
-                logger.warning("presence heartbeat failed: %s", type(exc).__name__)
-
-    async def _beat_and_sweep(self) -> None:
-        now = time.time()
-        rooms = list(self.local.items())
-        if not rooms:
-            return
-        beating = [(room_id, conns) for room_id, conns in rooms if conns]
-        async with self.client.pipeline(transaction=False) as pipe:
-            for room_id, conns in beating:
-                hkey, zkey = self._keys(room_id)
-                pipe.zadd(zkey, dict.fromkeys(conns, now))
-                pipe.expire(hkey, 24 * 3600)
-                pipe.expire(zkey, 24 * 3600)
-            added = (await pipe.execute())[::3]
-        # ZADD counts the members it had to ADD: our connections are written on join, so any
-        # added here were lost (a Redis restart, or swept while this node could not beat).
-        # Only then are their entries written back; rewriting every entry on every beat cost a
-        # few ms of the event loop per 1,000 sockets, every 5 s, in the middle of fan-outs.
-        lost = [(room_id, conns) for (room_id, conns), n in zip(beating, added, strict=True) if n]
-        if lost:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for room_id, conns in lost:
-                    hkey, _zkey = self._keys(room_id)
-                    pipe.hset(hkey, mapping={c: json.dumps(i) for c, i in conns.items()})
-                    pipe.expire(hkey, 24 * 3600)
-                await pipe.execute()
-        for room_id, _conns in rooms:
-            await self._sweep(room_id, now)
-
-    async def _sweep(self, room_id: str, now: float) -> None:
-        hkey, zkey = self._keys(room_id)
-        stale = await self.client.zrangebyscore(zkey, "-inf", now - PRESENCE_TTL_SECONDS)
-        for conn in stale:
-            if not await self.client.zrem(zkey, conn):
-                continue  # another node swept it first
-            raw = await self.client.hget(hkey, conn)
-            await self.client.hdel(hkey, conn)
-            if not raw:
-                continue
-            info = json.loads(raw)
-            if info["user_id"] not in await self._live_users(room_id):
-                await hub.publish(realtime.room_channel(room_id), events.member_left(user=_public(info)))
-
-
-def _public(info: dict) -> events.UserRef:
-    """The user object of a presence entry (as apps.rooms.serializers.user_ref)."""
-    return {"id": info["user_id"], "username": info.get("username", ""), "guest": bool(info.get("guest"))}
 
 
 hub = RoomHub()

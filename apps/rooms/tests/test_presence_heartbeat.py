@@ -1,4 +1,4 @@
-"""apps/rooms/hub.py RedisPresence heartbeat: every beat refreshes the connections' timestamps;
+"""apps/rooms/presence.py RedisPresence heartbeat: every beat refreshes the connections' timestamps;
 their entries are written back only when Redis lost them (restart), not rewritten every beat."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from apps.rooms.hub import RedisPresence
+from apps.rooms.presence import RedisPresence
 
 pytestmark = pytest.mark.redis
 
