@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any, NamedTuple
 
 from django.db import connection
+from django.db.models import QuerySet
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 
@@ -19,10 +22,17 @@ MAX_TOKEN_BYTES = 8192
 
 # The hot path of every authenticated request: one parameterized query, written out because
 # building the equivalent queryset (annotate + Exists + OuterRef) costs more CPU than running it.
-_USER_WITH_SESSION_SQL = None
+_USER_WITH_SESSION_SQL: str | None = None
 
 
-def _user_with_session_state(*, user_id: str, session_id: str) -> User | None:
+class _Loaded(NamedTuple):
+    user: User
+    values: tuple[Any, ...]  # the converted row, as authcache keeps it
+    session_live: bool
+    cacheable: bool  # the session stays live for as long as a cache entry may be used
+
+
+def _user_with_session_state(*, user_id: str, session_id: str) -> _Loaded | None:
     global _USER_WITH_SESSION_SQL
     if _USER_WITH_SESSION_SQL is None:
         user_table, session_table = User._meta.db_table, AuthSession._meta.db_table
@@ -43,27 +53,24 @@ def _user_with_session_state(*, user_id: str, session_id: str) -> User | None:
     if row is None:
         return None
     values = tuple(_convert(row[:-2]))
-    user = _user_from_row(values)
-    user.session_live = bool(row[-2])
-    user.cacheable = bool(row[-1])  # the session stays live for as long as an entry may be used
-    return user
+    return _Loaded(
+        user=_user_from_row(values), values=values, session_live=bool(row[-2]), cacheable=bool(row[-1])
+    )
 
 
-def _user_from_row(values: tuple) -> User:
+def _user_from_row(values: tuple[Any, ...]) -> User:
     # from_db, not .raw(): the same model instance (converters included) for less CPU. A new
     # instance every time: a view may change the one it gets.
-    user = User.from_db(connection.alias, _USER_FIELDS, values)
-    user.row_values = values
-    return user
+    return User.from_db(connection.alias, _USER_FIELDS, values)
 
 
 _USER_FIELDS = [f.attname for f in User._meta.concrete_fields]
 
 
-_CONVERTERS: list | None = None
+_CONVERTERS: list[tuple[Any, list[Any]]] | None = None
 
 
-def _convert(values):
+def _convert(values: Sequence[Any]) -> list[Any]:
     """Apply the backend's converters (SQLite hands datetimes back as strings). Which converters
     a column needs is worked out once per process (one database per process)."""
     global _CONVERTERS
@@ -88,11 +95,13 @@ def authenticate_access_token(raw: str | bytes) -> tuple[User, AccessToken | Gue
     """
     if not raw or len(raw) > MAX_TOKEN_BYTES:
         raise TokenInvalid()
+    token: AccessToken | GuestToken
+    # simplejwt annotates the constructor's ``token`` as a Token; it takes the encoded string.
     try:
-        token = AccessToken(raw)
+        token = AccessToken(raw)  # type: ignore[arg-type]
     except TokenError as exc:
         try:  # a guest's token (rare): same checks, its own type
-            token = GuestToken(raw)
+            token = GuestToken(raw)  # type: ignore[arg-type]
         except TokenError:
             raise TokenInvalid() from exc
     sid = token.get("sid")
@@ -103,22 +112,22 @@ def authenticate_access_token(raw: str | bytes) -> tuple[User, AccessToken | Gue
         raise TokenRevoked()
     cached = authcache.lookup(token["sub"], sid, stamp)
     if cached is not None:  # loaded by an earlier request; nothing about it changed since
-        user = _user_from_row(cached)
-        user.session_live = True
+        user, session_live = _user_from_row(cached), True
     else:
-        user = _user_with_session_state(user_id=token["sub"], session_id=sid)
-        if user is None:
+        loaded = _user_with_session_state(user_id=token["sub"], session_id=sid)
+        if loaded is None:
             raise TokenInvalid()
-        if user.cacheable and redis_answered:  # no second try at a Redis that just failed
-            authcache.store(token["sub"], sid, stamp, user.row_values)
+        user, session_live = loaded.user, loaded.session_live
+        if loaded.cacheable and redis_answered:  # no second try at a Redis that just failed
+            authcache.store(token["sub"], sid, stamp, loaded.values)
     if user.role == Role.BANNED:
         raise UserBanned()
-    if not user.session_live:
+    if not session_live:
         raise TokenRevoked()
     return user, token
 
 
-def user_live_sessions(*, user: User):
+def user_live_sessions(*, user: User) -> QuerySet[AuthSession]:
     return AuthSession.objects.filter(
         user=user, revoked_at__isnull=True, expires_at__gt=timezone.now()
     ).order_by("-created_at")

@@ -10,9 +10,16 @@ commands alike. Pure functions over the rows: no queries here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from apps.permissions import flags
 from apps.permissions.flags import Perm
+
+if TYPE_CHECKING:  # for annotations only: the rules never query
+    from django.contrib.auth.models import AnonymousUser
+
+    from apps.accounts.models import User
+    from apps.rooms.models import Room, RoomMember
 
 CREATOR, ADMIN, MEMBER, GUEST = "creator", "admin", "member", "guest"
 RANK = {GUEST: 0, MEMBER: 1, ADMIN: 2, CREATOR: 3}
@@ -23,8 +30,8 @@ class RoomActor:
     """Who is acting in one room: the account (None for anonymous), its membership row there
     (None if it has none), and what that adds up to."""
 
-    user: object | None
-    member: object | None  # apps.rooms.models.RoomMember
+    user: User | AnonymousUser | None
+    member: RoomMember | None
     permissions: int
     rank: int  # RANK of the acting role; site admins act as creator
     is_site_admin: bool = False
@@ -45,7 +52,7 @@ class RoomActor:
         return (self.permissions & perm) == perm
 
 
-def effective_permissions(*, room, member) -> int:
+def effective_permissions(*, room: Room, member: RoomMember | None) -> int:
     """creator: every bit; admin/member: (room default for the role | added) & ~removed, with the
     default read now so a changed room default reaches existing members; guest: the room's
     guest mask (with the member's overrides) capped to chat, emoji and the member list.
@@ -66,7 +73,7 @@ def effective_permissions(*, room, member) -> int:
     return ((base | added) & ~removed) & flags.ALL_BITS
 
 
-def build_actor(*, user, room, member) -> RoomActor:
+def build_actor(*, user: User | AnonymousUser | None, room: Room, member: RoomMember | None) -> RoomActor:
     """The actor for ``user`` in ``room`` given their membership row (or None)."""
     if user is None or not getattr(user, "is_authenticated", False) or getattr(user, "is_banned", False):
         return RoomActor(user=None if user is None else user, member=None, permissions=flags.NONE, rank=-1)
@@ -92,7 +99,7 @@ class EscalationError(Exception):
 
 
 def check_member_change(
-    *, actor: RoomActor, target, new_role: str | None, added: int | None, removed: int | None
+    *, actor: RoomActor, target: RoomMember, new_role: str | None, added: int | None, removed: int | None
 ) -> None:
     """Rules for PATCH members/{user}: nobody acts on the creator or on themselves; only holders of
     MANAGE_ADMINS (and the creator) promote, demote or change the bits of admins; nobody grants or
@@ -127,7 +134,7 @@ def check_member_change(
             raise EscalationError(f"This role would grant permissions you do not hold: {', '.join(missing)}.")
 
 
-def check_moderation(*, actor: RoomActor, target, perm: int) -> None:
+def check_moderation(*, actor: RoomActor, target: RoomMember, perm: int) -> None:
     """Kick and ban (and their undoing): the actor needs ``perm`` and must outrank the target;
     nobody acts on the creator or on themselves."""
     if not actor.can(perm):

@@ -33,8 +33,7 @@ from apps.core.errors import ApplicationError, NotFound, UserBanned
 from apps.permissions.flags import Perm
 from apps.rooms import messages, selectors, services
 from apps.rooms.hub import direct_protocol, hub
-from apps.rooms.models import ChatMessage
-from apps.rooms.moderation import clean_text, escape
+from apps.rooms.moderation import escape
 from apps.rooms.serializers import MemberSerializer, RoomSerializer, user_ref
 
 logger = logging.getLogger(__name__)
@@ -348,17 +347,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 "status": "active",
                 "effective_permissions": self.actor.permissions,
             }
-        rows = list(
-            ChatMessage.objects.filter(room=self.room).select_related("user").order_by("-id")[:CHAT_HISTORY]
-        )
         history = [
-            events.chat(
-                id=row.pk,
-                user=user_ref(row.user) if row.user else {"id": None, "username": "", "guest": False},
-                text=row.text,
-                written_at_ms=int(row.created_at.timestamp() * 1000),
-            )
-            for row in reversed(rows)
+            services.chat_event(row, history=True)
+            for row in selectors.chat_history(room=self.room, limit=CHAT_HISTORY)
         ]
         hello = events.hello(
             member=member_payload,
@@ -438,20 +429,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.send_json_event(events.playback(state=state_now, by=None, sync=True))
 
     async def on_chat(self, message: messages.Chat) -> None:
-        services.require(self.actor, Perm.SEND_CHAT_MESSAGE)
-        if not message.text.strip():
-            return await self.send_error("invalid", "text: say something (not only spaces).", message.ref)
+        # The right and the text first (no query), then the user's allowance, then one INSERT.
+        services.chat_check(actor=self.actor, text=message.text)
         if not _bucket(_chat_buckets, self.user.pk, CHAT_BURST, CHAT_RATE).take():
             return await self.send_error("rate_limited", "You are sending messages too fast.", message.ref)
-        row = await database_sync_to_async(self._store_chat)(message.text)
-        await hub.publish(
-            realtime.room_channel(self.room.pk),
-            events.chat(id=row.pk, user=self._user_ref(), text=row.text),
+        row = await database_sync_to_async(services.chat_send)(
+            actor=self.actor, room=self.room, text=message.text, origin=self.origin, announce=False
         )
-
-    def _store_chat(self, text: str) -> ChatMessage:
-        # Masked and escaped once, here; what is stored is exactly what members receive.
-        return ChatMessage.objects.create(room=self.room, user=self.user, text=clean_text(text))
+        # Published here, on the event loop, not by the service from the database thread
+        # (services.chat_send says why).
+        await hub.publish(realtime.room_channel(self.room.pk), services.chat_event(row))
 
     async def on_emoji(self, message: messages.Emoji) -> None:
         services.require(self.actor, Perm.SEND_EMOJI)

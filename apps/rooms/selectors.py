@@ -1,15 +1,23 @@
 """Room reads: lookups, lists (constant query counts), the acting member and access to a room,
-playback state."""
+playback state, chat history."""
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
+from apps.accounts.models import User
 from apps.audit.models import AuditEvent
 from apps.core.errors import NotFound, NotInRoom
 from apps.permissions.rules import RoomActor, build_actor
-from apps.rooms.models import MemberStatus, Movie, PlaybackState, Room, RoomMember
+from apps.rooms.models import ChatMessage, MemberStatus, Movie, PlaybackState, Room, RoomMember
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser
+    from rest_framework_simplejwt.tokens import Token
 
 
 def _plausible_id(value: object) -> bool:
@@ -43,11 +51,11 @@ def room_list_public(*, search: str = "") -> QuerySet[Room]:
     return _with_counts(qs).order_by("-created_at", "id")
 
 
-def membership(*, user, room: Room) -> RoomMember | None:
+def membership(*, user: User | AnonymousUser | None, room: Room) -> RoomMember | None:
     """The user's row in ``room`` (any status), with ``user`` and ``room`` attached: they are the
     objects already in hand, so following ``member.user`` / ``member.room`` (MemberSerializer,
     effective permissions) queries nothing more."""
-    if user is None or not getattr(user, "is_authenticated", False):
+    if not isinstance(user, User):  # None or AnonymousUser: no membership anywhere
         return None
     member = RoomMember.objects.filter(room=room, user=user).first()
     if member is not None:
@@ -55,7 +63,7 @@ def membership(*, user, room: Room) -> RoomMember | None:
     return member
 
 
-def room_actor(*, user, room: Room, auth=None) -> RoomActor:
+def room_actor(*, user: User | AnonymousUser | None, room: Room, auth: Token | None = None) -> RoomActor:
     """The acting member for a request. A guest token opens only the room named in it."""
     if auth is not None and auth.get("token_type") == "guest" and auth.get("rid") != room.pk:
         return build_actor(user=user, room=room, member=None)
@@ -69,7 +77,12 @@ def require_member(actor: RoomActor) -> None:
 
 
 def room_access(
-    *, user, room_id: object, auth=None, member: bool = True, with_counts: bool = False
+    *,
+    user: User | AnonymousUser | None,
+    room_id: object,
+    auth: Token | None = None,
+    member: bool = True,
+    with_counts: bool = False,
 ) -> tuple[Room, RoomActor]:
     """The room a request names and the caller's actor there, or the API's answer: NotFound for
     no such room; with ``member``, NotInRoom unless the caller is an active member (outsiders,
@@ -119,7 +132,7 @@ def playback_get(*, room: Room) -> PlaybackState:
     return state or PlaybackState(room=room, updated_at=room.created_at)
 
 
-def playback_view(state: PlaybackState, *, now=None) -> dict:
+def playback_view(state: PlaybackState, *, now: datetime | None = None) -> dict[str, Any]:
     """The state as clients see it: ``position`` extrapolated to ``server_time``."""
     now = now or timezone.now()
     return {
@@ -132,6 +145,12 @@ def playback_view(state: PlaybackState, *, now=None) -> dict:
         "server_time": now,
         "server_time_ms": int(now.timestamp() * 1000),
     }
+
+
+def chat_history(*, room: Room, limit: int) -> list[ChatMessage]:
+    """The room's last ``limit`` chat messages, oldest first, with their authors: one query."""
+    latest = ChatMessage.objects.filter(room=room).select_related("user").order_by("-id")[:limit]
+    return list(latest)[::-1]
 
 
 def room_audit_log(*, room: Room) -> QuerySet[AuditEvent]:

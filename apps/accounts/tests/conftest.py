@@ -23,6 +23,7 @@ from apps.accounts.keystore import keystore
 from apps.accounts.models import User
 from apps.accounts.services import TokenPair
 from apps.accounts.tests.factories import login, make_user
+from apps.core.tests.helpers import client_for
 
 ME = "/api/v1/users/me"
 REFRESH = "/api/v1/auth/refresh"
@@ -120,29 +121,12 @@ def other_account(db) -> Account:
     return Account(user=user, pair=pair)
 
 
-def client_for(token: str | None = None, *, header: str | None = None) -> APIClient:
-    client = APIClient()
-    if header is not None:
-        client.credentials(HTTP_AUTHORIZATION=header)
-    elif token is not None:
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
-
-
 def get_me(token: str | None = None, *, header: str | None = None):
     return client_for(token, header=header).get(ME)
 
 
 def post_refresh(raw_refresh: str):
     return APIClient().post(REFRESH, {"refresh": raw_refresh}, format="json")
-
-
-def error_code(response) -> str | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return (body.get("error") or {}).get("code") if isinstance(body, dict) else None
 
 
 def assert_refused(response, status: int = 401, code: str = "token_invalid") -> None:

@@ -19,6 +19,7 @@ from apps.accounts.models import Role, User
 from apps.accounts.tests.factories import PASSWORD
 from apps.audit.models import AuditEvent
 from apps.core.context import Origin
+from apps.core.tests.helpers import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -33,10 +34,7 @@ def _password_hash() -> str:
 
 
 def client(access: str | None = None, *, ip: str = IP, ua: str = UA, **extra) -> APIClient:
-    c = APIClient(raise_request_exception=False, REMOTE_ADDR=ip, HTTP_USER_AGENT=ua, **extra)
-    if access:
-        c.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
-    return c
+    return client_for(access, raise_request_exception=False, REMOTE_ADDR=ip, HTTP_USER_AGENT=ua, **extra)
 
 
 @pytest.fixture

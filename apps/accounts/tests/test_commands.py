@@ -19,6 +19,7 @@ from apps.accounts.models import AuthSession, Role, SigningKey, User
 from apps.accounts.tests.factories import PASSWORD
 from apps.audit.models import AuditEvent
 from apps.core.context import Origin
+from apps.core.tests.helpers import error_code
 
 pytestmark = pytest.mark.django_db
 
@@ -49,10 +50,6 @@ def me(access: str):
     c = APIClient(raise_request_exception=False)
     c.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
     return c.get("/api/v1/users/me")
-
-
-def error_code(response) -> str:
-    return response.json()["error"]["code"]
 
 
 def kid_of(token: str) -> str:

@@ -23,6 +23,7 @@ from apps.accounts import services
 from apps.accounts.models import AuthSession, User
 from apps.accounts.tests.factories import PASSWORD, TEST_ORIGIN
 from apps.audit.models import AuditEvent
+from apps.core.tests.helpers import assert_error
 
 pytestmark = pytest.mark.django_db
 
@@ -31,23 +32,6 @@ MISSING = object()
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def assert_error(response, status: int, code: str | None = None) -> dict:
-    """The API's error format: {"error": {"code", "message", "details"}} and nothing else."""
-    assert response.status_code == status, (response.status_code, response.content[:500])
-    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
-    body = response.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert set(error) == {"code", "message", "details"}, error
-    assert isinstance(error["code"], str) and error["code"]
-    assert error["code"] == error["code"].lower() and " " not in error["code"]
-    assert isinstance(error["message"], str) and error["message"]
-    assert isinstance(error["details"], dict)
-    if code is not None:
-        assert error["code"] == code, error
-    return error
 
 
 def assert_field_error(response, field_name: str) -> None:

@@ -18,13 +18,13 @@ from apps.accounts.tests.conftest import (
     LOGOUT_ALL,
     PASSWORD_CHANGE,
     assert_refused,
-    client_for,
     get_me,
     post_refresh,
     unverified,
 )
 from apps.accounts.tests.factories import PASSWORD, TEST_ORIGIN, make_user
 from apps.core.errors import TokenRevoked
+from apps.core.tests.helpers import client_for
 
 NEW_PASSWORD = "N3w-Secret-pass"
 

@@ -22,13 +22,13 @@ from apps.accounts.tests.conftest import (
     ME,
     assert_refused,
     b64url_json,
-    client_for,
     get_me,
     header_of,
     post_refresh,
     unverified,
 )
 from apps.accounts.tests.factories import PASSWORD
+from apps.core.tests.helpers import client_for
 
 pytestmark = pytest.mark.django_db
 

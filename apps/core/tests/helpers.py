@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.admin.utils import quote
 from django.db.models import Model
 from django.urls import reverse
+from rest_framework.test import APIClient
 
 
 def admin_url(obj: Model, view: str = "change") -> str:
@@ -16,3 +19,48 @@ def admin_url(obj: Model, view: str = "change") -> str:
     """
     opts = obj._meta
     return reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=[quote(obj.pk)])
+
+
+def client_for(token: str | None = None, *, header: str | None = None, **defaults: Any) -> APIClient:
+    """An API client that sends ``Authorization: Bearer <token>``, or ``header`` as it is, or no
+    credentials. ``defaults`` go to APIClient (``raise_request_exception=False``: a server error
+    comes back as a 500 response instead of raising in the test)."""
+    client = APIClient(**defaults)
+    if header is not None:
+        client.credentials(HTTP_AUTHORIZATION=header)
+    elif token is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+def error_code(response: Any) -> str | None:
+    """The ``error.code`` of an API error body; None for any other body (or none)."""
+    try:
+        body = response.json()
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
+        return None
+    return body["error"].get("code")
+
+
+def assert_error(response: Any, status: int | None = None, code: str | None = None) -> dict[str, Any]:
+    """``response`` is a refusal in the API's error format (apps/core/errors.py): ``status`` (any
+    4xx if None), a JSON body {"error": {"code", "message", "details"}} and nothing else, and
+    ``code`` if given. Returns the error object."""
+    if status is None:
+        assert 400 <= response.status_code < 500, (response.status_code, response.content[:500])
+    else:
+        assert response.status_code == status, (response.status_code, response.content[:500])
+    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert set(error) == {"code", "message", "details"}, error
+    assert isinstance(error["code"], str) and error["code"], error
+    assert error["code"] == error["code"].lower() and " " not in error["code"], error
+    assert isinstance(error["message"], str) and error["message"], error
+    assert isinstance(error["details"], dict), error
+    if code is not None:
+        assert error["code"] == code, error
+    return error

@@ -9,9 +9,10 @@ import pytest
 
 from apps.accounts.tests.factories import TEST_ORIGIN
 from apps.core.errors import NotFound, NotInRoom, PermissionDenied
+from apps.core.tests.helpers import assert_error
 from apps.rooms import selectors, services
 from apps.rooms.models import Room, RoomMember
-from apps.rooms.tests.conftest import ACTOR_NAMES, assert_error, room_url
+from apps.rooms.tests.conftest import ACTOR_NAMES, room_url
 
 # Who is in the room (an active member, or a site admin acting as one); everyone else is not.
 IN_ROOM = {"guest", "member", "member_plus", "member_minus", "admin", "creator", "site_admin"}

@@ -24,9 +24,10 @@ from django.db.models.signals import pre_delete
 
 from apps.accounts.tests.factories import TEST_ORIGIN, make_user
 from apps.audit.models import AuditEvent
+from apps.core.tests.helpers import client_for
 from apps.rooms import services
 from apps.rooms.models import Movie, Room
-from apps.rooms.tests.conftest import client_for, room_url
+from apps.rooms.tests.conftest import room_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -81,7 +82,7 @@ def wait_for_lock_waiter(*, besides: set[int] = frozenset()) -> int:
 def pause_patch_before_its_audit(monkeypatch, *, holding: threading.Event, go_on: Callable[[], None]):
     """In the thread named "patch", room_update has locked the room's row and is about to append
     to the audit chain: tell ``holding``, run ``go_on()``, then append."""
-    real = services._audit
+    real = services.rooms._audit  # room_update and room_delete live there
 
     def audit(*args, **kwargs):
         if threading.current_thread().name == "patch":
@@ -89,7 +90,7 @@ def pause_patch_before_its_audit(monkeypatch, *, holding: threading.Event, go_on
             go_on()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(services, "_audit", audit)
+    monkeypatch.setattr(services.rooms, "_audit", audit)
 
 
 def test_delete_while_a_patch_holds_the_room_neither_deadlocks_nor_fails(monkeypatch, big_room):

@@ -13,15 +13,11 @@ from typing import Any
 
 import pytest
 
+from apps.core.tests.helpers import assert_error, error_code
 from apps.permissions import flags
 from apps.permissions.flags import Perm
 from apps.rooms.models import RoomMember
-from apps.rooms.tests.conftest import (
-    RoomWorld,
-    assert_error,
-    db_state,
-    error_code,
-)
+from apps.rooms.tests.conftest import RoomWorld, db_state
 
 pytestmark = pytest.mark.django_db
 

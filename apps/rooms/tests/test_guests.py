@@ -19,17 +19,12 @@ from django.test import override_settings
 from apps.accounts.models import User
 from apps.accounts.tests.factories import TEST_ORIGIN, make_user
 from apps.audit.models import AuditEvent
+from apps.core.tests.helpers import assert_error
 from apps.rooms import services
 from apps.rooms.models import RoomMember
+from apps.rooms.tests.conftest import client, join, make_room, person
 from apps.rooms.tests.inprocess_ws import ws_scope
-from apps.rooms.tests.test_membership import (
-    assert_error,
-    client,
-    join,
-    make_room,
-    person,
-    url,
-)
+from apps.rooms.tests.test_membership import url
 
 GUEST_IP, OTHER_IP = "203.0.113.7", "198.51.100.9"
 

@@ -23,15 +23,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from rest_framework.test import APIClient
 
 from apps.accounts import keystore as keystore_module
 from apps.accounts.models import User
 from apps.accounts.tests.factories import TEST_ORIGIN, login, make_user
 from apps.audit.models import AuditEvent
+from apps.core.tests.helpers import assert_error
 from apps.permissions.flags import ALL_BITS
 from apps.rooms import services
 from apps.rooms.models import Invite, Movie, PlaybackState, Room, RoomMember
+from apps.rooms.tests.conftest import client
 
 pytestmark = pytest.mark.django_db
 
@@ -126,33 +127,6 @@ def snapshot() -> dict[str, Any]:
         "playback": list(PlaybackState.objects.order_by("pk").values()),
         "invites": list(Invite.objects.order_by("pk").values()),
     }
-
-
-def client(access: str | None) -> APIClient:
-    c = APIClient(raise_request_exception=False)
-    if access:
-        c.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
-    return c
-
-
-def assert_error(response, status: int | None = None, code: str | None = None) -> dict:
-    """A 4xx in the API's error format: {"error": {"code", "message", "details"}}."""
-    assert 400 <= response.status_code < 500, (response.status_code, response.content[:500])
-    if status is not None:
-        assert response.status_code == status, (response.status_code, response.content[:500])
-    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
-    body = response.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert set(error) == {"code", "message", "details"}, error
-    assert (
-        isinstance(error["code"], str) and error["code"] == error["code"].lower() and " " not in error["code"]
-    )
-    assert isinstance(error["message"], str) and error["message"]
-    assert isinstance(error["details"], dict)
-    if code is not None:
-        assert error["code"] == code, error
-    return error
 
 
 # --- body endpoints ------------------------------------------------------------------------------

@@ -14,22 +14,15 @@ import json
 import pytest
 from auditlog.models import LogEntry
 
+from apps.accounts.tests.factories import TEST_ORIGIN
 from apps.audit.actions import AuditAction
 from apps.audit.chain import verify_chain
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from apps.permissions.flags import Perm
 from apps.rooms.models import Invite, invite_ref
-from apps.rooms.tests.test_membership import (
-    ROOM_PASSWORD,
-    TEST_ORIGIN,
-    client,
-    grant,
-    join,
-    make_room,
-    person,
-    url,
-)
+from apps.rooms.tests.conftest import client, grant, join, make_room, person
+from apps.rooms.tests.test_membership import ROOM_PASSWORD, url
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,6 @@ rate limits, invites, approval), leaving, kick, ban/unban, guest tokens and memb
 from __future__ import annotations
 
 import types
-from dataclasses import dataclass
 from datetime import timedelta
 
 import jwt
@@ -13,14 +12,15 @@ from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
 from django_ratelimit import core as ratelimit_core
-from rest_framework.test import APIClient
 
 from apps.accounts.models import User
-from apps.accounts.tests.factories import PASSWORD, TEST_ORIGIN, make_user
+from apps.accounts.tests.factories import PASSWORD, TEST_ORIGIN
 from apps.audit.models import AuditEvent
+from apps.core.tests.helpers import assert_error
 from apps.permissions.flags import Perm
 from apps.rooms import services
 from apps.rooms.models import Invite, Room, RoomMember, invite_ref
+from apps.rooms.tests.conftest import Person, client, grant, join, make_room, person
 
 pytestmark = pytest.mark.django_db
 
@@ -29,59 +29,6 @@ ROOM_PASSWORD = "open-sesame"
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-@dataclass
-class Person:
-    user: User
-    access: str
-
-    @property
-    def client(self) -> APIClient:
-        return client(self.access)
-
-
-def client(access: str | None = None, **defaults) -> APIClient:
-    c = APIClient(raise_request_exception=False, **defaults)
-    if access:
-        c.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
-    return c
-
-
-def person() -> Person:
-    user, pair = make_user()
-    return Person(user=user, access=pair.access)
-
-
-def make_room(owner: Person, name: str = "Movie night", **kwargs) -> Room:
-    return services.room_create(creator=owner.user, name=name, origin=TEST_ORIGIN, **kwargs)
-
-
-def join(p: Person, room: Room, **kwargs) -> RoomMember:
-    return services.member_join(user=p.user, room=room, origin=TEST_ORIGIN, **kwargs)[0]
-
-
-def grant(room: Room, p: Person, *, added: int = 0, removed: int = 0, role: str | None = None) -> None:
-    creator = services.actor_for_user(user=room.creator, room=room)
-    target = RoomMember.objects.get(room=room, user=p.user)
-    services.member_update(
-        actor=creator,
-        room=room,
-        target=target,
-        role=role,
-        permissions_added=added,
-        permissions_removed=removed,
-        origin=TEST_ORIGIN,
-    )
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, (response.status_code, response.content[:500])
-    body = response.json()
-    assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"code", "message", "details"}, body
-    assert body["error"]["code"] == code, body
-    return body["error"]
 
 
 def member_row(room: Room, p: Person) -> RoomMember | None:
@@ -719,14 +666,14 @@ def test_parallel_room_password_guesses_beyond_the_limit_are_refused_before_hash
     owner, guesser = person(), person()
     room = make_room(owner, password=ROOM_PASSWORD)
     hashed: list = []
-    real_check = room_services.check_password
+    real_check = room_services.membership.check_password
 
     def slow_check(raw, encoded):
         hashed.append(raw)
         time_module.sleep(0.3)  # so the attempts overlap, as parallel requests against Argon2 do
         return real_check(raw, encoded)
 
-    monkeypatch.setattr(room_services, "check_password", slow_check)
+    monkeypatch.setattr(room_services.membership, "check_password", slow_check)
     contenders = 6
     barrier = threading.Barrier(contenders)
     statuses: list = [None] * contenders

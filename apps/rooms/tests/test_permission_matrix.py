@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from django.urls import URLPattern
 
+from apps.core.tests.helpers import client_for, error_code
 from apps.permissions.flags import Perm
 from apps.rooms import urls as room_urls
 from apps.rooms.models import RoomMember
@@ -32,9 +33,7 @@ from apps.rooms.tests.conftest import (
     ACTOR_NAMES,
     ROOMS,
     RoomWorld,
-    client_for,
     db_state,
-    error_code,
     rolled_back,
 )
 

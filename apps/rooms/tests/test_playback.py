@@ -21,6 +21,7 @@ from apps.accounts.models import User
 from apps.accounts.tests.factories import TEST_ORIGIN, make_user
 from apps.audit.models import AuditEvent
 from apps.core.errors import Conflict, InvalidInput
+from apps.core.tests.helpers import assert_error, client_for
 from apps.permissions.flags import Perm
 from apps.rooms import messages, selectors, services
 from apps.rooms.api import PlaybackView
@@ -29,13 +30,6 @@ from apps.rooms.models import Movie, PlaybackState, Room, RoomMember
 from apps.rooms.serializers import playback_change
 
 # --- helpers -------------------------------------------------------------------------------------------
-
-
-def client_for(token: str | None = None) -> APIClient:
-    client = APIClient()
-    if token:
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
 
 
 @dataclass
@@ -96,14 +90,6 @@ def make_world(*, with_guests: bool = True) -> World:
 @pytest.fixture
 def world(db) -> World:
     return make_world()
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}, body
-    assert body["error"]["code"] == code, body
-    return body["error"]
 
 
 def put(api: APIClient, world: World, body) -> object:

@@ -12,19 +12,13 @@ from rest_framework.test import APIClient
 from apps.accounts import services as account_services
 from apps.accounts.models import User
 from apps.accounts.tests.factories import TEST_ORIGIN, login, make_user
+from apps.core.tests.helpers import assert_error, client_for
 from apps.permissions.flags import Perm
 from apps.rooms import services
 from apps.rooms.models import Movie, PlaybackState, Room, RoomMember
 from apps.rooms.serializers import MAX_BATCH
 
 # --- helpers -------------------------------------------------------------------------------------------
-
-
-def client_for(token: str | None = None) -> APIClient:
-    client = APIClient()
-    if token:
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
 
 
 @dataclass
@@ -106,14 +100,6 @@ def world(db) -> World:
 def guest_api(world: World) -> APIClient:
     _member, token = services.guest_join(room=world.room, name="visitor", origin=TEST_ORIGIN)
     return client_for(token)
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}, body
-    assert body["error"]["code"] == code, body
-    return body["error"]
 
 
 def movie_body(name: str = "Movie", **extra) -> dict:
@@ -536,7 +522,7 @@ def test_a_batch_over_the_cap_is_refused(world):
 
 
 def test_the_playlist_size_cap(world, monkeypatch):
-    monkeypatch.setattr(services, "MAX_MOVIES_PER_ROOM", 3)
+    monkeypatch.setattr(services.playlist, "MAX_MOVIES_PER_ROOM", 3)
     world.add("a", "b")
     r = world.creator_api.post(world.movies_url, [movie_body("c"), movie_body("d")], format="json")
     assert_error(r, 400, "invalid")

@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from apps.accounts.tests.factories import TEST_ORIGIN, make_user
 from apps.audit.models import AuditEvent
+from apps.core.tests.helpers import client_for
 from apps.permissions.flags import Perm
 from apps.rooms import services
 from apps.rooms.models import Movie, Room, RoomMember
@@ -18,13 +19,6 @@ from apps.rooms.models import Movie, Room, RoomMember
 SMALL, LARGE = 2, 20
 # Generous, but a per-item query would pass it at LARGE: auth, session, room, actor, count, page.
 CEILING = 12
-
-
-def client_for(token: str | None) -> APIClient:
-    client = APIClient()
-    if token:
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
 
 
 def measure(api: APIClient, url: str) -> tuple[int, dict]:

@@ -4,19 +4,18 @@ escaping on output, and closed rooms."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 from django.contrib.auth.hashers import check_password
-from rest_framework.test import APIClient
 
-from apps.accounts.models import Role, User
-from apps.accounts.tests.factories import TEST_ORIGIN, make_user
+from apps.accounts.models import Role
+from apps.accounts.tests.factories import TEST_ORIGIN
 from apps.audit.models import AuditEvent
 from apps.core.errors import PermissionDenied
+from apps.core.tests.helpers import assert_error
 from apps.permissions.flags import ALL_BITS, Perm
 from apps.rooms import services
 from apps.rooms.models import Invite, Movie, PlaybackState, Room, RoomMember
+from apps.rooms.tests.conftest import Person, client, grant, join, make_room, person
 
 pytestmark = pytest.mark.django_db
 
@@ -26,66 +25,9 @@ ROOMS = "/api/v1/rooms"
 # --- helpers -------------------------------------------------------------------------------------
 
 
-@dataclass
-class Person:
-    user: User
-    access: str
-
-    @property
-    def client(self) -> APIClient:
-        return client(self.access)
-
-
-def client(access: str | None = None) -> APIClient:
-    c = APIClient(raise_request_exception=False)
-    if access:
-        c.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
-    return c
-
-
-def person(role: str | None = None) -> Person:
-    user, pair = make_user()
-    if role is not None:
-        User.objects.filter(pk=user.pk).update(role=role)
-        user.refresh_from_db()
-    return Person(user=user, access=pair.access)
-
-
-def make_room(owner: Person, name: str = "Movie night", **kwargs) -> Room:
-    return services.room_create(creator=owner.user, name=name, origin=TEST_ORIGIN, **kwargs)
-
-
-def join(p: Person, room: Room, **kwargs) -> RoomMember:
-    return services.member_join(user=p.user, room=room, origin=TEST_ORIGIN, **kwargs)[0]
-
-
-def grant(room: Room, p: Person, *, added: int = 0, removed: int = 0, role: str | None = None) -> None:
-    """The creator changes a member's overrides (through the service, as the API would)."""
-    creator = services.actor_for_user(user=room.creator, room=room)
-    target = RoomMember.objects.get(room=room, user=p.user)
-    services.member_update(
-        actor=creator,
-        room=room,
-        target=target,
-        role=role,
-        permissions_added=added,
-        permissions_removed=removed,
-        origin=TEST_ORIGIN,
-    )
-
-
 def close(room: Room) -> Room:
     actor = services.actor_for_user(user=room.creator, room=room)
     return services.room_set_closed(actor=actor, room=room, closed=True, origin=TEST_ORIGIN)
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, (response.status_code, response.content[:500])
-    body = response.json()
-    assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"code", "message", "details"}, body
-    assert body["error"]["code"] == code, body
-    return body["error"]
 
 
 def field_error(response, *path: str):
