@@ -222,7 +222,7 @@ def main() -> None:
                     f"not distort: `web` {web_ms:.2f} ms vs floor {floor_ms:.2f} ms, i.e. `web` can reach "
                     f"≈ {100 * floor_ms / web_ms:.0f}% of the floor's throughput"
                 )
-        add("- PERFORMANCE.md's floor on its machine: 1,061-1,133 req/s, p50 43-46 ms, p99 59-62 ms.")
+        add("- The design's floor on its machine: 1,061-1,133 req/s, p50 43-46 ms, p99 59-62 ms.")
     add("")
 
     add("## Micro costs (one thread, in-process, same PostgreSQL + Redis)")

@@ -8,7 +8,7 @@ from apps.rooms.consumers import CLOSE_NOT_FOUND, SUBPROTOCOL, RoomConsumer
 
 async def unknown_path(scope, receive, send) -> None:
     """Any path no route matches (``/ws/rooms/..%2f..%2fx/``, ``/ws/elsewhere/``): refused like a
-    room that does not exist (API.md: 4404). channels' URLRouter raises ValueError for such a
+    room that does not exist (close code 4404, docs/api.md). channels' URLRouter raises ValueError for such a
     path, which the ASGI server answers with a 500 and a logged traceback. Accepted first because
     a close code reaches the client only after the handshake (the room consumer refuses the same
     way). A plain ASGI function, not a consumer: nothing is read, no token checked, no database

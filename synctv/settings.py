@@ -169,7 +169,7 @@ if DATABASE_URL:
                 "timeout": 10,
             }
         else:
-            # Persistent connections: each WSGI worker keeps one (PERFORMANCE.md).
+            # Persistent connections: each WSGI worker keeps one, so no request pays for a new one.
             DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
             DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
@@ -205,7 +205,7 @@ if REDIS_URL:
 else:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-        # Per-process fallback for what normally lives in Redis (SECURITY.md §4.2).
+        # Per-process fallback for what normally lives in Redis (docs/security.md, "When Redis is down").
         "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "local"},
     }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -244,7 +244,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 ACCOUNT_REVIEW_REQUIRED = env.bool("ACCOUNT_REVIEW_REQUIRED", default=False)
 
-# JWT (SECURITY.md §1.1). Keys live in the database key store; these files seed it.
+# JWT (docs/security.md, "Who is asking"). Keys live in the database key store; these files seed it.
 JWT_ISSUER = env.str("JWT_ISSUER", default="synctv")
 JWT_PRIVATE_KEY_FILE = env.str("JWT_PRIVATE_KEY_FILE", default="")
 JWT_PUBLIC_KEY_FILE = env.str("JWT_PUBLIC_KEY_FILE", default="")
@@ -273,7 +273,7 @@ SIMPLE_JWT = {
     "SIGNING_KEY": None,
 }
 
-# --- Rate limits (SECURITY.md §3.4). Sized from the Argon2id cost: ~24 ms a hash on one core.
+# --- Rate limits (docs/security.md, "Limits"). Sized from the Argon2id cost: ~24 ms a hash on one core.
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
 RATELIMIT_USE_CACHE = "default"
 RATELIMITS = {
@@ -324,7 +324,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
-# --- CORS, CSRF, security headers (SECURITY.md §2) ---------------------------------------------
+# --- CORS, CSRF, security headers (docs/security.md) -------------------------------------------
 # Without CORS_ALLOWED_ORIGINS the pages' own origin is allowed: PUBLIC_URL's, and in development
 # the addresses `scripts/run` serves on this PORT, so a server moved to another port still
 # accepts its own pages' WebSockets (docs/security.md, WebSocket).

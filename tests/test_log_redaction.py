@@ -1,6 +1,6 @@
 """A token in a URL's query string never reaches a log line.
 
-API.md lets a WebSocket client authenticate with ``/ws/rooms/{id}/?token=<access token>``; the
+docs/api.md lets a WebSocket client authenticate with ``/ws/rooms/{id}/?token=<access token>``; the
 servers' access logs write the full request line. Here the Procfile's ``ws`` (uvicorn) and
 ``web`` (gunicorn) commands run for real on the embedded default, a client connects with
 ``?token=`` and sends HTTP requests carrying ``?token=``/``?code=``, and the whole output of

@@ -1,5 +1,5 @@
-"""The OpenAPI schema at /api/schema/ agrees with API.md (Accounts) and is valid OpenAPI 3 with no
-generator warnings; the docs page renders."""
+"""The OpenAPI schema at /api/schema/ lists the accounts endpoints (docs/api.md, "REST") and is
+valid OpenAPI 3 with no generator warnings; the docs page renders."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from apps.rooms.messages import RATE_MAX, RATE_MIN, PlaybackChange
 
 pytestmark = pytest.mark.django_db
 
-# API.md, Accounts: the endpoints this code base implements so far, with their methods.
+# The accounts endpoints this code base implements so far, with their methods.
 ACCOUNTS = {
     "/api/v1/auth/register": {"post"},
     "/api/v1/auth/login": {"post"},

@@ -1,4 +1,5 @@
-"""SECURITY.md §4.2: Redis down -> the service keeps answering; Redis is used again once back.
+"""Redis down -> the service keeps answering; Redis is used again once back (docs/security.md,
+"When Redis is down").
 
 Runs its own redis-server on a free port so it can kill and restart it without disturbing the
 shared Redis other tests use.

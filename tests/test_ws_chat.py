@@ -1,6 +1,6 @@
 """Chat over real sockets on two nodes: escaped once, sensitive words masked, the length limit,
-the per-user flood limit, and the last 50 messages replayed after ``hello`` (SECURITY.md §3.3,
-API.md § WebSocket)."""
+the per-user flood limit, and the last 50 messages replayed after ``hello``
+(docs/security.md, "Checks on what comes in" and "Limits"; docs/api.md, "WebSocket")."""
 
 from __future__ import annotations
 

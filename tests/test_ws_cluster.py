@@ -1,5 +1,5 @@
 """Two (and more) real ``ws`` nodes sharing PostgreSQL and Redis: one room, members on different
-nodes (API.md § WebSocket, ARCHITECTURE.md § Fan-out).
+nodes (docs/api.md, "WebSocket"; docs/architecture.md, "A playback change, end to end").
 
 Chat, playback, kicks, bans, role changes, logout-all and site bans cross nodes; presence is
 shared and a dead node's members expire; SIGTERM tells every socket ``server_shutdown`` before

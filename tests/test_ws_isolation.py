@@ -1,5 +1,5 @@
 """What must never cross: refused connections, one room's events in another room, and whatever a
-client throws at the socket (API.md § WebSocket: bad frames get an ``error`` and change nothing).
+client throws at the socket (docs/api.md, "WebSocket": bad frames get an ``error`` and change nothing).
 
 Two real ``ws`` nodes, a scratch PostgreSQL database and a private redis-server.
 """

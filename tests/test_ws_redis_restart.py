@@ -1,5 +1,5 @@
-"""Redis restarted under two live ``ws`` nodes (SECURITY.md §4.2, PERFORMANCE.md: "a room hub must
-re-subscribe on reconnect"): the processes stay up and answer, open sockets survive, and events
+"""Redis restarted under two live ``ws`` nodes (docs/security.md, "When Redis is down"; a room hub
+must re-subscribe on reconnect): the processes stay up and answer, open sockets survive, and events
 cross nodes again within seconds of Redis coming back (empty, as after a real restart)."""
 
 from __future__ import annotations

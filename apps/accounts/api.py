@@ -1,4 +1,4 @@
-"""Accounts REST endpoints (API.md, Accounts). Thin: validate form, rate-limit, call a service."""
+"""Accounts REST endpoints (docs/api.md, "REST"). Thin: validate form, rate-limit, call a service."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """What authenticating an access token reads from PostgreSQL, kept per process while Redis says
 it is still current: the hot path then makes one Redis round trip and no database query.
 
-PERFORMANCE.md: staying near the bare floor (DRF + RS256 + one PostgreSQL lookup) "means no
-extra round trips on the hot path: one Redis round trip at most for revocation, the user from
-the token claims or a short cache". The revocation check is that round trip; it also reads the
+Why: staying near the bare floor (DRF + RS256 + one PostgreSQL lookup, bench/README.md) leaves
+no room for extra round trips on the hot path: one Redis round trip at most for revocation, the
+user from the token claims or a short cache. The revocation check is that round trip; it also reads the
 user's *stamp* (``auth:stamp:{user_id}``, a random value), and a process reuses the user row and
 the session's liveness it loaded earlier only while the stamp is unchanged.
 
@@ -18,7 +18,7 @@ so a socket re-checking its token on that news sees the new stamp). Rules that k
   the entry is kept only if this process's ``SET NX`` of a fresh stamp wins; if someone replaced
   it meanwhile, nothing is kept.
 - Redis not answering: no entry is read or stored and this process forgets them all; the
-  database decides every request (SECURITY.md §4.2), as before this cache.
+  database decides every request (docs/security.md, "When Redis is down"), as before this cache.
 - Entries live at most ``MAX_AGE_S`` and only while the session stays live that long: the bound
   on staleness if a stamp change was lost because Redis was unreachable for the writer but
   answers the reader again (a partition, not a restart).

@@ -11,7 +11,7 @@ from apps.accounts.selectors import authenticate_access_token
 class BearerAuthentication(JWTAuthentication):
     """Strict on protected endpoints; on endpoints that allow anonymous access
     (views with ``anonymous_allowed = True``) a missing or bad token means anonymous,
-    never an error (SECURITY.md §1.1, optional authentication)."""
+    never an error (optional authentication; docs/security.md, "Who is asking")."""
 
     def authenticate(self, request):
         header = self.get_header(request)

@@ -1,4 +1,4 @@
-"""Argon2id with the parameters SECURITY.md §1.3 fixes: 19456 KiB, t=2, p=1.
+"""Argon2id with the required parameters (docs/security.md): 19456 KiB, t=2, p=1.
 
 Django's own Argon2 hasher uses other costs; subclassing keeps its encoding and its
 ``must_update`` check, so hashes with any other parameters are upgraded on the next login.

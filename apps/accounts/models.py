@@ -97,7 +97,7 @@ class User(AbstractBaseUser):
 
     @property
     def is_site_admin(self) -> bool:
-        """Site admins and root moderate every room (SECURITY.md §1.4)."""
+        """Site admins and root moderate every room (docs/security.md, "What they may do")."""
         return self.role in STAFF_ROLES and not self.is_guest
 
     def has_perm(self, perm, obj=None) -> bool:
@@ -143,7 +143,7 @@ class AuthSession(models.Model):
 
 
 class SigningKey(models.Model):
-    """An RS256 key pair in the key store every node reads (SECURITY.md §1.1).
+    """An RS256 key pair in the key store every node reads (docs/security.md, "Who is asking").
 
     The private key is encrypted at rest with AES-256-GCM (apps.core.crypto), bound to the kid.
     Exactly one key signs at a time; retired keys keep verifying until the tokens they signed

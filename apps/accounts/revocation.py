@@ -1,4 +1,4 @@
-"""Revoked token ids (SECURITY.md §1.1, §4.2).
+"""Revoked token ids (docs/security.md, "Who is asking" and "When Redis is down").
 
 ``token:revoked:{jti}`` in Redis with TTL = the token's remaining life. Every write also goes to a
 per-process cache, and when Redis does not answer the check falls back to that cache, so a node

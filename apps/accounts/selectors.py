@@ -86,8 +86,8 @@ def _convert(values: Sequence[Any]) -> list[Any]:
 
 
 def authenticate_access_token(raw: str | bytes) -> tuple[User, AccessToken | GuestToken]:
-    """SECURITY.md §1.1 pipeline: verify (RS256, exp, iss, type) -> jti not revoked -> load the
-    user -> not banned -> session still live. One Redis round trip, and one database query
+    """The pipeline of docs/security.md, "Who is asking": verify (RS256, exp, iss, type) -> jti not
+    revoked -> load the user -> not banned -> session still live. One Redis round trip, and one database query
     unless this process loaded the same user and session since anything changed (authcache).
     Guest tokens pass too; what they may open is decided by the permission layer (``rid``).
 

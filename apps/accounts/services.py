@@ -148,7 +148,8 @@ def user_register(
 ) -> tuple[User, TokenPair | None]:
     """Create an account. Returns the user and a token pair, or no pair if it awaits review.
 
-    The answer must not tell whether ``email`` belongs to another account (API.md, Accounts).
+    The answer must not tell whether ``email`` belongs to another account (docs/security.md,
+    "Accounts and staff").
     Until e-mail verification exists, an address that is taken is left with its owner and the
     new account gets none; the caller answers as if it had been stored (``email_as_answered``).
     Usernames are public, so a taken one is still refused by name.

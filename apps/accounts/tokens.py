@@ -1,6 +1,6 @@
 """RS256 tokens: simplejwt's token classes on top of the database key store.
 
-Claims (SECURITY.md §1.1): access ``sub, username, role, iat, exp, jti, iss``; refresh
+Claims (docs/security.md, "Who is asking"): access ``sub, username, role, iat, exp, jti, iss``; refresh
 ``sub, iat, exp, jti, iss``; both also ``nid`` (issuing node), ``sid`` (login session) and
 ``token_type``, so a refresh token can never pass as an access token or the reverse. Guest
 tokens (``token_type`` guest) add ``rid``, the one room they open.

@@ -1,4 +1,4 @@
-"""The password rule of SECURITY.md §1.3, as a Django password validator."""
+"""The password rule (docs/security.md, "Who is asking"), as a Django password validator."""
 
 from __future__ import annotations
 

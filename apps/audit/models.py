@@ -1,4 +1,4 @@
-"""Security audit events (SECURITY.md §6.1): who, what, on what, from where, when.
+"""Security audit events (docs/security.md, "The audit log"): who, what, on what, from where, when.
 
 The log is tamper-evident: every event stores ``hash = sha256(content + previous hash)`` and a
 gap-free sequence number, so editing or deleting a row breaks the chain at that row

@@ -1,4 +1,4 @@
-"""AES-256-GCM for secrets at rest (SECURITY.md §2.3).
+"""AES-256-GCM for secrets at rest (docs/security.md: private signing keys).
 
 Stored form: 12-byte random nonce || ciphertext+tag. The key comes from configuration
 (SYNCTV_ENCRYPTION_KEY, 32 bytes base64), never from public data.

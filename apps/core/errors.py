@@ -1,6 +1,6 @@
 """One error type with stable codes, and the one handler that turns errors into the API body.
 
-Body (API.md): ``{"error": {"code": "<snake_case>", "message": "<text>", "details": {...}}}``.
+Body (docs/api.md, "Errors"): ``{"error": {"code": "<snake_case>", "message": "<text>", "details": {...}}}``.
 Services raise :class:`ApplicationError` (or a subclass); the DRF handler below and, later,
 the WebSocket consumer turn it into their wire format.
 """

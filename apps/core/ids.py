@@ -1,4 +1,4 @@
-"""Opaque identifiers: random, URL-safe, not sequential (API.md: ids are opaque strings)."""
+"""Opaque identifiers: random, URL-safe, not sequential (docs/api.md: ids are opaque strings)."""
 
 import secrets
 

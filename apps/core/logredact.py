@@ -1,6 +1,6 @@
 """Keep credentials that travel in a URL's query string out of the logs.
 
-API.md lets a WebSocket client put its access token in the URL (``/ws/rooms/{id}/?token=``),
+docs/api.md lets a WebSocket client put its access token in the URL (``/ws/rooms/{id}/?token=``),
 the OAuth provider sends its one-time ``code`` back in the callback URL, and an invite link
 (``/rooms/{id}/?invite=``) is a key to its room. Access logs write
 the full request line, so without this every such request leaves a usable bearer token in the

@@ -4,7 +4,7 @@
   shared machinery can give whatever the view does: 400/413/415 for a body (malformed, too large,
   not JSON), 401/403 where a token is required (missing, invalid, revoked; banned, pending,
   guest), 404 where the path names something, 429 where the API rate limit counts. Every error
-  answer, declared or added, has the one error body (:class:`ErrorSerializer`, API.md).
+  answer, declared or added, has the one error body (:class:`ErrorSerializer`, docs/api.md "Errors").
 - :func:`paginated`, :func:`one_or_many` and :func:`nullable` describe the answers that are not
   a plain serializer: DRF's pages, "one movie or a list of them", "a movie or null".
 

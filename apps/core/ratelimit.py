@@ -7,7 +7,7 @@ back an attempt that turned out not to count (a login with the right password).
 
 Every count is an atomic increment that is refused when it goes over, so parallel requests cannot
 all pass one "is there room?" check and then count together. While Redis does not answer (or its
-breaker is open), the limits count in this process instead (SECURITY.md §4.2, docs/security.md):
+breaker is open), the limits count in this process instead (docs/security.md, "When Redis is down"):
 a limit per process is weaker than one per cluster, but none at all would let a Redis outage
 lift every limit. Redis is asked again as soon as the breaker lets a call through.
 """
@@ -221,7 +221,7 @@ def hit_ip(request, *, limit: str) -> None:
 
 
 class ApiRateThrottle(BaseThrottle):
-    """SECURITY.md §3.4: 100 API requests a minute per client IP."""
+    """100 API requests a minute per client IP (docs/security.md, "Limits")."""
 
     def allow_request(self, request, view) -> bool:
         usage = _count(limit="api", key=ip_key(client_ip(request)), increment=True)

@@ -3,7 +3,8 @@
 Events go to named channels on Redis pub/sub: ``synctv:room:{room_id}`` for room-wide events and
 ``synctv:user:{user_id}`` for what concerns one account everywhere. Each ``ws`` process runs one
 hub (apps.rooms.hub) that holds one subscription per channel its local sockets need, decodes an
-event once and writes the same encoded frame to every local socket (ARCHITECTURE.md § Fan-out).
+event once and writes the same encoded frame to every local socket
+(docs/architecture.md, "A playback change, end to end").
 
 Events are built by apps.core.events (every type, its shape and its builder) and encoded once,
 here, with ``server_time`` (ms since the epoch) set at publish time. Types starting with ``_``

@@ -49,7 +49,7 @@ class RedisUnavailable(Exception):
 
 
 # When Redis stops answering, callers stop waiting on socket timeouts after two failures and
-# try again a second later: it is used again as soon as it answers (SECURITY.md §4.2).
+# try again a second later: it is used again as soon as it answers (docs/security.md).
 redis_breaker = CircuitBreaker(
     "redis", failure_threshold=2, reset_timeout=1.0, failure_exceptions=REDIS_DOWN_ERRORS
 )

@@ -1,4 +1,4 @@
-"""Circuit breaker (SECURITY.md §5): stop waiting on a dependency that is down.
+"""Circuit breaker (docs/security.md, "When Redis is down"): stop waiting on a dependency that is down.
 
 Closed: calls go through; ``failure_threshold`` consecutive failures open it. Open: calls are
 refused at once (``CircuitOpen``) for ``reset_timeout`` seconds. Half-open: calls go through

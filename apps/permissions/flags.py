@@ -1,6 +1,7 @@
-"""The 64-bit room permission mask (SECURITY.md §1.4): names and bit positions are a contract.
+"""The 64-bit room permission mask (docs/security.md, "What they may do"): names and bit positions
+are a contract.
 
-New bits, if ever needed, start at 1 << 16 and are documented in API.md.
+New bits, if ever needed, start at 1 << 16 and are documented in docs/api.md.
 """
 
 from __future__ import annotations

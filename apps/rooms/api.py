@@ -1,4 +1,4 @@
-"""Rooms REST endpoints (API.md: Rooms, Playlist and playback). Thin: parse, find the actor,
+"""Rooms REST endpoints (docs/api.md, "REST": rooms, playlist, playback). Thin: parse, find the actor,
 call a service, shape the answer. Permission decisions are the services' (apps.permissions)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The room WebSocket: ``/ws/rooms/{room_id}/`` (API.md § WebSocket).
+"""The room WebSocket: ``/ws/rooms/{room_id}/`` (docs/api.md, "WebSocket").
 
 Thin: authentication and the permission check are the same functions REST uses
 (apps.accounts.selectors.authenticate_access_token, apps.permissions via RoomActor); playback goes

@@ -1,5 +1,5 @@
 """ASGI lifespan for the ``ws`` process: start the room hub, and on SIGTERM tell every socket
-``server_shutdown`` before the server closes them (SECURITY.md §6.2).
+``server_shutdown`` before the server closes them (docs/api.md, "WebSocket").
 
 uvicorn handles SIGTERM by no longer accepting connections, closing every WebSocket with 1012 and
 waiting for running work (``--timeout-graceful-shutdown``). We put our notice in front of that:

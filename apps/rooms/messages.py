@@ -1,4 +1,4 @@
-"""WebSocket message schemas (API.md § WebSocket): one small validated model per type.
+"""WebSocket message schemas (docs/api.md, "WebSocket"): one small validated model per type.
 
 Client -> server messages are parsed here and nowhere else: strict types (no "1" for 1, no
 true for 1), no unknown fields, finite numbers only. Anything else becomes an ``error`` frame

@@ -1,4 +1,5 @@
-"""Text that leaves the server: HTML escaping and the sensitive-word filter (SECURITY.md §3.3)."""
+"""Text that leaves the server: HTML escaping and the sensitive-word filter (docs/security.md,
+"Checks on what comes in")."""
 
 from __future__ import annotations
 

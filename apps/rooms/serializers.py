@@ -1,4 +1,4 @@
-"""Shapes of the rooms API (API.md: Rooms, Playlist and playback). Form only; rules in services."""
+"""Shapes of the rooms API (docs/api.md, "REST": rooms, playlist, playback). Form only; rules in services."""
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 Strict: scripts and styles only from this origin, no inline script, no inline style, no eval,
 nothing may frame the page. What the page legitimately reaches beyond its origin:
-- media-src: viewers' browsers play movie URLs from anywhere (API.md: "Viewers' browsers fetch
-  them"), and hls.js plays through MediaSource (blob: URLs);
+- media-src: viewers' browsers play movie URLs from anywhere (docs/security.md, "Checks on what
+  comes in": viewers' browsers fetch them), and hls.js plays through MediaSource (blob: URLs);
 - connect-src: the room WebSocket (its own origin, or WS_PUBLIC_URL's) and HLS playlists and
   segments, which hls.js fetches from wherever the movie lives;
 - worker-src blob:: hls.js runs its demuxer in a worker made from a blob.

@@ -1,4 +1,4 @@
-"""The "bare floor" of PERFORMANCE.md, rebuilt on this machine for every bench run.
+"""The "bare floor" of bench/README.md, rebuilt on this machine for every bench run.
 
 A separate, minimal Django project: one DRF view returning three user fields, behind
 djangorestframework-simplejwt's stock JWTAuthentication (RS256), one PostgreSQL user lookup,

@@ -13,7 +13,7 @@
 //
 // --receiver ws | raw   how frames are read after each socket's `hello` (default ws).
 //   ws   ws's own Receiver and 'message' event (the figures comparable with earlier runs and with
-//        PERFORMANCE.md's peer figures, which were measured with a ws-style client).
+//        the earlier designs' figures, which were measured with a ws-style client).
 //   raw  ws still opens the socket (handshake, subprotocols, origin) and reads the `hello`; then
 //        the socket's bytes go to a minimal RFC 6455 frame parser (attachRaw below), which costs
 //        the client far less CPU per frame: the floor the single client puts under "last" is

@@ -298,7 +298,7 @@ def main() -> None:
             '"last" = from the sender\'s `ws.send` to the arrival at the last member, p50/p99 over the events; '
             '"first" = to the first member (the write path alone); "spread" = last − first (the fan-out alone). '
             '"client": how the load client read the frames after each socket\'s `hello` — "ws" = the `ws` '
-            'package\'s own receiver (comparable with earlier runs and PERFORMANCE.md), "raw frames" = a '
+            'package\'s own receiver (comparable with earlier runs and the older figures), "raw frames" = a '
             "minimal frame parser on the socket (`load.js --receiver raw`), which lowers the client's own CPU "
             'per frame, a floor under "last" that belongs to the measurement (README).',
             "",

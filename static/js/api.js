@@ -1,5 +1,5 @@
 // The REST API (/api/v1/) with the caller's tokens. Tokens live in localStorage: the page is a
-// client of the API like any other (API.md: Authorization: Bearer). A guest token is bound to one
+// client of the API like any other (docs/api.md: Authorization: Bearer). A guest token is bound to one
 // room and kept per room.
 
 const PREFIX = "/api/v1/";

@@ -1,7 +1,8 @@
-// Room permission bits (SECURITY.md §1.4; apps/permissions/flags.py) and the mounting of the
-// page's permission-gated parts. A control the member may not use is absent from the page, not
-// disabled: it lives in a <template data-part=... data-requires=...> and is cloned into the
-// document only while the member's effective permissions allow it (and removed when they stop).
+// Room permission bits (docs/security.md, "What they may do"; apps/permissions/flags.py) and the
+// mounting of the page's permission-gated parts. A control the member may not use is absent from
+// the page, not disabled: it lives in a <template data-part=... data-requires=...> and is cloned
+// into the document only while the member's effective permissions allow it (and removed when
+// they stop).
 
 export const PERM = Object.freeze({
   SEND_CHAT_MESSAGE: 1, SEND_EMOJI: 2, ADD_MOVIE: 4, DELETE_MOVIE: 8, EDIT_MOVIE: 16,

@@ -1,4 +1,4 @@
-// The room WebSocket (API.md § WebSocket) with reconnection.
+// The room WebSocket (docs/api.md, "WebSocket") with reconnection.
 //
 // Reconnect: exponential backoff from 0.5 s to 15 s with jitter (each delay drawn from its upper
 // half), so a room full of pages does not come back in lock-step; after `server_shutdown`, the

@@ -1,4 +1,4 @@
-// Keeping a <video> on the room's clock (ARCHITECTURE.md § Sync model).
+// Keeping a <video> on the room's clock (docs/architecture.md, "A playback change, end to end").
 //
 // Clock: every ping carries our send time; the pong carries the server's time. A sample's offset
 // is server_time - (sent + received) / 2 and its error is at most half its round trip, so of the

@@ -1,4 +1,4 @@
-"""SECURITY.md §6.1: audit events (who, action, resource type and id, IP, user agent) for the
+"""The audit log (docs/security.md): audit events (who, action, resource type and id, IP, user agent) for the
 account actions, with the IP and User-Agent taken from the request; django-auditlog history of
 User changes that never includes the password."""
 

@@ -1,5 +1,5 @@
-"""The JWT key store (SECURITY.md §1.1): rotation without logging anyone out, JWKS publication,
-retirement after the verification window, private keys encrypted at rest."""
+"""The JWT key store (docs/security.md, "Who is asking"): rotation without logging anyone out,
+JWKS publication, retirement after the verification window, private keys encrypted at rest."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""SECURITY.md §1.3: the password rule (8-128 characters, 3 of 4 classes, messages that say which
-rule failed) and Argon2id 19456 KiB / t=2 / p=1 hashes, older hashes upgraded on login."""
+"""The password rule of docs/security.md (8-128 characters, 3 of 4 classes, messages that say
+which rule failed) and Argon2id 19456 KiB / t=2 / p=1 hashes, older hashes upgraded on login."""
 
 from __future__ import annotations
 

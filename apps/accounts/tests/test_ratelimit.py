@@ -1,5 +1,5 @@
-"""SECURITY.md §3.4: 429 ``rate_limited`` with ``Retry-After`` on login (per IP and per username),
-registration (per IP) and the whole API (100/min per IP); RATELIMIT_ENABLE=False turns them off.
+"""Limits (docs/security.md): 429 ``rate_limited`` with ``Retry-After`` on login (per IP and per
+username), registration (per IP) and the whole API (100/min per IP); RATELIMIT_ENABLE=False turns them off.
 
 Limits are shrunk with override_settings to keep the tests fast. django-ratelimit counts in fixed
 windows; its clock is frozen here so a test can never straddle a window edge (and so the tests

@@ -1,5 +1,5 @@
 """Login sessions: refresh rotation, reuse detection, logout, logout-all, password change, bans,
-and the Redis side of revocation (SECURITY.md §1.1, §4.2)."""
+and the Redis side of revocation (docs/security.md, "Who is asking", "When Redis is down")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Token forgery and tampering (SECURITY.md §1.1): everything but a well-formed, RS256-signed,
-unexpired, correctly issued access token of a live session is refused on GET /users/me.
+"""Token forgery and tampering (docs/security.md, "Who is asking"): everything but a well-formed,
+RS256-signed, unexpired, correctly issued access token of a live session is refused on GET
+/users/me.
 
 Every forged token starts from the claims of a real token and changes one thing; the control
 test shows those claims re-signed untouched are accepted, so each refusal is due to the change.

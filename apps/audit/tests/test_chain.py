@@ -1,4 +1,4 @@
-"""The audit log (SECURITY.md §6.1): room, member, playlist and playback changes leave an event
+"""The audit log (docs/security.md): room, member, playlist and playback changes leave an event
 with who, what, on what, details, IP, user agent and room; members with VIEW_AUDIT_LOG read
 their room's part (never IPs); the hash chain shows any edit or deletion (``audit_verify``),
 also after concurrent writers; django-auditlog records model changes too (never the room

@@ -1,4 +1,4 @@
-"""SECURITY.md §2.3: AES-256-GCM, random 12-byte nonce, stored as nonce || ciphertext+tag;
+"""Secrets at rest (docs/security.md): AES-256-GCM, random 12-byte nonce, stored as nonce || ciphertext+tag;
 short, tampered or wrongly keyed data is a clean DecryptionError."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""API.md Operations: /healthz (the process answers), /readyz (database, cache, Redis, channel
-layer: 200, or 503 naming what failed)."""
+"""Operator endpoints (docs/security.md): /healthz (the process answers), /readyz (database,
+cache, Redis, channel layer: 200, or 503 naming what failed)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Media URLs (API.md "Playlist and playback", SECURITY.md §3): what a playlist may hold, and
-what the server itself may fetch (apps.core.netguard).
+"""Media URLs (docs/api.md, "REST"; docs/security.md, "Checks on what comes in"): what a playlist
+may hold, and what the server itself may fetch (apps.core.netguard).
 
 Playlist URLs are fetched by viewers' browsers, so LAN addresses are fine there; only the
 scheme and the shape are checked. ``check_server_fetch`` guards every fetch the server makes

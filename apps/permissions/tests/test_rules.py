@@ -1,5 +1,5 @@
-"""Unit tests of the permission mask and the rules (SECURITY.md §1.4). No database: rows are
-unsaved model instances, which is all the rules read."""
+"""Unit tests of the permission mask and the rules (docs/security.md, "What they may do"). No
+database: rows are unsaved model instances, which is all the rules read."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ KICK, BAN, INFO, SETTINGS, MANAGE, AUDIT = (
     P.VIEW_AUDIT_LOG,
 )
 
-# SECURITY.md §1.4, verbatim: the names and the bit positions are a contract.
+# The specified names and bit positions, verbatim: they are a contract.
 SPEC_BITS = {
     "SEND_CHAT_MESSAGE": 0,
     "SEND_EMOJI": 1,

@@ -1,6 +1,7 @@
-"""The Django admin for moderators (SECURITY.md §3.3, §6.1): rooms (search, filters, inlines,
-close/reopen/delete), members (filters, ban/unban/kick/promote), movies, the audit log (filters,
-read-only) and sensitive words. Every change goes through the services, so it is audited."""
+"""The Django admin for moderators (docs/security.md, "Checks on what comes in", "The audit
+log"): rooms (search, filters, inlines, close/reopen/delete), members (filters,
+ban/unban/kick/promote), movies, the audit log (filters, read-only) and sensitive words. Every
+change goes through the services, so it is audited."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Escalation attempts over REST (SECURITY.md §1.4, "rules that stop escalation").
+"""Escalation attempts over REST (docs/security.md, "What they may do": the rules that stop escalation).
 
 Every attempt is refused with 403 and leaves the database exactly as it was (no member row, room
 setting or audit event changes). Next to them, the allowed counterparts succeed, so the refusals

@@ -1,5 +1,6 @@
-"""Room membership over REST (API.md "Rooms", SECURITY.md §1.4, §3.4): joining (passwords, their
-rate limits, invites, approval), leaving, kick, ban/unban, guest tokens and members/me."""
+"""Room membership over REST (docs/api.md, "REST"; docs/security.md, "What they may do" and
+"Limits"): joining (passwords, their rate limits, invites, approval), leaving, kick, ban/unban,
+guest tokens and members/me."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Text leaving the server (SECURITY.md §3.3): HTML escaping of & < > " ' and the sensitive-word
-filter (moderator-edited list: case-insensitive, same-length masks, longest match first, words
-are literal text, edits picked up)."""
+"""Text leaving the server (docs/security.md, "Checks on what comes in"): HTML escaping of
+& < > " ' and the sensitive-word filter (moderator-edited list: case-insensitive, same-length
+masks, longest match first, words are literal text, edits picked up)."""
 
 from __future__ import annotations
 

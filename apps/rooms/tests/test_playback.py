@@ -1,4 +1,4 @@
-"""Playback over REST (API.md "Playlist and playback"): the server-authoritative state row,
+"""Playback over REST (docs/api.md, "REST"): the server-authoritative state row,
 position extrapolation, clamping and validation, PLAY_CONTROL / CHANGE_CURRENT_MOVIE, the
 optimistic ``version`` (409 with the current state), and concurrent writers of one version:
 exactly one wins."""

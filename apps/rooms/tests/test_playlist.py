@@ -1,6 +1,7 @@
-"""The playlist over REST (API.md "Playlist and playback"): add one or many, edit, delete,
-clear, reorder, the current movie; who may do each (SECURITY.md §1.4); caps and validation
-(§3); every write bumps ``room.playlist_version``; no body makes it answer 500."""
+"""The playlist over REST (docs/api.md, "REST"): add one or many, edit, delete,
+clear, reorder, the current movie; who may do each (docs/security.md, "What they may do"); caps
+and validation ("Checks on what comes in"); every write bumps ``room.playlist_version``; no body
+makes it answer 500."""
 
 from __future__ import annotations
 

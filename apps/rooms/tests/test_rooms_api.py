@@ -1,6 +1,6 @@
-"""Rooms over REST (API.md "Rooms", SECURITY.md §1.4, §3.1): create, list with search and
-pagination, read, update (info and settings need different bits), delete, the input rules,
-escaping on output, and closed rooms."""
+"""Rooms over REST (docs/api.md, "REST"; docs/security.md, "What they may do" and "Checks on
+what comes in"): create, list with search and pagination, read, update (info and settings need
+different bits), delete, the input rules, escaping on output, and closed rooms."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def test_create_room_caller_is_creator_with_default_settings(alice):
     assert body["creator"] == {"id": alice.user.pk, "username": alice.user.username, "guest": False}
     assert body["member_count"] == 1
     assert body["has_password"] is False
-    # SECURITY.md §1.4 defaults, as numbers: the bit layout is a contract.
+    # The specified defaults, as numbers: the bit layout is a contract.
     assert body["settings"] == {
         "hidden": False,
         "allow_guests": False,
