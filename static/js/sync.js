@@ -7,7 +7,7 @@
 // Room position: the state's position is where the room was at its server_time, so the room is
 // now at position + (server now - server_time) * rate while playing.
 //
-// Drift (player - room), in bands (BANDS; the README says why these):
+// Drift (player - room), in bands (BANDS; docs/web.md says why these):
 //   |drift| < 25 ms          leave it: under a frame at 40 fps, below what people notice,
 //                            and two viewers inside it are at most 50 ms apart;
 //   25 ms .. 400 ms          nudge the playback rate, proportional to the drift
