@@ -17,7 +17,8 @@ import statistics
 import subprocess
 import time
 from collections import deque
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,31 @@ def missing_tools() -> list[str]:
     except ImportError:
         missing.append("playwright (pip)")
     return missing
+
+
+def require_tools() -> None:
+    """Skip the calling browser module without its tools, unless CI is set: then fail."""
+    import pytest
+
+    missing = missing_tools()
+    if missing:
+        message = f"browser tests need {', '.join(missing)} (scripts/install-system-packages)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@contextmanager
+def launched_chromium() -> Iterator[Any]:
+    """Debian's Chromium through Playwright (its executable, never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
 
 
 # --- the server ------------------------------------------------------------------------------------
@@ -111,6 +137,18 @@ class Server:
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+
+@contextmanager
+def serving(tmp: Path) -> Iterator[Server]:
+    """A migrated, started :class:`Server` in ``tmp`` for the length of the block."""
+    server = Server(tmp)
+    server.migrate()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 # --- the API ---------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ Without Chromium or ffmpeg the module skips, unless CI is set: then it fails.
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
@@ -26,7 +25,6 @@ import pytest
 from tests import browser_support as bs
 from tests.browser_media import make_test_media, media_server
 
-IN_CI = bool(os.environ.get("CI"))
 PLAY_CONTROL = 64
 CHANGE_CURRENT_MOVIE = 128
 SAMPLE_SECONDS = 20
@@ -36,12 +34,7 @@ pytestmark = [pytest.mark.slow]
 
 @pytest.fixture(scope="module", autouse=True)
 def _tools():
-    missing = bs.missing_tools()
-    if missing:
-        message = f"browser tests need {', '.join(missing)} (scripts/install-system-packages)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    bs.require_tools()
 
 
 @pytest.fixture(autouse=True)
@@ -67,11 +60,8 @@ def _evidence_on_failure(request):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = bs.Server(tmp_path_factory.mktemp("browser-server"))
-    srv.migrate()
-    srv.start()
-    yield srv
-    srv.stop()
+    with bs.serving(tmp_path_factory.mktemp("browser-server")) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
@@ -84,12 +74,8 @@ def media(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(_tools):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=bs.CHROMIUM, args=bs.CHROMIUM_ARGS)
+    with bs.launched_chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ Without Chromium the module skips, unless CI is set: then it fails.
 
 from __future__ import annotations
 
-import os
 import time
 from urllib.parse import quote, urlsplit
 
@@ -24,8 +23,6 @@ import pytest
 
 from tests import browser_support as bs
 from tests.procs import VENV_BIN, base_env, free_port, running, wait_http
-
-IN_CI = bool(os.environ.get("CI"))
 
 pytestmark = [pytest.mark.slow]
 
@@ -45,31 +42,19 @@ HOSTILE_NEXT = [
 
 @pytest.fixture(scope="module", autouse=True)
 def _tools():
-    missing = bs.missing_tools()
-    if missing:
-        message = f"browser tests need {', '.join(missing)} (scripts/install-system-packages)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    bs.require_tools()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = bs.Server(tmp_path_factory.mktemp("browser-security-server"))
-    srv.migrate()
-    srv.start()
-    yield srv
-    srv.stop()
+    with bs.serving(tmp_path_factory.mktemp("browser-security-server")) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
 def browser(_tools):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=bs.CHROMIUM, args=bs.CHROMIUM_ARGS)
+    with bs.launched_chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -127,10 +127,8 @@ local_counter = LocalCounter()
 # --- counting ------------------------------------------------------------------------------------
 
 
-def _shared_count(cache_key: str, *, period: int, increment: bool) -> int:
+def _shared_count(cache_key: str, *, period: int) -> int:
     cache = caches[settings.RATELIMIT_USE_CACHE]
-    if not increment:
-        return cache.get(cache_key, 0)
     for _ in range(2):
         if cache.add(cache_key, 1, period + ratelimit_core.EXPIRATION_FUDGE):
             return 1
@@ -142,7 +140,8 @@ def _shared_count(cache_key: str, *, period: int, increment: bool) -> int:
     return 1
 
 
-def _count(*, limit: str, key: str, increment: bool) -> Usage | None:
+def _count(*, limit: str, key: str) -> Usage | None:
+    """Count one event against ``limit`` for ``key`` (None when limits are off)."""
     if not settings.RATELIMIT_ENABLE:
         return None
     rate = settings.RATELIMITS[limit]
@@ -151,7 +150,7 @@ def _count(*, limit: str, key: str, increment: bool) -> Usage | None:
     cache_key = ratelimit_core._make_cache_key(f"synctv.{limit}", window, rate, key, ratelimit_core.ALL)
 
     def shared() -> Usage:
-        count = _shared_count(cache_key, period=period, increment=increment)
+        count = _shared_count(cache_key, period=period)
         return Usage(count=count, limit=allowed, window=window, cache_key=cache_key, local=False)
 
     if not settings.REDIS_URL:
@@ -161,7 +160,7 @@ def _count(*, limit: str, key: str, increment: bool) -> Usage | None:
         return redis_breaker.call(shared)
     except (CircuitOpen, *REDIS_DOWN_ERRORS):
         logger.warning("rate limit %s counted in this process: Redis unavailable", limit)
-        count = local_counter.count(cache_key, window=window, limit=allowed, increment=increment, now=_now())
+        count = local_counter.count(cache_key, window=window, limit=allowed, increment=True, now=_now())
         return Usage(count=count, limit=allowed, window=window, cache_key=cache_key, local=True)
 
 
@@ -170,7 +169,7 @@ def take(*, limit: str, key: str) -> Usage | None:
 
     The count comes first, so of N parallel attempts exactly the limit's number get through.
     Returns the usage (None when limits are off) for ``give_back``."""
-    usage = _count(limit=limit, key=key, increment=True)
+    usage = _count(limit=limit, key=key)
     if usage is not None and usage.over:
         raise RateLimited(usage.retry_after)
     return usage
@@ -204,13 +203,6 @@ def hit(request, *, limit: str, key: str) -> None:
     take(limit=limit, key=key)
 
 
-def check(request, *, limit: str, key: str) -> None:
-    """Raise RateLimited if ``key`` is already over ``limit``, without counting."""
-    usage = _count(limit=limit, key=key, increment=False)
-    if usage is not None and usage.count >= usage.limit:
-        raise RateLimited(usage.retry_after)
-
-
 def ip_key(ip: str) -> str:
     """The key of a per-address limit (an IPv6 client counts by its /64: apps.core.net)."""
     return f"ip:{address_key(ip)}"
@@ -224,7 +216,7 @@ class ApiRateThrottle(BaseThrottle):
     """100 API requests a minute per client IP (docs/security.md, "Limits")."""
 
     def allow_request(self, request, view) -> bool:
-        usage = _count(limit="api", key=ip_key(client_ip(request)), increment=True)
+        usage = _count(limit="api", key=ip_key(client_ip(request)))
         self._wait = usage.retry_after if usage else None
         return not (usage and usage.over)
 

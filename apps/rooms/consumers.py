@@ -34,6 +34,7 @@ from apps.permissions.flags import Perm
 from apps.rooms import messages, selectors, services
 from apps.rooms.hub import direct_protocol, hub
 from apps.rooms.moderation import escape
+from apps.rooms.presence import user_of
 from apps.rooms.serializers import MemberSerializer, RoomSerializer, user_ref
 
 logger = logging.getLogger(__name__)
@@ -556,13 +557,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         for info in await hub.presence.online(self.room.pk):
             if info.get("user_id") == self.user.pk:
                 continue
-            user = {
-                "id": info["user_id"],
-                "username": info.get("username", ""),
-                "guest": bool(info.get("guest")),
-            }
             await self.send_json_event(
-                events.member_joined(user=user, role=info.get("role"), ready=info.get("ready", True))
+                events.member_joined(user=user_of(info), role=info.get("role"), ready=info.get("ready", True))
             )
 
     async def _recheck_token(self) -> None:

@@ -216,9 +216,9 @@ class RedisPresence(Presence):
                 continue
             info = json.loads(raw)
             if info["user_id"] not in await self._live_users(room_id):
-                await hub.publish(realtime.room_channel(room_id), events.member_left(user=_public(info)))
+                await hub.publish(realtime.room_channel(room_id), events.member_left(user=user_of(info)))
 
 
-def _public(info: dict) -> events.UserRef:
+def user_of(info: dict) -> events.UserRef:
     """The user object of a presence entry (as apps.rooms.serializers.user_ref)."""
     return {"id": info["user_id"], "username": info.get("username", ""), "guest": bool(info.get("guest"))}

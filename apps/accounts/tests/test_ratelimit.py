@@ -26,6 +26,7 @@ from apps.accounts.models import AuthSession, User
 from apps.accounts.tests.factories import PASSWORD, TEST_ORIGIN
 from apps.audit.models import AuditEvent
 from apps.core import ratelimit
+from apps.core.tests.helpers import retry_if_sqlite_locked
 
 pytestmark = pytest.mark.django_db
 
@@ -276,21 +277,6 @@ def _count_hashes(monkeypatch, *, delay: float = 0.0) -> list:
     return ran
 
 
-def _retry_if_sqlite_locked(call):
-    """SQLite's in-memory test database answers "table is locked" at once where a file database
-    waits; retrying stands in for the wait (test_sessions.py). PostgreSQL never retries."""
-    from django.db import OperationalError, connection
-
-    for _ in range(200):
-        try:
-            return call()
-        except OperationalError as exc:
-            if connection.vendor != "sqlite" or "locked" not in str(exc):
-                raise
-            time.sleep(0.005)
-    raise AssertionError("SQLite stayed locked")
-
-
 @pytest.mark.django_db(transaction=True)
 @override_settings(RATELIMITS=limits(login_ip="100/m", login_user="3/15m"))
 def test_parallel_login_attempts_beyond_the_account_limit_are_refused_before_hashing(monkeypatch):
@@ -309,7 +295,7 @@ def test_parallel_login_attempts_beyond_the_account_limit_are_refused_before_has
     def attempt(i: int) -> None:
         try:
             barrier.wait(timeout=10)
-            _retry_if_sqlite_locked(
+            retry_if_sqlite_locked(
                 lambda: services.user_login(identifier="alice", password=WRONG, origin=TEST_ORIGIN)
             )
         except Exception as exc:  # the test inspects what each attempt got

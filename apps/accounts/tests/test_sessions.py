@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import connection
 from rest_framework.test import APIClient
 
 from apps.accounts import revocation, services
@@ -24,7 +24,7 @@ from apps.accounts.tests.conftest import (
 )
 from apps.accounts.tests.factories import PASSWORD, TEST_ORIGIN, make_user
 from apps.core.errors import TokenRevoked
-from apps.core.tests.helpers import client_for
+from apps.core.tests.helpers import client_for, retry_if_sqlite_locked
 
 NEW_PASSWORD = "N3w-Secret-pass"
 
@@ -130,21 +130,6 @@ def test_expired_session_refresh_is_refused(account):
     assert_refused(get_me(account.pair.access), 401, "token_revoked")
 
 
-def _retry_if_sqlite_locked(call):
-    """SQLite's in-memory test database (shared cache) answers "database table is locked" at
-    once where a file database would wait out its busy timeout; retrying stands in for that
-    wait. Transactions are atomic, so a retried call starts from scratch. PostgreSQL (CI) never
-    takes this path: there the conditional UPDATE alone decides the race."""
-    for _ in range(200):
-        try:
-            return call()
-        except OperationalError as exc:
-            if connection.vendor != "sqlite" or "locked" not in str(exc):
-                raise
-            time.sleep(0.005)
-    raise AssertionError("SQLite stayed locked")
-
-
 def _race(raw_refresh: str, contenders: int = 2):
     barrier = threading.Barrier(contenders)
     results: list = [None] * contenders
@@ -152,7 +137,7 @@ def _race(raw_refresh: str, contenders: int = 2):
     def worker(i: int) -> None:
         try:
             barrier.wait(timeout=10)
-            results[i] = _retry_if_sqlite_locked(
+            results[i] = retry_if_sqlite_locked(
                 lambda: services.session_refresh(raw_refresh=raw_refresh, origin=TEST_ORIGIN)
             )
         except Exception as exc:  # the test inspects what each contender got

@@ -8,7 +8,6 @@ Read from the source (apps/, synctv/; tests do not count): every call of ``audit
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 
@@ -17,21 +16,10 @@ from apps.audit.chain import verify_chain
 from apps.audit.models import AuditChainHead, AuditEvent
 from apps.audit.services import audit_record
 from apps.core.context import Origin
+from apps.core.tests.helpers import ROOT, server_modules
 
-ROOT = Path(__file__).resolve().parents[3]
 WRITERS = {"audit_record": "action", "_audit": 0}  # function -> where its action goes
 ORIGIN = Origin(ip="192.0.2.7", user_agent="test")
-
-
-def _server_modules() -> list[Path]:
-    out = []
-    for base in (ROOT / "apps", ROOT / "synctv"):
-        for path in sorted(base.rglob("*.py")):
-            parts = set(path.relative_to(ROOT).parts)
-            if "tests" in parts or "migrations" in parts or path.name.startswith("test_"):
-                continue
-            out.append(path)
-    return out
 
 
 def _parents(tree: ast.AST) -> dict[ast.AST, ast.AST]:
@@ -108,7 +96,7 @@ def _is_member(expr: ast.expr) -> bool:
 
 def audit_calls() -> list[tuple[str, ast.Call, list[ast.expr]]]:
     found = []
-    for path in _server_modules():
+    for path in server_modules():
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         parents = _parents(tree)
         for node in ast.walk(tree):

@@ -10,13 +10,12 @@ import io
 import itertools
 import json
 import threading
-import time
 from dataclasses import dataclass
 
 import pytest
 from auditlog.models import LogEntry
 from django.core.management import CommandError, call_command
-from django.db import OperationalError, connection
+from django.db import connection
 from django.db.models import Max
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -29,7 +28,7 @@ from apps.audit.chain import GENESIS, verify_chain
 from apps.audit.models import AuditChainHead, AuditEvent
 from apps.audit.services import audit_record
 from apps.core.context import Origin
-from apps.core.tests.helpers import admin_url
+from apps.core.tests.helpers import admin_url, retry_if_sqlite_locked
 from apps.permissions import flags
 from apps.permissions.flags import Perm
 from apps.rooms import services
@@ -709,20 +708,6 @@ def test_the_admin_cannot_change_audit_events(chain, client):
 # --- concurrent writers ------------------------------------------------------------------------------------
 
 
-def _retry_if_sqlite_locked(call):
-    """SQLite's in-memory test database answers "database table is locked" at once where a
-    file database would wait; retrying stands in for that wait (each call is one atomic
-    transaction, so a retry starts from scratch). PostgreSQL never takes this path."""
-    for _ in range(1000):
-        try:
-            return call()
-        except OperationalError as exc:
-            if connection.vendor != "sqlite" or "locked" not in str(exc):
-                raise
-            time.sleep(0.002)
-    raise AssertionError("SQLite stayed locked")
-
-
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_writers_form_one_gap_free_chain():
     """Writers start together on an empty log (no head row yet), so the first appends also
@@ -736,12 +721,14 @@ def test_concurrent_writers_form_one_gap_free_chain():
         try:
             barrier.wait(timeout=10)
             for i in range(per_writer):
-                _retry_if_sqlite_locked(
+                retry_if_sqlite_locked(
                     lambda i=i: audit_record(
                         action=AuditAction.TOKEN_REVOKE,
                         origin=Origin(ip=f"198.51.100.{w + 1}", user_agent=f"writer-{w}"),
                         details={"writer": w, "i": i},
-                    )
+                    ),
+                    seconds=2.0,
+                    pause=0.002,
                 )
         except Exception as exc:
             errors.append(exc)
@@ -779,10 +766,12 @@ def test_concurrent_room_changes_keep_the_chain_valid():
             actor = services.actor_for_user(user=creator, room=room)
             barrier.wait(timeout=10)
             for i in range(5):
-                _retry_if_sqlite_locked(
+                retry_if_sqlite_locked(
                     lambda i=i: services.playback_update(
                         actor=actor, room=room, position=float(i), origin=TEST_ORIGIN
-                    )
+                    ),
+                    seconds=2.0,
+                    pause=0.002,
                 )
         except Exception as exc:
             errors.append(exc)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 from django.contrib.admin.utils import quote
+from django.db import OperationalError, connection
 from django.db.models import Model
 from django.urls import reverse
 from rest_framework.test import APIClient
+
+T = TypeVar("T")
 
 
 def admin_url(obj: Model, view: str = "change") -> str:
@@ -64,3 +70,36 @@ def assert_error(response: Any, status: int | None = None, code: str | None = No
     if code is not None:
         assert error["code"] == code, error
     return error
+
+
+def retry_if_sqlite_locked(call: Callable[[], T], *, seconds: float = 1.0, pause: float = 0.005) -> T:
+    """``call()``, retried while SQLite answers "database table is locked".
+
+    SQLite's in-memory test database (shared cache) answers that at once where a file database
+    would wait out its busy timeout; retrying stands in for that wait, for up to ``seconds``. Each
+    call is one atomic transaction, so a retry starts from scratch. PostgreSQL never takes this
+    path: there the database's own locks decide the race the test is about."""
+    for _ in range(round(seconds / pause)):
+        try:
+            return call()
+        except OperationalError as exc:
+            if connection.vendor != "sqlite" or "locked" not in str(exc):
+                raise
+            time.sleep(pause)
+    raise AssertionError("SQLite stayed locked")
+
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def server_modules() -> list[Path]:
+    """The server's own Python modules (apps/ and synctv/), without tests and migrations: what the
+    source-reading tests (every event handled, every audit action typed) walk."""
+    out = []
+    for base in (ROOT / "apps", ROOT / "synctv"):
+        for path in sorted(base.rglob("*.py")):
+            parts = set(path.relative_to(ROOT).parts)
+            if "tests" in parts or "migrations" in parts or path.name.startswith("test_"):
+                continue
+            out.append(path)
+    return out

@@ -19,23 +19,11 @@ from pathlib import Path
 import pytest
 
 from apps.core import events
+from apps.core.tests.helpers import ROOT, server_modules
 
-ROOT = Path(__file__).resolve().parents[3]
-SERVER_CODE = [ROOT / "apps", ROOT / "synctv"]
 CONSUMER = ROOT / "apps" / "rooms" / "consumers.py"
 SCRIPTS = ROOT / "static" / "js"
 BUILDERS = {kind.builder: kind.type for kind in events.VOCABULARY.values()}
-
-
-def _server_modules() -> list[Path]:
-    out = []
-    for base in SERVER_CODE:
-        for path in sorted(base.rglob("*.py")):
-            parts = set(path.relative_to(ROOT).parts)
-            if "tests" in parts or "migrations" in parts or path.name.startswith("test_"):
-                continue
-            out.append(path)
-    return out
 
 
 def _tree(path: Path) -> ast.Module:
@@ -66,7 +54,7 @@ def produced() -> dict[str, set[str]]:
     """Event type -> the modules that call its builder."""
     where: dict[str, set[str]] = {}
     events_module = Path(events.__file__).resolve()
-    for path in _server_modules():
+    for path in server_modules():
         if path.resolve() == events_module:
             continue
         for builder in _builder_calls(_tree(path)) & set(BUILDERS):
@@ -135,7 +123,7 @@ def test_events_are_built_only_by_their_builders():
     """No ``{"type": "<an event type>", ...}`` written by hand outside apps.core.events."""
     events_module = Path(events.__file__).resolve()
     by_hand = []
-    for path in _server_modules():
+    for path in server_modules():
         if path.resolve() == events_module:
             continue
         for node in ast.walk(_tree(path)):

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import connection
 from rest_framework.fields import DateTimeField
 from rest_framework.test import APIClient, APIRequestFactory
 
@@ -21,7 +21,7 @@ from apps.accounts.models import User
 from apps.accounts.tests.factories import TEST_ORIGIN, make_user
 from apps.audit.models import AuditEvent
 from apps.core.errors import Conflict, InvalidInput
-from apps.core.tests.helpers import assert_error, client_for
+from apps.core.tests.helpers import assert_error, client_for, retry_if_sqlite_locked
 from apps.permissions.flags import Perm
 from apps.rooms import messages, selectors, services
 from apps.rooms.api import PlaybackView
@@ -544,21 +544,6 @@ def test_every_change_bumps_the_version_once_and_is_audited(world):
 # --- concurrent writers ----------------------------------------------------------------------------------------------
 
 
-def _retry_if_sqlite_locked(call):
-    """SQLite's in-memory test database (shared cache) answers "database table is locked" at
-    once where a file database would wait; retrying stands in for that wait. A request's
-    transaction is atomic, so a retried call starts from scratch. PostgreSQL never takes this
-    path: there the row lock and the version check alone decide the race."""
-    for _ in range(400):
-        try:
-            return call()
-        except OperationalError as exc:
-            if connection.vendor != "sqlite" or "locked" not in str(exc):
-                raise
-            time.sleep(0.005)
-    raise AssertionError("SQLite stayed locked")
-
-
 def _race(tokens: list[str], room_id: str, bodies: list[dict]) -> list:
     """Each contender PUTs at once. The view is called through APIRequestFactory (bearer auth,
     DRF's parsing, throttling and error handling all run): Django's test client cannot be used
@@ -583,7 +568,7 @@ def _race(tokens: list[str], room_id: str, bodies: list[dict]) -> list:
     def worker(i: int) -> None:
         try:
             barrier.wait(timeout=10)
-            results[i] = _retry_if_sqlite_locked(lambda: call(i))
+            results[i] = retry_if_sqlite_locked(lambda: call(i), seconds=2.0)
         except Exception as exc:  # the test inspects what each contender got
             results[i] = exc
         finally:
@@ -662,14 +647,15 @@ def test_concurrent_service_writes_exactly_one_wins():
         def worker(i: int, version=version, barrier=barrier, results=results) -> None:
             try:
                 barrier.wait(timeout=10)
-                results[i] = _retry_if_sqlite_locked(
+                results[i] = retry_if_sqlite_locked(
                     lambda: services.playback_update(
                         actor=actor,
                         room=world.room,
                         position=float(i),
                         expected_version=version,
                         origin=TEST_ORIGIN,
-                    )
+                    ),
+                    seconds=2.0,
                 )
             except Exception as exc:
                 results[i] = exc
