@@ -33,7 +33,7 @@ function parseArgs(argv) {
     scenario: '', layout: '', ports: '8101,8102', pids: '', host: '127.0.0.1', out: '',
     n: 100, events: 60, interval: 250, deflate: false, concurrency: 32,
     rates: '250,500,1000', phase: 10, perRoom: 10, rooms: 0, roomSize: 0, settle: 6, label: '',
-    extra: 0, maxConnectMs: 2000, receiver: 'ws', passTimes: '',
+    extra: 0, maxConnectMs: 2000, receiver: 'ws',
   };
   for (let i = 2; i < argv.length; i++) {
     const k = argv[i].replace(/^--/, '');
@@ -455,7 +455,6 @@ async function fanout() {
   const deliveries = all.length;
   const cpu = cpuDelta(before, after);
   const nodeCpu = cpu.node_cpu_s.reduce((a, b) => a + b, 0);
-  const server = args.passTimes ? serverPasses(args.passTimes, v0, sendAt) : undefined;
   closeAll(sockets);
   const drain_ms = await waitIdle(60000, 300);
   return {
@@ -467,40 +466,6 @@ async function fanout() {
     cpu, node_cpu_us_per_delivery: round((nodeCpu * 1e6) / Math.max(1, deliveries), 1),
     client_cpu_us_per_delivery: round((cpu.client_cpu_s * 1e6) / Math.max(1, deliveries), 1),
     counters: { ...counters }, drain_after_close_ms: drain_ms,
-    per_event_last_ms: last.map((x) => round(x, 2)),
-    server,
-  };
-}
-
-// The nodes' own record of each event (bench/ws/variant_node.py pass_times: one file per node, lines
-// "version hub_in_ns pass_end_ns sockets", time.time_ns()). Same machine, same real-time clock:
-// performance.timeOrigin + performance.now() is that clock in ms. On loopback a write returns with
-// the bytes in the member's socket buffer, so pass_end is the arrival at the node's last member
-// before the client reads it: "server last" leaves the client's own reading out.
-function serverPasses(dir, v0, sendAt) {
-  const E = sendAt.length;
-  const ends = [], hubIn = [];
-  for (const f of fs.readdirSync(dir).filter((x) => x.startsWith('node-'))) {
-    const end = new Float64Array(E).fill(NaN), hin = new Float64Array(E).fill(NaN);
-    for (const line of fs.readFileSync(`${dir}/${f}`, 'utf8').split('\n')) {
-      const [v, a, b] = line.split(' ').map(Number);
-      const k = v - v0 - 1;
-      if (k >= 0 && k < E) { hin[k] = a / 1e6; end[k] = b / 1e6; }
-    }
-    ends.push(end); hubIn.push(hin);
-  }
-  const last = [], firstIn = [], pass = [];
-  for (let k = 0; k < E; k++) {
-    const sent = performance.timeOrigin + sendAt[k];
-    const e = ends.map((x) => x[k]), h = hubIn.map((x) => x[k]);
-    if (!ends.length || e.some(isNaN) || h.some(isNaN)) continue;
-    last.push(Math.max(...e) - sent);
-    firstIn.push(Math.min(...h) - sent);
-    pass.push(Math.max(...e.map((x, i) => x - h[i])));
-  }
-  return {
-    nodes: ends.length, events: last.length,
-    last_ms: summary(last), hub_in_ms: summary(firstIn), pass_ms: summary(pass),
     per_event_last_ms: last.map((x) => round(x, 2)),
   };
 }

@@ -154,80 +154,19 @@ def idle_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def variants_section(out: Path) -> list[str]:
-    """Rows for bench/ws/out/variants/<VARIANTS>/ (bench/ws/variant_node.py), next to the baseline."""
-    dirs = (
-        sorted(p for p in (out / "variants").glob("*") if p.is_dir()) if (out / "variants").exists() else []
-    )
-    if not dirs:
-        return []
-    lines = [
-        "## Variants and earlier states",
+def storm_table(r: dict) -> list[str]:
+    """`bench/ws/run storm` (not in the default run): audited playback writes taking turns."""
+    return [
+        f"The creators of {r['rooms']} rooms each send {r['per_room_per_s']} playback changes/s at once over "
+        f"{len(r['cpu']['node_cpu_pct'])} nodes: every change is an audited write, and audited writes take turns on one lock "
+        "cluster-wide.",
         "",
-        "Nodes started through `bench/ws/variant_node.py` with `VARIANTS=...` (proposed changes as "
-        "monkeypatches, see its docstring), or `before-*`: the app as it was before a change, kept for "
-        "comparison; same client, same sizes. Compare with rows measured in the same session; the machine "
-        "was shared, so read the CPU columns before the latency ones.",
-        "",
-        "| variant | scenario | key figures | PG+Redis+other CPU |",
-        "| --- | --- | --- | --- |",
+        "| offered changes/s | applied changes/s | change → own echo p50 / p99 | node CPU % (A, B) | PG+Redis+other CPU |",
+        "| --- | --- | --- | --- | --- |",
+        f"| {r['offered_per_s']:,} | **{f(r['applied_per_s'], 0)}** "
+        f"| {f(r['change_to_own_echo_ms']['p50'])} / {f(r['change_to_own_echo_ms']['p99'])} ms "
+        f"| {', '.join(f(x, 0) for x in r['cpu']['node_cpu_pct'])} | {busy(r['cpu'])} |",
     ]
-
-    def rows(tag: str, d: Path) -> None:
-        for p in sorted(d.glob("fanout-*.json")):
-            r = json.loads(p.read_text())
-            client = "" if receiver(r) == "ws" else f", client {RECEIVER_LABEL.get(receiver(r), receiver(r))}"
-            lines.append(
-                f"| {tag} | fan-out {r['members']:,}, deflate {'on' if r['deflate'] else 'off'}{client} "
-                f"| last p50/p99 {f(r['last_ms']['p50'])}/{f(r['last_ms']['p99'])} ms, first p50 "
-                f"{f(r['first_ms']['p50'])} ms, spread p50 {f(r['spread_ms']['p50'])} ms, node CPU "
-                f"{f(r['node_cpu_us_per_delivery'], 1)} µs/delivery{server_figures(r)} | {busy(r['cpu'])} |"
-            )
-        for p in sorted(d.glob("chat.json")):
-            r = json.loads(p.read_text())
-            best = max(r["phases"], key=lambda x: x["accepted_msgs_per_s"])
-            lines.append(
-                f"| {tag} | chat {r['rooms']}×{r['room_size']} | best step: {f(best['accepted_msgs_per_s'], 0)} msg/s "
-                f"accepted of {best['offered_msgs_per_s']:,} offered, {f(best['delivered_frames_per_s'], 0)} frames/s, "
-                f"msg→last p50 {f(best['msg_last_ms']['p50'])} ms, node CPU {', '.join(f(x, 0) for x in best['cpu']['node_cpu_pct'])} % "
-                f"| {busy(best['cpu'])} |"
-            )
-        for p in sorted(d.glob("storm.json")):
-            r = json.loads(p.read_text())
-            lines.append(
-                f"| {tag} | playback storm: {r['rooms']} rooms × {r['per_room_per_s']}/s "
-                f"| {f(r['applied_per_s'], 0)} changes/s applied of {r['offered_per_s']:,} offered, change→echo "
-                f"p50/p99 {f(r['change_to_own_echo_ms']['p50'])}/{f(r['change_to_own_echo_ms']['p99'])} ms, "
-                f"node CPU {', '.join(f(x, 0) for x in r['cpu']['node_cpu_pct'])} % | {busy(r['cpu'])} |"
-            )
-        for p in sorted(d.glob("idle-*.json")):
-            r = json.loads(p.read_text())
-            c = r["connect"]
-            per_conn = r["connect_cpu"]["node_cpu_s"][0] * 1000 / max(1, c["opened"])
-            lines.append(
-                f"| {tag} | idle {r['requested']:,} on one node, deflate {'on' if r['deflate'] else 'off'} "
-                f"| {f(r.get('kib_per_socket_after_traffic', r['kib_per_socket']))} KiB/socket, connect {f(c['per_s'], 0)}/s, "
-                f"{f(per_conn)} ms node CPU per connect | {busy(r['connect_cpu'])} |"
-            )
-
-    if (out / "storm.json").exists():
-        rows("(main run)", out)  # only the storm: the other main-run rows are in the tables above
-        lines[:] = [x for x in lines if "(main run)" not in x or "storm" in x]
-    for d in dirs:
-        rows(d.name, d)
-    return lines + [""]
-
-
-def server_figures(r: dict) -> str:
-    """The nodes' own timing (VARIANTS=pass_times): when the last member's write returned."""
-    server = r.get("server")
-    if not server or not server.get("events"):
-        return ""
-    last, hub_in, one = server["last_ms"], server["hub_in_ms"], server["pass_ms"]
-    return (
-        f"; **server: last member's write returned p50/p99 {f(last['p50'])}/{f(last['p99'])} ms**, "
-        f"event off Redis {f(hub_in['p50'])} ms, one node's pass p50 {f(one['p50'])} ms"
-    )
 
 
 def verdicts(fan: list[dict], idle: list[dict]) -> list[str]:
@@ -273,6 +212,7 @@ def main() -> None:
     fan = load(out, "fanout-*.json")
     chat = load(out, "chat.json")
     idle = load(out, "idle-*.json")
+    storm = load(out, "storm.json")
     md = [
         "# WebSocket benchmark results",
         "",
@@ -320,7 +260,8 @@ def main() -> None:
             *idle_table(idle),
             "",
         ]
-    md += variants_section(out)
+    if storm:
+        md += ["## Playback storm", "", *storm_table(storm[0]), ""]
     print("\n".join(md))
 
 
