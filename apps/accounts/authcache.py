@@ -9,8 +9,9 @@ the session's liveness it loaded earlier only while the stamp is unchanged.
 
 Anything that changes what authentication decides replaces the stamp after its transaction
 commits: every save or delete of a user (ban, role, password, profile, ``last_login``) and every
-end of a session (``services._announce_sessions_changed``, called before the sockets are told,
-so a socket re-checking its token on that news sees the new stamp). Rules that keep it correct:
+end of a session (``services.sessions._announce_sessions_changed``, called before the sockets are
+told, so a socket re-checking its token on that news sees the new stamp). Rules that keep it
+correct:
 
 - The stamp is read BEFORE the database, and an entry is stored under the stamp read then: a
   change committed after that read replaces the stamp, so the entry is never used.

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
+
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from apps.core.ids import new_id
+
+if TYPE_CHECKING:  # django-stubs-ext is a development requirement (type checking only)
+    from django_stubs_ext import WithAnnotations
+
+
+class CaseInsensitive(TypedDict):
+    """The lower-cased columns ``UserManager.with_ci`` adds, for the type checker."""
+
+    username_ci: str
+    email_ci: str | None
 
 
 class Role(models.TextChoices):
@@ -21,10 +33,10 @@ class Role(models.TextChoices):
 STAFF_ROLES = frozenset({Role.ADMIN, Role.ROOT})
 
 
-class UserManager(BaseUserManager):
+class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
-    def with_ci(self):
+    def with_ci(self) -> models.QuerySet[WithAnnotations[User, CaseInsensitive]]:
         """Annotated so that lookups hit the lower(username)/lower(email) unique indexes
         (``__iexact`` compiles to UPPER() on PostgreSQL and would scan the table)."""
         return self.annotate(username_ci=Lower("username"), email_ci=Lower("email"))
@@ -32,7 +44,9 @@ class UserManager(BaseUserManager):
     def get_by_natural_key(self, username):
         return self.with_ci().get(username_ci=username.lower())
 
-    def create_user(self, username: str, password: str | None = None, email: str | None = None, **extra):
+    def create_user(
+        self, username: str, password: str | None = None, email: str | None = None, **extra: Any
+    ) -> User:
         """Low-level create (no validation, no audit); the services call this."""
         user = self.model(username=username, email=self.normalize_email(email) or None, **extra)
         user.set_password(password)
@@ -60,7 +74,7 @@ class User(AbstractBaseUser):
 
     USERNAME_FIELD = "username"
     EMAIL_FIELD = "email"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
 
     class Meta:
         constraints = [
@@ -79,8 +93,9 @@ class User(AbstractBaseUser):
         return self.display_name or self.username
 
     # Django's auth and admin read these; they follow from the one `role` field.
+    # AbstractBaseUser declares a writable field; here it follows from the role, read-only.
     @property
-    def is_active(self) -> bool:
+    def is_active(self) -> bool:  # type: ignore[override]
         return self.role != Role.BANNED
 
     @property

@@ -267,12 +267,12 @@ def test_ban_through_set_role_is_audited_as_a_ban(alice, root):
 
 def test_audit_row_is_part_of_the_change(alice, root, monkeypatch):
     """If the audit row cannot be written, the change does not happen either."""
-    import apps.accounts.services as services_module
 
     def broken(**kwargs):
         raise RuntimeError("audit store down")
 
-    monkeypatch.setattr(services_module, "audit_record", broken)
+    # Patched where user_ban looks it up: apps/accounts/services/moderation.py.
+    monkeypatch.setattr(services.moderation, "audit_record", broken)
     with pytest.raises(RuntimeError):
         services.user_ban(actor=root, user=alice, reason="x", origin=ORIGIN)
     alice.refresh_from_db()
