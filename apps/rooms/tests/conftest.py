@@ -10,6 +10,8 @@ Fixtures: ``room_world`` (fresh per test), ``shared_room_world`` (built once per
 test's changes rolled back; much faster when many tests need the same world), and the raw
 ``module_room_world``. Actors are ``world.actors[name]`` (or ``world.member``, ``world.admin``...)
 with ``.user``, ``.token``, ``.client``, ``.member``; ``world.target`` is a plain member to act on.
+For tests that build their own rooms: ``alice`` and ``bob``, a new ``Person`` each (``person``,
+``make_room``, ``join``, ``grant``; ``ROOM_PASSWORD`` for password rooms).
 
 Import the helpers freely from other test modules::
 
@@ -51,6 +53,7 @@ from apps.rooms.hub import RoomHub
 from apps.rooms.models import Invite, Movie, PlaybackState, Room, RoomMember
 
 ROOMS = "/api/v1/rooms"
+ROOM_PASSWORD = "open-sesame"  # the password of the password rooms the tests make
 
 
 class CheapArgon2idHasher(Argon2idHasher):
@@ -117,6 +120,16 @@ def grant(room: Room, p: Person, *, added: int = 0, removed: int = 0, role: str 
         permissions_removed=removed,
         origin=TEST_ORIGIN,
     )
+
+
+@pytest.fixture
+def alice() -> Person:
+    return person()
+
+
+@pytest.fixture
+def bob() -> Person:
+    return person()
 
 
 # --- urls, snapshots and the room world ------------------------------------------------------------
@@ -271,6 +284,99 @@ def _register(name: str) -> tuple[User, str]:
     return user, pair.access
 
 
+def _world_rooms(creator: User, defaults: dict[str, int | None]) -> tuple[Room, Room]:
+    """The world's room (guests allowed, no approval, the given default masks) and another room."""
+    room_settings: dict[str, Any] = {"allow_guests": True, "join_requires_approval": False}
+    room_settings.update({key: value for key, value in defaults.items() if value is not None})
+    room = services.room_create(creator=creator, name="World", settings=room_settings, origin=TEST_ORIGIN)
+    other_room = services.room_create(
+        creator=creator, name="Other", settings={"allow_guests": True}, origin=TEST_ORIGIN
+    )
+    return room, other_room
+
+
+def _joined(room: Room, as_creator, name: str, **change) -> Actor:
+    """A new user who joined ``room``, their membership then changed by the creator if asked."""
+    user, token = _register(name)
+    member, _ = services.member_join(user=user, room=room, origin=TEST_ORIGIN)
+    if change:
+        member = services.member_update(
+            actor=as_creator, room=room, target=member, origin=TEST_ORIGIN, **change
+        )
+    return Actor(name, user, token, member)
+
+
+def _members(room: Room, as_creator) -> dict[str, Actor]:
+    """The actors with a member row: the active ones, the room-banned one and the site-banned one
+    (plus ``target``, the world's plain member to act on)."""
+    actors = {
+        "admin": _joined(room, as_creator, "admin", role="admin"),
+        "member": _joined(room, as_creator, "member"),
+        "member_plus": _joined(room, as_creator, "member_plus", permissions_added=int(Perm.PLAY_CONTROL)),
+        "member_minus": _joined(room, as_creator, "member_minus", permissions_removed=int(Perm.ADD_MOVIE)),
+        "target": _joined(room, as_creator, "target"),
+    }
+    room_banned = _joined(room, as_creator, "room_banned")
+    room_banned.member = services.member_ban(
+        actor=as_creator, room=room, target=room_banned.member, reason="test", origin=TEST_ORIGIN
+    )
+    actors["room_banned"] = room_banned
+    banned = _joined(room, as_creator, "banned")
+    account_services.user_ban(actor=None, user=banned.user, reason="test", origin=TEST_ORIGIN)
+    actors["banned"] = banned
+    return actors
+
+
+def _set_approval(room: Room, as_creator, required: bool) -> None:
+    services.room_update(
+        actor=as_creator,
+        room=room,
+        changes={"settings": {"join_requires_approval": required}},
+        origin=TEST_ORIGIN,
+    )
+    room.refresh_from_db()
+
+
+def _pending(room: Room, as_creator) -> Actor:
+    """A pending member: approval on, join, approval off again (guests cannot join approval rooms)."""
+    _set_approval(room, as_creator, True)
+    pending_user, pending_token = _register("pending")
+    pending_member, _ = services.member_join(user=pending_user, room=room, origin=TEST_ORIGIN)
+    assert pending_member.status == "pending"
+    _set_approval(room, as_creator, False)
+    return Actor("pending", pending_user, pending_token, pending_member)
+
+
+def _non_members(room: Room, other_room: Room) -> dict[str, Actor]:
+    """The registered outsider, the site admin, this room's guest and another room's guest."""
+    outsider, outsider_token = _register("outsider")
+    site_admin, site_admin_token = _register("siteadmin")
+    account_services.user_set_role(actor=None, user=site_admin, role=Role.ADMIN, origin=TEST_ORIGIN)
+    guest_member, guest_token = services.guest_join(room=room, name="Guest", origin=TEST_ORIGIN)
+    foreign_member, foreign_token = services.guest_join(room=other_room, name="Foreign", origin=TEST_ORIGIN)
+    return {
+        "outsider": Actor("outsider", outsider, outsider_token),
+        "site_admin": Actor("site_admin", site_admin, site_admin_token),
+        "guest": Actor("guest", guest_member.user, guest_token, guest_member),
+        "foreign_guest": Actor("foreign_guest", foreign_member.user, foreign_token),
+    }
+
+
+def _two_movies_playing_the_first(room: Room, as_creator) -> list[Movie]:
+    movies = services.movies_add(
+        actor=as_creator,
+        room=room,
+        items=[
+            {"name": "First", "url": "https://media.example.com/first.mp4"},
+            {"name": "Second", "url": "https://media.example.com/second.m3u8", "type": "hls"},
+        ],
+        origin=TEST_ORIGIN,
+    )
+    services.playback_update(actor=as_creator, room=room, movie_id=movies[0].pk, origin=TEST_ORIGIN)
+    room.refresh_from_db()
+    return movies
+
+
 def build_world(
     *,
     member_permissions: int | None = None,
@@ -278,20 +384,15 @@ def build_world(
     guest_permissions: int | None = None,
 ) -> RoomWorld:
     """One room (guests allowed, no password, no approval) with every actor of ACTOR_NAMES."""
-    origin = TEST_ORIGIN
     with cheap_passwords():
         creator, creator_token = _register("creator")
-        room_settings: dict[str, Any] = {"allow_guests": True, "join_requires_approval": False}
-        for key, value in (
-            ("member_permissions", member_permissions),
-            ("admin_permissions", admin_permissions),
-            ("guest_permissions", guest_permissions),
-        ):
-            if value is not None:
-                room_settings[key] = value
-        room = services.room_create(creator=creator, name="World", settings=room_settings, origin=origin)
-        other_room = services.room_create(
-            creator=creator, name="Other", settings={"allow_guests": True}, origin=origin
+        room, other_room = _world_rooms(
+            creator,
+            {
+                "member_permissions": member_permissions,
+                "admin_permissions": admin_permissions,
+                "guest_permissions": guest_permissions,
+            },
         )
         as_creator = services.actor_for_user(user=creator, room=room)
         actors: dict[str, Actor] = {
@@ -300,71 +401,11 @@ def build_world(
                 "creator", creator, creator_token, RoomMember.objects.get(room=room, user=creator)
             ),
         }
-
-        def joined(name: str, **change) -> Actor:
-            user, token = _register(name)
-            member, _ = services.member_join(user=user, room=room, origin=origin)
-            if change:
-                member = services.member_update(
-                    actor=as_creator, room=room, target=member, origin=origin, **change
-                )
-            return Actor(name, user, token, member)
-
-        actors["admin"] = joined("admin", role="admin")
-        actors["member"] = joined("member")
-        actors["member_plus"] = joined("member_plus", permissions_added=int(Perm.PLAY_CONTROL))
-        actors["member_minus"] = joined("member_minus", permissions_removed=int(Perm.ADD_MOVIE))
-        target = joined("target")
-
-        room_banned = joined("room_banned")
-        room_banned.member = services.member_ban(
-            actor=as_creator, room=room, target=room_banned.member, reason="test", origin=origin
-        )
-        actors["room_banned"] = room_banned
-
-        banned = joined("banned")
-        account_services.user_ban(actor=None, user=banned.user, reason="test", origin=origin)
-        actors["banned"] = banned
-
-        # A pending member: approval on, join, approval off again (guests cannot join approval rooms).
-        services.room_update(
-            actor=as_creator, room=room, changes={"settings": {"join_requires_approval": True}}, origin=origin
-        )
-        room.refresh_from_db()
-        pending_user, pending_token = _register("pending")
-        pending_member, _ = services.member_join(user=pending_user, room=room, origin=origin)
-        assert pending_member.status == "pending"
-        actors["pending"] = Actor("pending", pending_user, pending_token, pending_member)
-        services.room_update(
-            actor=as_creator,
-            room=room,
-            changes={"settings": {"join_requires_approval": False}},
-            origin=origin,
-        )
-        room.refresh_from_db()
-
-        outsider, outsider_token = _register("outsider")
-        actors["outsider"] = Actor("outsider", outsider, outsider_token)
-        site_admin, site_admin_token = _register("siteadmin")
-        account_services.user_set_role(actor=None, user=site_admin, role=Role.ADMIN, origin=origin)
-        actors["site_admin"] = Actor("site_admin", site_admin, site_admin_token)
-
-        guest_member, guest_token = services.guest_join(room=room, name="Guest", origin=origin)
-        actors["guest"] = Actor("guest", guest_member.user, guest_token, guest_member)
-        foreign_member, foreign_token = services.guest_join(room=other_room, name="Foreign", origin=origin)
-        actors["foreign_guest"] = Actor("foreign_guest", foreign_member.user, foreign_token)
-
-        movies = services.movies_add(
-            actor=as_creator,
-            room=room,
-            items=[
-                {"name": "First", "url": "https://media.example.com/first.mp4"},
-                {"name": "Second", "url": "https://media.example.com/second.m3u8", "type": "hls"},
-            ],
-            origin=origin,
-        )
-        services.playback_update(actor=as_creator, room=room, movie_id=movies[0].pk, origin=origin)
-        room.refresh_from_db()
+        actors.update(_members(room, as_creator))
+        target = actors.pop("target")
+        actors["pending"] = _pending(room, as_creator)
+        actors.update(_non_members(room, other_room))
+        movies = _two_movies_playing_the_first(room, as_creator)
     assert set(actors) == set(ACTOR_NAMES)
     return RoomWorld(room=room, other_room=other_room, actors=actors, target=target, movies=movies)
 
@@ -415,3 +456,4 @@ def local_hub(monkeypatch, settings):
     monkeypatch.setattr(realtime, "_local_hub", None)
     monkeypatch.setattr(realtime, "get_redis", lambda: None)
     return hub
+

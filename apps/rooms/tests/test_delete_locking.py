@@ -17,16 +17,21 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 from django.db import connection, transaction
 from django.db.models.signals import pre_delete
 
+from apps.accounts.models import User
 from apps.accounts.tests.factories import TEST_ORIGIN, make_user
 from apps.audit.models import AuditEvent
+from apps.core.errors import NotFound, NotInRoom
 from apps.core.tests.helpers import client_for
+from apps.permissions.rules import RoomActor
 from apps.rooms import services
-from apps.rooms.models import Movie, Room
+from apps.rooms.models import Movie, PlaybackState, Room, RoomMember
+from apps.rooms.selectors import room_actor
 from apps.rooms.tests.conftest import room_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -190,11 +195,20 @@ def test_an_unrelated_audited_write_is_not_held_up_by_a_delete_cascade(big_room)
 # NotFound (404), never an IntegrityError (500). Sequential: the delete has already won.
 
 
-def test_writes_to_a_room_deleted_meanwhile_answer_not_found():
-    from apps.core.errors import NotFound, NotInRoom
-    from apps.rooms.models import PlaybackState, RoomMember
-    from apps.rooms.selectors import room_actor
+@dataclass
+class StaleReads:
+    """Everything a racing request had read before the delete committed."""
 
+    room: Room
+    actor: RoomActor
+    movie: Movie
+    joiner: User  # not a member yet
+    bob: User  # an active member
+    bob_row: RoomMember
+    carol_row: RoomMember  # banned
+
+
+def delete_a_room_after_reading_it() -> StaleReads:
     creator, _ = make_user()
     joiner, _ = make_user()
     bob, _ = make_user()
@@ -214,21 +228,32 @@ def test_writes_to_a_room_deleted_meanwhile_answer_not_found():
     services.member_ban(
         actor=owner, room=room, target=RoomMember.objects.get(room=room, user=carol), origin=TEST_ORIGIN
     )
-    # Everything a racing request had read before the delete committed.
-    actor = room_actor(user=creator, room=room)
-    bob_row = RoomMember.objects.get(room=room, user=bob)
-    carol_row = RoomMember.objects.get(room=room, user=carol)
+    stale = StaleReads(
+        room=room,
+        actor=room_actor(user=creator, room=room),
+        movie=movie,
+        joiner=joiner,
+        bob=bob,
+        bob_row=RoomMember.objects.get(room=room, user=bob),
+        carol_row=RoomMember.objects.get(room=room, user=carol),
+    )
     PlaybackState.objects.filter(room=room).delete()  # the rare path that creates the row
     Room.objects.filter(pk=room.pk).delete()
-    writes = {
+    return stale
+
+
+def room_and_member_writes(stale: StaleReads) -> dict[str, Callable[[], object]]:
+    """Every room and membership write, on what the racing request had read."""
+    actor, room, bob_row, carol_row = stale.actor, stale.room, stale.bob_row, stale.carol_row
+    return {
         "room_update": lambda: services.room_update(
             actor=actor, room=room, changes={"name": "renamed"}, origin=TEST_ORIGIN
         ),
         "room_set_closed": lambda: services.room_set_closed(
             actor=actor, room=room, closed=True, origin=TEST_ORIGIN
         ),
-        "member_join": lambda: services.member_join(user=joiner, room=room, origin=TEST_ORIGIN),
-        "member_leave": lambda: services.member_leave(user=bob, room=room, origin=TEST_ORIGIN),
+        "member_join": lambda: services.member_join(user=stale.joiner, room=room, origin=TEST_ORIGIN),
+        "member_leave": lambda: services.member_leave(user=stale.bob, room=room, origin=TEST_ORIGIN),
         "guest_join": lambda: services.guest_join(room=room, name="visitor", origin=TEST_ORIGIN),
         "invite_create": lambda: services.invite_create(
             actor=actor, room=room, max_uses=None, expires_in=None, origin=TEST_ORIGIN
@@ -243,6 +268,13 @@ def test_writes_to_a_room_deleted_meanwhile_answer_not_found():
         "member_unban": lambda: services.member_unban(
             actor=actor, room=room, target=carol_row, origin=TEST_ORIGIN
         ),
+    }
+
+
+def playlist_and_playback_writes(stale: StaleReads) -> dict[str, Callable[[], object]]:
+    """Every playlist and playback write, on what the racing request had read."""
+    actor, room, movie = stale.actor, stale.room, stale.movie
+    return {
         "movies_add": lambda: services.movies_add(
             actor=actor,
             room=room,
@@ -263,6 +295,11 @@ def test_writes_to_a_room_deleted_meanwhile_answer_not_found():
             actor=actor, room=room, playing=True, origin=TEST_ORIGIN
         ),
     }
+
+
+def test_writes_to_a_room_deleted_meanwhile_answer_not_found():
+    stale = delete_a_room_after_reading_it()
+    writes = {**room_and_member_writes(stale), **playlist_and_playback_writes(stale)}
     audit_rows = AuditEvent.objects.count()
     wrong = {}
     for name, write in writes.items():
@@ -275,5 +312,5 @@ def test_writes_to_a_room_deleted_meanwhile_answer_not_found():
         else:
             wrong[name] = "succeeded"
     assert not wrong, wrong
-    assert not Room.objects.filter(pk=room.pk).exists()
+    assert not Room.objects.filter(pk=stale.room.pk).exists()
     assert AuditEvent.objects.count() == audit_rows  # nothing audited for a room that is gone

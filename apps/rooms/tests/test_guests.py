@@ -22,9 +22,8 @@ from apps.audit.models import AuditEvent
 from apps.core.tests.helpers import assert_error
 from apps.rooms import services
 from apps.rooms.models import RoomMember
-from apps.rooms.tests.conftest import client, join, make_room, person
+from apps.rooms.tests.conftest import client, join, make_room, person, room_url
 from apps.rooms.tests.inprocess_ws import ws_scope
-from apps.rooms.tests.test_membership import url
 
 GUEST_IP, OTHER_IP = "203.0.113.7", "198.51.100.9"
 
@@ -40,7 +39,7 @@ def open_room(owner):
 
 
 def guest(room, name="Gus", ip=GUEST_IP, **extra):
-    return client(REMOTE_ADDR=ip, **extra).post(url(room, "/guest"), {"name": name}, format="json")
+    return client(REMOTE_ADDR=ip, **extra).post(room_url(room, "guest"), {"name": name}, format="json")
 
 
 def guest_ok(room, name="Gus", ip=GUEST_IP, **extra) -> dict:
@@ -56,14 +55,14 @@ def guest_ok(room, name="Gus", ip=GUEST_IP, **extra) -> dict:
 def test_guests_are_marked_in_rest_payloads(owner, open_room):
     body = guest_ok(open_room, "alice")
     assert body["member"]["user"] == {"id": body["member"]["user"]["id"], "username": "alice", "guest": True}
-    me = client(body["access"]).get(url(open_room, "/members/me")).json()
+    me = client(body["access"]).get(room_url(open_room, "members/me")).json()
     assert me["user"]["guest"] is True and me["role"] == "guest"
     listed = {
         m["user"]["username"]: m["user"]["guest"]
-        for m in owner.client.get(url(open_room, "/members")).json()["results"]
+        for m in owner.client.get(room_url(open_room, "members")).json()["results"]
     }
     assert listed == {owner.user.username: False, "alice": True}
-    room = client().get(url(open_room)).json()
+    room = client().get(room_url(open_room)).json()
     assert room["creator"]["guest"] is False
 
 
@@ -85,12 +84,12 @@ def test_guest_may_not_take_a_registered_username(open_room):
 
 
 def ban(owner, room, user_id):
-    r = owner.client.post(url(room, f"/members/{user_id}/ban"), {"reason": "spam"}, format="json")
+    r = owner.client.post(room_url(room, f"members/{user_id}/ban"), {"reason": "spam"}, format="json")
     assert r.status_code == 204, r.content
 
 
 def unban(owner, room, user_id):
-    r = owner.client.post(url(room, f"/members/{user_id}/unban"))
+    r = owner.client.post(room_url(room, f"members/{user_id}/unban"))
     assert r.status_code == 204, r.content
 
 
@@ -114,7 +113,7 @@ def test_room_ban_on_a_guest_bans_its_address_until_unban(owner, open_room):
     other_room = make_room(owner, name="Elsewhere", settings={"allow_guests": True})
     guest_ok(other_room, "troll3")
     carol = person()
-    r = carol.client.post(url(open_room, "/join"), {}, format="json", REMOTE_ADDR=GUEST_IP)
+    r = carol.client.post(room_url(open_room, "join"), {}, format="json", REMOTE_ADDR=GUEST_IP)
     assert r.status_code == 201, r.content
 
     unban(owner, open_room, guest_id)

@@ -21,8 +21,7 @@ from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from apps.permissions.flags import Perm
 from apps.rooms.models import Invite, invite_ref
-from apps.rooms.tests.conftest import client, grant, join, make_room, person
-from apps.rooms.tests.test_membership import ROOM_PASSWORD, url
+from apps.rooms.tests.conftest import ROOM_PASSWORD, client, grant, join, make_room, person, room_url
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +38,7 @@ def _auditor(room):
     reader = person()
     join(reader, room, password=ROOM_PASSWORD)
     grant(room, reader, added=int(Perm.VIEW_AUDIT_LOG), removed=int(Perm.INVITE_MEMBERS))
-    me = reader.client.get(url(room, "/members/me")).json()
+    me = reader.client.get(room_url(room, "members/me")).json()
     assert me["effective_permissions"] & Perm.VIEW_AUDIT_LOG
     assert not me["effective_permissions"] & Perm.INVITE_MEMBERS
     return reader
@@ -48,14 +47,14 @@ def _auditor(room):
 def test_invite_code_is_not_in_the_audit_log(hidden_locked):
     owner, room = hidden_locked
     reader = _auditor(room)
-    r = owner.client.post(url(room, "/invites"), {"max_uses": 5}, format="json")
+    r = owner.client.post(room_url(room, "invites"), {"max_uses": 5}, format="json")
     assert r.status_code == 201, r.content
     code = r.json()["code"]
     newcomer = person()
-    r = newcomer.client.post(url(room, "/join"), {"invite": code}, format="json")
+    r = newcomer.client.post(room_url(room, "join"), {"invite": code}, format="json")
     assert r.status_code == 201, r.content
 
-    r = reader.client.get(url(room, "/audit-log"))
+    r = reader.client.get(room_url(room, "audit-log"))
     assert r.status_code == 200, r.content
     assert code not in r.content.decode()
     events = r.json()["results"]
@@ -113,7 +112,7 @@ def test_old_rows_holding_a_code_are_shown_with_the_reference(hidden_locked):
         room_id=room.pk,
         details={"invite": code},
     )
-    r = reader.client.get(url(room, "/audit-log"))
+    r = reader.client.get(room_url(room, "audit-log"))
     assert r.status_code == 200
     assert code not in r.content.decode()
     events = r.json()["results"]
@@ -129,7 +128,7 @@ def test_old_rows_holding_a_code_are_shown_with_the_reference(hidden_locked):
 def test_join_without_invite_has_no_reference(hidden_locked):
     _owner, room = hidden_locked
     reader = _auditor(room)
-    events = reader.client.get(url(room, "/audit-log")).json()["results"]
+    events = reader.client.get(room_url(room, "audit-log")).json()["results"]
     joined = next(e for e in events if e["action"] == "member.join" and e["user"]["id"] == reader.user.pk)
     assert joined["details"]["invite"] is None
-    assert client().get(url(room, "/audit-log")).status_code == 401
+    assert client().get(room_url(room, "audit-log")).status_code == 401
