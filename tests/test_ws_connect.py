@@ -15,9 +15,11 @@ from django.test.utils import CaptureQueriesContext
 from apps.accounts.models import Role
 from apps.accounts.selectors import authenticate_access_token
 from apps.accounts.tests.factories import TEST_ORIGIN, make_user
+from apps.core import ratelimit
 from apps.permissions.flags import Perm
-from apps.rooms import consumers, selectors, services
-from apps.rooms.consumers import RoomConsumer, resolve_db_threads
+from apps.rooms import dbthreads, selectors, services
+from apps.rooms.consumers import RoomConsumer
+from apps.rooms.dbthreads import resolve_db_threads
 from apps.rooms.models import ChatMessage, RoomMember
 from apps.rooms.serializers import MemberSerializer, RoomSerializer
 
@@ -130,7 +132,7 @@ def dispatching_consumer() -> tuple[RoomConsumer, Sent]:
     consumer = RoomConsumer()
     consumer.scope = {"type": "websocket", "subprotocols": [], "headers": []}
     consumer.base_send = sent = Sent()
-    consumer._frames = consumers.TokenBucket(consumers.FRAME_BURST, consumers.FRAME_RATE)
+    consumer._frames = ratelimit.socket_bucket("ws_frame")
     return consumer, sent
 
 
@@ -185,10 +187,10 @@ def test_database_thread_count(requested, vendor, pool, threads):
 def test_this_process_uses_the_threads_its_database_allows(db):
     """SQLite keeps channels' one shared thread; PostgreSQL gets a pool of threads that never
     outnumbers the connection pool."""
-    consumers._db_executor.cache_clear()
+    dbthreads.db_executor.cache_clear()
     try:
-        executor = consumers._db_executor()
-        call = consumers.database_sync_to_async(lambda: None)
+        executor = dbthreads.db_executor()
+        call = dbthreads.database_sync_to_async(lambda: None)
         if connection.vendor == "sqlite":
             assert executor is None and call._thread_sensitive
         else:
@@ -197,4 +199,4 @@ def test_this_process_uses_the_threads_its_database_allows(db):
             if isinstance(pool, dict):
                 assert executor._max_workers < pool["max_size"]
     finally:
-        consumers._db_executor.cache_clear()
+        dbthreads.db_executor.cache_clear()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser
 from django.db import connections, router, transaction
 from django.utils import timezone
 
+from apps.accounts.models import User
 from apps.audit.actions import AuditAction
 from apps.audit.chain import event_digest
 from apps.audit.models import AuditChainHead, AuditEvent
@@ -21,7 +23,7 @@ def audit_record(
     *,
     action: AuditAction,
     origin: Origin,
-    user=None,
+    user: User | AnonymousUser | None = None,
     resource_type: str = "",
     resource_id: str = "",
     room_id: str = "",

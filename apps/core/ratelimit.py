@@ -1,4 +1,7 @@
-"""Rate limits on the shared cache (Redis in production), with Retry-After.
+"""Every rate limit, REST and WebSocket (docs/security.md, "Limits").
+
+REST limits count on the shared cache (Redis in production), cluster-wide, with Retry-After; the
+WebSocket allowances are token buckets in this process (the second half of this module).
 
 Counting is django-ratelimit's fixed window: its window edges, clock and cache keys, through its
 module-private helpers (requirements.txt keeps it below 5; the tests pin the behaviour). This
@@ -17,9 +20,12 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from time import monotonic
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.cache import caches
+from django.http import HttpRequest
 from django_ratelimit import core as ratelimit_core
 from rest_framework.throttling import BaseThrottle
 
@@ -27,6 +33,10 @@ from apps.core.errors import RateLimited
 from apps.core.net import address_key, client_ip
 from apps.core.redis import REDIS_DOWN_ERRORS, redis_breaker
 from apps.core.resilience import CircuitOpen
+
+if TYPE_CHECKING:  # DRF's views import the throttle classes (this module) when first loaded
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +65,7 @@ class Usage:
 def _now() -> float:
     # django-ratelimit's clock (its module's ``time``), so the windows here and there agree and a
     # test can freeze both at once.
-    return ratelimit_core.time.time()
+    return float(ratelimit_core.time.time())
 
 
 # --- the per-process fallback ---------------------------------------------------------------------
@@ -198,7 +208,7 @@ def give_back(usage: Usage | None) -> None:
         pass  # a lost refund only makes the limit stricter for this window
 
 
-def hit(request, *, limit: str, key: str) -> None:
+def hit(request: HttpRequest, *, limit: str, key: str) -> None:
     """Count one event against ``limit`` for ``key``; raise RateLimited when over."""
     take(limit=limit, key=key)
 
@@ -208,17 +218,135 @@ def ip_key(ip: str) -> str:
     return f"ip:{address_key(ip)}"
 
 
-def hit_ip(request, *, limit: str) -> None:
+def hit_ip(request: HttpRequest, *, limit: str) -> None:
     hit(request, limit=limit, key=ip_key(client_ip(request)))
 
 
 class ApiRateThrottle(BaseThrottle):
     """100 API requests a minute per client IP (docs/security.md, "Limits")."""
 
-    def allow_request(self, request, view) -> bool:
+    def allow_request(self, request: Request, view: APIView) -> bool:
         usage = _count(limit="api", key=ip_key(client_ip(request)))
         self._wait = usage.retry_after if usage else None
         return not (usage and usage.over)
 
-    def wait(self):
+    def wait(self) -> int | None:
         return self._wait
+
+
+# --- the WebSocket allowances: token buckets in this process ---------------------------------------
+# A socket lives on one node, and these limits exist to stop one client from flooding the rooms it
+# is in (every chat line, emoji, ready change and join is written to every member's socket). So
+# they count where the frames arrive, in memory, and cost nothing on the real-time path; counting
+# them in Redis would add a round trip to every chat line. The price, documented in
+# docs/security.md: a user whose sockets sit on N `ws` nodes gets N times the chat allowance.
+# They are not turned off by RATELIMIT_ENABLE, which is for the REST counters (tests and
+# benchmarks that log in many times); a node always protects its rooms.
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """``burst`` at once, then ``per_second``."""
+
+    burst: int
+    per_second: float
+
+
+SOCKET_ALLOWANCES: dict[str, Allowance] = {
+    "ws_frame": Allowance(40, 20.0),  # any frame, per socket
+    "ws_chat": Allowance(5, 1.0),  # per user
+    "ws_emoji": Allowance(10, 3.0),  # per user
+    # Per user and room. A ready change is broadcast to every member; one past the allowance is
+    # delayed, never refused (the consumer sends the latest state once the allowance allows).
+    "ws_ready": Allowance(4, 2.0),
+    # Per user and room: each connect and its leave are announced to the room. 10 covers reloads
+    # and a flaky network; past it the socket is refused with 4429 and ``retry_after``.
+    "ws_connect": Allowance(10, 0.5),
+}
+# Open sockets of one user in one room on one node. A few tabs or windows (a phone, a TV, a
+# laptop) are normal; each socket is a subscriber in every fan-out and a presence entry, so more
+# is a cost others pay. The next one is refused, not the oldest closed: two tabs that reconnect
+# would evict each other forever.
+MAX_SOCKETS_PER_USER_ROOM = 5
+
+
+class TokenBucket:
+    """Burst ``capacity``, refilled at ``rate`` per second."""
+
+    __slots__ = ("capacity", "rate", "stamp", "tokens")
+
+    def __init__(self, capacity: float, rate: float) -> None:
+        self.capacity, self.rate, self.tokens, self.stamp = capacity, rate, capacity, monotonic()
+
+    def take(self) -> bool:
+        now = monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+    def wait(self) -> float:
+        """Seconds until the next token (after a failed ``take``)."""
+        return max(0.0, (1 - self.tokens) / self.rate)
+
+
+class LocalBuckets:
+    """One bucket per key under each allowance, in this process. Bounded: past ``max_keys`` the
+    table of that allowance starts over, which only forgives (every key gets a full bucket).
+    The event loop is the only caller, so there is no lock."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self.max_keys = max_keys
+        self._tables: dict[str, dict[str, TokenBucket]] = {}
+
+    def bucket(self, name: str, key: str) -> TokenBucket:
+        table = self._tables.setdefault(name, {})
+        found = table.get(key)
+        if found is None:
+            if len(table) >= self.max_keys:
+                table.clear()
+            found = table[key] = socket_bucket(name)
+        return found
+
+    def clear(self) -> None:
+        self._tables.clear()
+
+
+def socket_bucket(name: str) -> TokenBucket:
+    """A new bucket with the allowance ``name`` (for a limit per socket, held by the socket)."""
+    allowance = SOCKET_ALLOWANCES[name]
+    return TokenBucket(allowance.burst, allowance.per_second)
+
+
+class LocalSlots:
+    """Counts of open things per key, capped (sockets per user and room on this node)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._counts: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def take(self, key: str) -> bool:
+        count = self._counts.get(key, 0)
+        if count >= self.cap:
+            return False
+        self._counts[key] = count + 1
+        return True
+
+    def give_back(self, key: str) -> None:
+        left = self._counts.get(key, 1) - 1
+        if left > 0:
+            self._counts[key] = left
+        else:
+            self._counts.pop(key, None)
+
+    def clear(self) -> None:
+        self._counts.clear()
+
+
+local_buckets = LocalBuckets()
+socket_slots = LocalSlots(MAX_SOCKETS_PER_USER_ROOM)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from apps.core.errors import NotInRoom
 from apps.permissions import flags
 from apps.permissions.flags import Perm
 
@@ -46,6 +47,16 @@ class RoomActor:
         """The room's creator, by an active membership. A site admin acts with the creator's
         rights but is not the creator: rules that allow "creator or site admin" ask both."""
         return self.member is not None and self.member.role == CREATOR and self.member.status == "active"
+
+    @property
+    def account(self) -> User:
+        """The acting account, for a service past its permission check (which only an account
+        passes): the author of what it writes. Anything else is refused, never written."""
+        from apps.accounts.models import User  # the rules import no models at import time
+
+        if not isinstance(self.user, User):
+            raise NotInRoom()
+        return self.user
 
     def can(self, perm: int) -> bool:
         """May this actor do what ``perm`` (one bit or several, all required) allows?"""

@@ -11,31 +11,28 @@ every failure becomes an ``error`` frame.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
-import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
-from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
-from django.db import connections
 
 from apps.accounts.selectors import authenticate_access_token
-from apps.core import events, realtime
+from apps.core import events, ratelimit, realtime
 from apps.core.context import Origin
 from apps.core.errors import ApplicationError, NotFound, UserBanned
 from apps.permissions.flags import Perm
-from apps.rooms import messages, selectors, services
+from apps.permissions.rules import RoomActor
+from apps.rooms import greeting, messages, selectors, services
+from apps.rooms.dbthreads import database_sync_to_async
 from apps.rooms.hub import direct_protocol, hub
+from apps.rooms.models import Room
 from apps.rooms.moderation import escape
 from apps.rooms.presence import user_of
-from apps.rooms.serializers import MemberSerializer, RoomSerializer, user_ref
+from apps.rooms.serializers import user_ref
 
 logger = logging.getLogger(__name__)
 
@@ -45,114 +42,17 @@ CHAT_HISTORY = 50
 CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND = 4401, 4403, 4404
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_INTERNAL_ERROR = 1011
-# One user's sockets in one room on this node. A few tabs or windows (a phone, a TV, a laptop) are
-# normal; each socket is a subscriber in every fan-out and a presence entry, so more is a cost
-# others pay. The next one is refused (not the oldest closed: two tabs that reconnect would evict
-# each other forever); its page reconnects with backoff and gets in once one of the others closes.
-MAX_SOCKETS_PER_USER_ROOM = 5
-CLOSE_TOO_MANY_SOCKETS = 4429
+CLOSE_TOO_MANY_SOCKETS = 4429  # a user's socket cap or connect churn (apps.core.ratelimit)
 # Member events tell who is in the room: they need VIEW_MEMBER_LIST, as REST ``members`` does.
 MEMBER_EVENTS = frozenset({"member_joined", "member_left", "member_updated", "member_ready"})
 
 
-class TokenBucket:
-    """Burst ``capacity``, refilled at ``rate`` per second."""
+class Refused(Exception):
+    """A connect that is turned away: the close code, the reason and details for the client."""
 
-    __slots__ = ("capacity", "rate", "stamp", "tokens")
-
-    def __init__(self, capacity: float, rate: float) -> None:
-        self.capacity, self.rate, self.tokens, self.stamp = capacity, rate, capacity, time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-    def wait(self) -> float:
-        """Seconds until the next token (after a failed ``take``)."""
-        return max(0.0, (1 - self.tokens) / self.rate)
-
-
-# Per user (all their sockets in this process): chat 5 at once then 1 a second; emoji 10 then 3/s.
-_chat_buckets: dict[str, TokenBucket] = {}
-_emoji_buckets: dict[str, TokenBucket] = {}
-CHAT_BURST, CHAT_RATE = 5, 1.0
-EMOJI_BURST, EMOJI_RATE = 10, 3.0
-FRAME_BURST, FRAME_RATE = 40, 20.0  # any frame, per socket
-# Per user and room (all their sockets in this process): a changed ready state is broadcast to
-# every member, so 4 at once then 2 a second; a change past that is sent when the allowance
-# allows, the latest state only (so what members see ends right).
-_ready_buckets: dict[str, TokenBucket] = {}
-READY_BURST, READY_RATE = 4, 2.0
-# Per user and room: connects, each announced to the room with its leave (member_joined and
-# member_left); 10 at once (reloads, a flaky network) then one every 2 seconds.
-_connect_buckets: dict[str, TokenBucket] = {}
-CONNECT_BURST, CONNECT_RATE = 10, 0.5
-# (user id, room id) -> that user's open sockets in that room in this process.
-_sockets: dict[tuple[str, str], int] = {}
-
-
-# --- database calls ---------------------------------------------------------------------------------
-# channels' ``database_sync_to_async`` runs every call of the process on ONE thread (thread-
-# sensitive), so chat inserts and playback writes of all sockets queue there. On PostgreSQL they run
-# on a small pool of threads instead, each with its own connection (from the psycopg pool when one
-# is configured; DatabaseSyncToAsync returns it after every call). Calls of one socket still run one
-# at a time: a consumer handles its frames in order. SQLite keeps the one thread: concurrent
-# writers there fail with "database is locked".
-DEFAULT_PG_DB_THREADS = 4
-
-
-def resolve_db_threads(*, requested: int, vendor: str, pool: object) -> int:
-    """Threads for consumer database calls. ``requested``: WS_DB_THREADS (0 = automatic);
-    ``pool``: the database's ``OPTIONS["pool"]`` (None, True or psycopg_pool arguments)."""
-    if vendor != "postgresql":
-        return 1
-    threads = requested if requested > 0 else DEFAULT_PG_DB_THREADS
-    if pool:
-        # psycopg_pool's own default when Django is given pool=True: min_size 4, max_size = min_size.
-        options = pool if isinstance(pool, dict) else {}
-        max_size = options.get("max_size") or options.get("min_size") or 4
-        # Leave one connection for the process's other sync work (the HTTP requests it answers);
-        # a thread with no connection to take would wait for the pool's timeout, then fail.
-        threads = min(threads, max_size - 1)
-    return max(1, threads)
-
-
-@functools.cache
-def _db_executor() -> ThreadPoolExecutor | None:
-    """The pool for consumer database calls, or None for channels' one shared thread."""
-    db = connections["default"]
-    requested = settings.WS_DB_THREADS
-    pool = (db.settings_dict.get("OPTIONS") or {}).get("pool")
-    threads = resolve_db_threads(requested=requested, vendor=db.vendor, pool=pool)
-    if requested > threads:
-        logger.warning("WS_DB_THREADS=%d lowered to %d (%s, pool %s)", requested, threads, db.vendor, pool)
-    logger.info("WebSocket database calls on %d thread(s)", threads)
-    if threads == 1:
-        return None
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ws-db")
-
-
-def database_sync_to_async(func):
-    """channels' ``database_sync_to_async`` (old connections closed before and after each call),
-    on this process's consumer database threads (see above)."""
-    executor = _db_executor()
-    if executor is None:
-        return DatabaseSyncToAsync(func)
-    return DatabaseSyncToAsync(func, thread_sensitive=False, executor=executor)
-
-
-def _bucket(table: dict, key: str, capacity: float, rate: float) -> TokenBucket:
-    bucket = table.get(key)
-    if bucket is None:
-        if len(table) > 100_000:
-            table.clear()  # bounded memory; forgetting old buckets only forgives
-        bucket = table[key] = TokenBucket(capacity, rate)
-    return bucket
+    def __init__(self, code: int, reason: str, **details: Any) -> None:
+        super().__init__(reason)
+        self.code, self.reason, self.details = code, reason, details
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
@@ -168,7 +68,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     _closing = False
     _pending: list[dict] | None = None  # events that arrived while connecting, held until after hello
     _channels: tuple[str, ...] = ()  # the hub channels this socket is subscribed to
-    _slot: tuple[str, str] | None = None  # its place in _sockets, given back at disconnect
+    _slot: str | None = None  # its place in ratelimit.socket_slots, given back at disconnect
     _ready = True  # the ready state members were last told (presence starts everyone ready)
     _ready_wanted = True  # the latest the client sent
     _ready_later: asyncio.Task | None = None  # a rate-limited change waiting to go out
@@ -194,31 +94,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
         values = query.get("token")
         return values[0] if values else None
 
-    async def _refuse(self, code: int, reason: str, **details: Any) -> None:
+    async def _refuse(self, refusal: Refused) -> None:
         # A close code only reaches the client after the handshake: accept, say why, close.
         self._give_back_slot()
         await self.accept(self._subprotocol())
-        await self.send_json_event(events.error("connection_refused", reason, **details))
-        await self.close(code=code)
-
-    def _take_slot(self) -> bool:
-        """A place among this user's sockets in this room (MAX_SOCKETS_PER_USER_ROOM)."""
-        key = (self.user.pk, self.room_id)
-        count = _sockets.get(key, 0)
-        if count >= MAX_SOCKETS_PER_USER_ROOM:
-            return False
-        _sockets[key] = count + 1
-        self._slot = key
-        return True
+        await self.send_json_event(events.error("connection_refused", refusal.reason, **refusal.details))
+        await self.close(code=refusal.code)
 
     def _give_back_slot(self) -> None:
         key, self._slot = self._slot, None
         if key is not None:
-            left = _sockets.get(key, 1) - 1
-            if left > 0:
-                _sockets[key] = left
-            else:
-                _sockets.pop(key, None)
+            ratelimit.socket_slots.give_back(key)
 
     def sees_members(self) -> bool:
         """VIEW_MEMBER_LIST: the right REST ``members`` checks (services.require), on this actor."""
@@ -245,46 +131,62 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def _connect(self) -> None:
         self._tasks: set[asyncio.Task] = set()
-        self._frames = TokenBucket(FRAME_BURST, FRAME_RATE)
+        self._frames = ratelimit.socket_bucket("ws_frame")
         self.room_id = self.scope["url_route"]["kwargs"]["room_id"]
         client = self.scope.get("client") or (None, None)
         headers = dict(self.scope.get("headers") or ())
         self.origin = Origin(ip=client[0], user_agent=headers.get(b"user-agent", b"").decode("latin-1")[:512])
+        try:
+            await self._admit()
+            await self._enter()
+        except Refused as refusal:
+            return await self._refuse(refusal)
+        await self.accept(self._subprotocol())
+        self.direct = direct_protocol(self.base_send)  # extensions are known once accepted
+        await self._greet()
+
+    async def _admit(self) -> None:
+        """Who is connecting, and may they open one more socket here? Cheapest checks first: no
+        database read for a socket that is refused for its token, its churn or its count."""
         if hub.shutting_down:
-            return await self._refuse(1012, "This server is restarting; reconnect shortly.")
+            raise Refused(1012, "This server is restarting; reconnect shortly.")
         token = self._token()
         if not token:
-            return await self._refuse(CLOSE_UNAUTHORIZED, "No token: send a bearer.<token> subprotocol.")
+            raise Refused(CLOSE_UNAUTHORIZED, "No token: send a bearer.<token> subprotocol.")
         try:
             self.user, self.claims = await database_sync_to_async(authenticate_access_token)(token)
         except UserBanned:
-            return await self._refuse(CLOSE_FORBIDDEN, "This account is banned.")
+            raise Refused(CLOSE_FORBIDDEN, "This account is banned.") from None
         except ApplicationError as exc:
-            return await self._refuse(CLOSE_UNAUTHORIZED, exc.message)
+            raise Refused(CLOSE_UNAUTHORIZED, exc.message) from None
         try:
-            room_channel = realtime.room_channel(self.room_id)
+            realtime.room_channel(self.room_id)
         except ValueError:  # not the shape of a room id: no such room
-            return await self._refuse(CLOSE_NOT_FOUND, "No such room.")
-        churn = _bucket(_connect_buckets, f"{self.user.pk}:{self.room_id}", CONNECT_BURST, CONNECT_RATE)
+            raise Refused(CLOSE_NOT_FOUND, "No such room.") from None
+        key = f"{self.user.pk}:{self.room_id}"
+        churn = ratelimit.local_buckets.bucket("ws_connect", key)
         if not churn.take():  # each connect and its leave are announced to the whole room
-            return await self._refuse(
+            raise Refused(
                 CLOSE_TOO_MANY_SOCKETS,
                 "Connecting too often; this page reconnects in a moment.",
                 close_code=CLOSE_TOO_MANY_SOCKETS,
                 retry_after=math.ceil(churn.wait()),
             )
-        if not self._take_slot():  # before any database read: an extra socket costs nothing
-            return await self._refuse(
+        if not ratelimit.socket_slots.take(key):
+            raise Refused(
                 CLOSE_TOO_MANY_SOCKETS,
-                f"This room is already open in {MAX_SOCKETS_PER_USER_ROOM} windows or tabs of yours; "
-                "close one and this one reconnects.",
+                f"This room is already open in {ratelimit.MAX_SOCKETS_PER_USER_ROOM} windows or tabs of "
+                "yours; close one and this one reconnects.",
                 close_code=CLOSE_TOO_MANY_SOCKETS,
             )
-        # Subscribe before reading the room, the membership and the state, so that nothing
-        # published in between is missed (a kick, a ban, a permission change, a playback
-        # change); every event that arrives meanwhile is held and replayed after the hello.
+        self._slot = key
+
+    async def _enter(self) -> None:
+        """Subscribe, then read the room and the membership. Subscribing first means nothing
+        published in between is missed (a kick, a ban, a permission change, a playback change);
+        every event that arrives meanwhile is held and replayed after the hello."""
         self._pending = []
-        self._channels = (room_channel, realtime.user_channel(self.user.pk))
+        self._channels = (realtime.room_channel(self.room_id), realtime.user_channel(self.user.pk))
         for channel in self._channels:
             await hub.subscribe(channel, self)
         try:
@@ -293,13 +195,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.room, self.actor = await database_sync_to_async(self._load_room_and_actor)(with_counts=True)
         except NotFound:
             await self._unsubscribe()
-            return await self._refuse(CLOSE_NOT_FOUND, "No such room.")
+            raise Refused(CLOSE_NOT_FOUND, "No such room.") from None
         if not self.actor.is_member:
             await self._unsubscribe()
-            return await self._refuse(CLOSE_FORBIDDEN, "You are not a member of this room.")
+            raise Refused(CLOSE_FORBIDDEN, "You are not a member of this room.")
 
-        await self.accept(self._subprotocol())
-        self.direct = direct_protocol(self.base_send)  # extensions are known once accepted
+    async def _greet(self) -> None:
+        """Online in presence, then the hello, the chat history, what was held meanwhile, and the
+        room told (once per user: a second tab is not a second arrival)."""
         self.connection_id = hub.presence.new_connection_id()
         first = await hub.presence.join(self.room.pk, self.connection_id, self._presence_info(ready=True))
         hello, history = await database_sync_to_async(self._hello_and_history)()
@@ -310,61 +213,44 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.send_json_event(hello)
         for chat in history:
             await self.send_json_event(chat)
-        last_chat, version = (history[-1]["id"] if history else 0), hello["playback"]["version"]
-        while self._pending and not self._closing:  # then what was held, in order
-            event = self._pending.pop(0)
-            if not self._act_on(event):  # a kick, a ban, a permission change: acted on here
-                continue
-            kind = event.get("type")  # sent, unless hello or the history already hold it
-            if (kind == "chat" and event.get("id", 0) <= last_chat) or (
-                kind == "playback" and event.get("version", 0) <= version
-            ):
-                continue
-            await self.send_json_event(event)
-        self._pending = None
+        await self._replay_pending(
+            last_chat=history[-1]["id"] if history else 0, version=hello["playback"]["version"]
+        )
         if first and not self._closing:
             await hub.publish(
                 realtime.room_channel(self.room.pk),
                 events.member_joined(user=self._user_ref(), role=self.actor_role()),
             )
 
-    def _load_room_and_actor(self, *, with_counts: bool = False):
+    async def _replay_pending(self, *, last_chat: int, version: int) -> None:
+        """The events held while connecting, in order, acted on; sent unless the hello or the
+        history already hold them."""
+        while self._pending and not self._closing:
+            event = self._pending.pop(0)
+            if not self._act_on(event):  # a kick, a ban, a permission change: acted on here
+                continue
+            kind = event.get("type")
+            if (kind == "chat" and event.get("id", 0) <= last_chat) or (
+                kind == "playback" and event.get("version", 0) <= version
+            ):
+                continue
+            await self.send_json_event(event)
+        self._pending = None
+
+    def _load_room_and_actor(self, *, with_counts: bool = False) -> tuple[Room, RoomActor]:
         """The room and this socket's actor: 2 queries (the membership row comes with this
         socket's user and the room attached, so serialising it reads nothing more)."""
         room = selectors.room_get(self.room_id, with_counts=with_counts)
         return room, selectors.room_actor(user=self.user, room=room, auth=self.claims)
 
     def _hello_and_history(self) -> tuple[events.Hello, list[events.Chat]]:
-        """Playback state and chat history: 2 queries (the room is the one connect loaded). The
-        hello's ``members_online`` is filled in by connect, from presence, after these reads."""
-        state = selectors.playback_get(room=self.room)
-        member = self.actor.member
-        if member is not None:
-            member_payload = dict(MemberSerializer(member).data)
-        else:
-            member_payload = {
-                "user": self._user_ref(),
-                "role": "site_admin",
-                "status": "active",
-                "effective_permissions": self.actor.permissions,
-            }
-        history = [
-            services.chat_event(row, history=True)
-            for row in selectors.chat_history(room=self.room, limit=CHAT_HISTORY)
-        ]
-        hello = events.hello(
-            member=member_payload,
-            room=dict(RoomSerializer(self.room).data),
-            playback=events.playback_state(selectors.playback_view(state)),
-            members_online=[],
-        )
-        return hello, history
+        return greeting.hello_and_history(room=self.room, actor=self.actor, user=self.user)
 
     def _user_ref(self) -> dict:
         return user_ref(self.user)
 
     def actor_role(self) -> str:
-        return self.actor.member.role if self.actor.member is not None else "site_admin"
+        return greeting.actor_role(self.actor)
 
     def _presence_info(self, *, ready: bool) -> dict:
         user = self.user
@@ -432,7 +318,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def on_chat(self, message: messages.Chat) -> None:
         # The right and the text first (no query), then the user's allowance, then one INSERT.
         services.chat_check(actor=self.actor, text=message.text)
-        if not _bucket(_chat_buckets, self.user.pk, CHAT_BURST, CHAT_RATE).take():
+        if not ratelimit.local_buckets.bucket("ws_chat", self.user.pk).take():
             return await self.send_error("rate_limited", "You are sending messages too fast.", message.ref)
         row = await database_sync_to_async(services.chat_send)(
             actor=self.actor, room=self.room, text=message.text, origin=self.origin, announce=False
@@ -443,7 +329,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def on_emoji(self, message: messages.Emoji) -> None:
         services.require(self.actor, Perm.SEND_EMOJI)
-        if not _bucket(_emoji_buckets, self.user.pk, EMOJI_BURST, EMOJI_RATE).take():
+        if not ratelimit.local_buckets.bucket("ws_emoji", self.user.pk).take():
             return await self.send_error("rate_limited", "You are sending emoji too fast.", message.ref)
         await hub.publish(
             realtime.room_channel(self.room.pk),
@@ -467,7 +353,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         refused: a client reports its buffering as it happens and must not be told off for it."""
         if self._ready_wanted == self._ready or self._closing:
             return  # no change (or back where it was): nothing to tell anyone
-        bucket = _bucket(_ready_buckets, f"{self.user.pk}:{self.room.pk}", READY_BURST, READY_RATE)
+        bucket = ratelimit.local_buckets.bucket("ws_ready", f"{self.user.pk}:{self.room.pk}")
         if not bucket.take():
             self._ready_later = self._spawn(self._announce_ready_later(bucket.wait()))
             return

@@ -6,8 +6,10 @@ from drf_spectacular.utils import extend_schema_field
 from pydantic import ValidationError
 from rest_framework import serializers
 
+from apps.accounts.models import User
 from apps.accounts.serializers import StrictCharField
 from apps.audit.models import AuditEvent
+from apps.core import events
 from apps.core.errors import InvalidInput
 from apps.core.netguard import MAX_URL_LENGTH
 from apps.permissions import flags
@@ -58,7 +60,7 @@ class RefuseUnknownFields:
         return super().to_internal_value(data)
 
 
-def user_ref(user) -> dict:
+def user_ref(user: User) -> events.UserRef:
     """A user as every room payload shows them (REST and WebSocket). ``guest``: a guest's name is
     whatever they typed, so clients show it marked and never as a registered user's."""
     return {"id": user.pk, "username": user.public_name, "guest": bool(user.is_guest)}

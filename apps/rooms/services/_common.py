@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser
+
+from apps.accounts.models import User
 from apps.audit.actions import AuditAction
+from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from apps.core.context import Origin
 from apps.core.errors import InvalidInput, NotFound, NotInRoom, PermissionDenied, RoomClosed
@@ -36,8 +40,15 @@ def _escalation(exc: EscalationError) -> PermissionDenied:
 
 
 def _audit(
-    action: AuditAction, *, actor_user, origin: Origin, room: Room, resource_type: str, resource_id, **details
-):
+    action: AuditAction,
+    *,
+    actor_user: User | AnonymousUser | None,
+    origin: Origin,
+    room: Room,
+    resource_type: str,
+    resource_id: object,
+    **details: Any,
+) -> AuditEvent:
     return audit_record(
         action=action,
         origin=origin,

@@ -40,7 +40,7 @@ def chat_send(
     is down) on every chat message. ``origin``: the services' common signature (chat is not
     audited)."""
     chat_check(actor=actor, text=text)
-    message = ChatMessage.objects.create(room=room, user=actor.user, text=clean_text(text))
+    message = ChatMessage.objects.create(room=room, user=actor.account, text=clean_text(text))
     if announce:
         realtime.room_event(room.pk, chat_event(message))
     return message
@@ -49,7 +49,9 @@ def chat_send(
 def chat_event(message: ChatMessage, *, history: bool = False) -> events.Chat:
     """The ``chat`` frame for ``message``; ``history`` for the ones a socket gets on connect."""
     # No user: the author's account is gone (the row outlives it, user set to NULL).
-    author = user_ref(message.user) if message.user else {"id": None, "username": "", "guest": False}
+    author: events.UserRef = (
+        user_ref(message.user) if message.user else {"id": None, "username": "", "guest": False}
+    )
     if history:
         written_at_ms = int(message.created_at.timestamp() * 1000)
         return events.chat(id=message.pk, user=author, text=message.text, written_at_ms=written_at_ms)

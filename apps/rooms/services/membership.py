@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import unicodedata
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings as django_settings
 from django.contrib.auth.hashers import check_password
@@ -128,10 +129,10 @@ def member_join(
     except IntegrityError:
         # Another join of the same user won (the unique membership), or the room was deleted
         # meanwhile (the membership's room is gone at commit).
-        member = RoomMember.objects.filter(room=room, user=user).first()
-        if member is None:
+        existing = RoomMember.objects.filter(room=room, user=user).first()
+        if existing is None:
             raise NotFound("No such room.") from None
-        return member, False
+        return existing, False
     return member, True
 
 
@@ -247,7 +248,7 @@ def invite_create(
         _lock_room(room)  # NotFound if the room was deleted meanwhile
         invite = Invite.objects.create(
             room=room,
-            created_by=actor.user,
+            created_by=actor.account,
             max_uses=max_uses,
             expires_at=timezone.now() + timedelta(seconds=expires_in) if expires_in else None,
         )
@@ -264,7 +265,7 @@ def invite_create(
     return invite
 
 
-def _grants(member: RoomMember) -> dict:
+def _grants(member: RoomMember) -> dict[str, Any]:
     """A member's role and overrides, as member_update audits them before and after."""
     return {"role": member.role, "added": member.permissions_added, "removed": member.permissions_removed}
 
@@ -438,7 +439,7 @@ def member_approve(*, actor: RoomActor, room: Room, target: RoomMember, origin: 
     return target
 
 
-def actor_for_user(*, user, room: Room) -> RoomActor:
+def actor_for_user(*, user: User | None, room: Room) -> RoomActor:
     """For admin actions and commands: ``user`` as an actor in ``room`` (site admins act as creator)."""
     member = RoomMember.objects.filter(room=room, user=user).first() if user is not None else None
     return build_actor(user=user, room=room, member=member)

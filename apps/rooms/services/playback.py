@@ -3,10 +3,14 @@ and its announcement to the room."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
 from django.utils import timezone
 from rest_framework.fields import DateTimeField
 
+from apps.accounts.models import User
 from apps.audit.actions import AuditAction
 from apps.core import events, realtime, rows
 from apps.core.context import Origin
@@ -23,13 +27,13 @@ from apps.rooms.services._common import _audit, _invalid, _lock_room, _require_o
 PLAYBACK_COLUMNS = ("movie", "playing", "position", "rate", "updated_at", "version")
 
 
-def _announce_playback(room: Room, state: PlaybackState, actor_user) -> None:
+def _announce_playback(room: Room, state: PlaybackState, actor_user: User | AnonymousUser | None) -> None:
     """After commit, every member on every node gets the new state (position at server_time)."""
-    by = user_ref(actor_user) if getattr(actor_user, "pk", None) else None
+    by = user_ref(actor_user) if isinstance(actor_user, User) else None
     realtime.room_event(room.pk, events.playback(state=events.playback_state(playback_view(state)), by=by))
 
 
-def _announce_playback_reset(room: Room, actor_user) -> None:
+def _announce_playback_reset(room: Room, actor_user: User | AnonymousUser | None) -> None:
     state = PlaybackState.objects.filter(room=room).first()
     if state is not None:
         _announce_playback(room, state, actor_user)
@@ -120,6 +124,6 @@ def playback_update(
     return state
 
 
-def _json_state(view: dict) -> dict:
+def _json_state(view: dict[str, Any]) -> dict[str, Any]:
     as_api = DateTimeField().to_representation  # the same format as every other API time
     return {k: (as_api(v) if hasattr(v, "isoformat") else v) for k, v in view.items()}

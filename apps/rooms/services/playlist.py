@@ -28,7 +28,7 @@ def _bump_playlist(room: Room) -> None:
     realtime.room_event(room.pk, events.playlist())
 
 
-def _clean_movie(data: dict) -> dict:
+def _clean_movie(data: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "name" in data:
         out["name"] = data["name"]
@@ -48,7 +48,7 @@ def _clean_movie(data: dict) -> dict:
     return out
 
 
-def movies_add(*, actor: RoomActor, room: Room, items: list[dict], origin: Origin) -> list[Movie]:
+def movies_add(*, actor: RoomActor, room: Room, items: list[dict[str, Any]], origin: Origin) -> list[Movie]:
     """Append one or many movies to the playlist, in the order given."""
     _require_open(room)
     require(actor, Perm.ADD_MOVIE)
@@ -84,7 +84,9 @@ def movies_add(*, actor: RoomActor, room: Room, items: list[dict], origin: Origi
     return movies
 
 
-def movie_edit(*, actor: RoomActor, room: Room, movie: Movie, changes: dict, origin: Origin) -> Movie:
+def movie_edit(
+    *, actor: RoomActor, room: Room, movie: Movie, changes: dict[str, Any], origin: Origin
+) -> Movie:
     _require_open(room)
     require(actor, Perm.EDIT_MOVIE)
     cleaned = _clean_movie(changes)

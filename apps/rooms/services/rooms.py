@@ -29,7 +29,7 @@ def room_create(
     name: str,
     description: str = "",
     password: str = "",
-    settings: dict | None = None,
+    settings: dict[str, Any] | None = None,
     origin: Origin,
 ) -> Room:
     """Create a room; the caller becomes its creator (a member with every bit)."""

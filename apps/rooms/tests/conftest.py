@@ -45,10 +45,10 @@ from apps.accounts.hashers import Argon2idHasher
 from apps.accounts.models import AuthSession, Role, User
 from apps.accounts.tests.factories import TEST_ORIGIN, make_user
 from apps.audit.models import AuditEvent
-from apps.core import realtime
+from apps.core import ratelimit, realtime
 from apps.core.tests.helpers import client_for
 from apps.permissions.flags import Perm
-from apps.rooms import consumers, services
+from apps.rooms import consumers, dbthreads, services
 from apps.rooms.hub import RoomHub
 from apps.rooms.models import Invite, Movie, PlaybackState, Room, RoomMember
 
@@ -450,10 +450,17 @@ def local_hub(monkeypatch, settings):
     settings.REDIS_URL = ""
     # Database calls on the test's own thread and connection (channels' shared thread): no
     # connections left open in other threads when the test database goes.
-    monkeypatch.setattr(consumers, "_db_executor", lambda: None)
+    monkeypatch.setattr(dbthreads, "db_executor", lambda: None)
     hub = RoomHub()
     monkeypatch.setattr(consumers, "hub", hub)
     monkeypatch.setattr(realtime, "_local_hub", None)
     monkeypatch.setattr(realtime, "get_redis", lambda: None)
     return hub
 
+
+@pytest.fixture
+def fresh_socket_limits(monkeypatch):
+    """This test's own WebSocket allowances and socket counts (per-process state in
+    apps.core.ratelimit), so no earlier test's sockets count against it."""
+    monkeypatch.setattr(ratelimit, "local_buckets", ratelimit.LocalBuckets())
+    monkeypatch.setattr(ratelimit, "socket_slots", ratelimit.LocalSlots(ratelimit.MAX_SOCKETS_PER_USER_ROOM))

@@ -15,7 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from apps.accounts.tests.factories import TEST_ORIGIN, make_user
-from apps.core import realtime
+from apps.core import ratelimit, realtime
 from apps.core.errors import InvalidInput, NotInRoom, PermissionDenied
 from apps.permissions.flags import Perm
 from apps.rooms import consumers, selectors, services
@@ -112,14 +112,11 @@ def test_the_consumer_writes_and_reads_chat_only_through_the_service_and_the_sel
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("local_hub")
-def test_chat_frames_on_the_socket_are_unchanged(chat_room, monkeypatch):
+def test_chat_frames_on_the_socket_are_unchanged(chat_room, monkeypatch, fresh_socket_limits):
     """The errors a socket gets (the same code, message and ref, no details), the order of the
     checks (the text before the allowance) and the frame every member gets."""
     room, _owner, actor, token = chat_room
-    monkeypatch.setattr(consumers, "_sockets", {})
-    monkeypatch.setattr(consumers, "_chat_buckets", {})
-    monkeypatch.setattr(consumers, "_connect_buckets", {})
-    monkeypatch.setattr(consumers, "CHAT_BURST", 1)
+    monkeypatch.setitem(ratelimit.SOCKET_ALLOWANCES, "ws_chat", ratelimit.Allowance(1, 1.0))
     from synctv.asgi import application
 
     async def scenario():

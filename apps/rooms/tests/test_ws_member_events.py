@@ -4,8 +4,8 @@
 - VIEW_MEMBER_LIST holds on the socket as on REST ``/members``: without it ``hello`` lists only
   yourself online and ``member_joined``/``member_left``/``member_updated``/``member_ready`` about
   others never arrive; your own ``member_updated`` still does.
-- ``ready`` is broadcast only when it changes, at most READY_BURST then READY_RATE a second per
-  user and room (the latest state still goes out); a user has at most
+- ``ready`` is broadcast only when it changes, within the ``ws_ready`` allowance per user and
+  room (apps.core.ratelimit; the latest state still goes out); a user has at most
   MAX_SOCKETS_PER_USER_ROOM sockets in a room on a node, the next one is refused with 4429.
 
 In-process (asgiref's ApplicationCommunicator, the project's ASGI application, one fresh hub in the
@@ -23,6 +23,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from asgiref.testing import ApplicationCommunicator
 
 from apps.accounts.tests.factories import TEST_ORIGIN, make_user
+from apps.core import ratelimit
 from apps.permissions.flags import Perm
 from apps.rooms import consumers, selectors, services
 from apps.rooms.tests.inprocess_ws import ws_scope
@@ -87,11 +88,8 @@ def about(frame: dict) -> str | None:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_limits(monkeypatch):
-    """This test's own socket counts and ready allowances (module state of the consumer)."""
-    monkeypatch.setattr(consumers, "_sockets", {})
-    monkeypatch.setattr(consumers, "_ready_buckets", {})
-    monkeypatch.setattr(consumers, "_connect_buckets", {})
+def _fresh_limits(fresh_socket_limits):
+    """Every test here counts sockets and allowances from zero."""
 
 
 @pytest.fixture
@@ -247,7 +245,7 @@ def test_a_ready_flood_is_limited_per_user_and_the_last_state_wins(room_of_three
         owner = Sock(room.pk, tokens["creator"], "creator")
         await owner.hello()
         flooders = [
-            Sock(room.pk, tokens["bob"], f"bob{i}") for i in range(consumers.MAX_SOCKETS_PER_USER_ROOM)
+            Sock(room.pk, tokens["bob"], f"bob{i}") for i in range(ratelimit.MAX_SOCKETS_PER_USER_ROOM)
         ]
         for s in flooders:
             await s.hello()
@@ -265,7 +263,8 @@ def test_a_ready_flood_is_limited_per_user_and_the_last_state_wins(room_of_three
         await asyncio.sleep(1.5)  # enough for one more token: the latest state goes out
         await owner.settle()
         got = owner.of("member_ready")
-        allowed = consumers.READY_BURST + consumers.READY_RATE * (elapsed + 1.5 + 1.0)
+        ready = ratelimit.SOCKET_ALLOWANCES["ws_ready"]
+        allowed = ready.burst + ready.per_second * (elapsed + 1.5 + 1.0)
         assert 1 <= len(got) <= allowed, (len(got), sent, allowed)
         assert got[-1]["ready"] is False, got[-3:]
         for s in flooders:
@@ -277,7 +276,7 @@ def test_a_ready_flood_is_limited_per_user_and_the_last_state_wins(room_of_three
 
 def test_sockets_per_user_and_room_are_capped(room_of_three):
     room, _users, tokens = room_of_three
-    cap = consumers.MAX_SOCKETS_PER_USER_ROOM
+    cap = ratelimit.MAX_SOCKETS_PER_USER_ROOM
 
     async def scenario():
         tabs = [Sock(room.pk, tokens["bob"], f"bob{i}") for i in range(cap)]
@@ -299,7 +298,7 @@ def test_sockets_per_user_and_room_are_capped(room_of_three):
         await again.hello()
         for s in [*tabs, again, other]:
             await s.close()
-        assert not consumers._sockets, consumers._sockets  # every slot given back
+        assert not ratelimit.socket_slots, ratelimit.socket_slots  # every slot given back
 
     async_to_sync(scenario)()
 
@@ -311,7 +310,7 @@ def test_a_connect_that_fails_gives_its_slot_back(room_of_three, monkeypatch):
     from django.db import OperationalError
 
     room, _users, tokens = room_of_three
-    cap = consumers.MAX_SOCKETS_PER_USER_ROOM
+    cap = ratelimit.MAX_SOCKETS_PER_USER_ROOM
     real_load = consumers.RoomConsumer._load_room_and_actor
 
     def database_down(self, **kwargs):
@@ -324,26 +323,26 @@ def test_a_connect_that_fails_gives_its_slot_back(room_of_three, monkeypatch):
             await failing.comm.send_input({"type": "websocket.connect"})
             with pytest.raises(OperationalError):
                 await failing.comm.wait(timeout=10)
-        assert not consumers._sockets, consumers._sockets
+        assert not ratelimit.socket_slots, ratelimit.socket_slots
         monkeypatch.setattr(consumers.RoomConsumer, "_load_room_and_actor", real_load)
         back = Sock(room.pk, tokens["bob"], "bob-back")
         await back.hello()  # the database is back: so is bob
         await back.close()
-        assert not consumers._sockets
+        assert not ratelimit.socket_slots
 
     async_to_sync(scenario)()
 
 
 def test_connect_churn_is_limited_per_user_and_room(room_of_three):
     """Each connect and its leave are announced to the whole room: one user cycling a socket must
-    not flood the room with member_joined/member_left. Past CONNECT_BURST the connect is refused
+    not flood the room with member_joined/member_left. Past the ws_connect burst the connect is refused
     (4429, retry_after) before anything is read or announced; others are not affected."""
     room, _users, tokens = room_of_three
 
     async def scenario():
         owner = Sock(room.pk, tokens["creator"], "creator")
         await owner.hello()
-        for i in range(consumers.CONNECT_BURST):
+        for i in range(ratelimit.SOCKET_ALLOWANCES["ws_connect"].burst):
             s = Sock(room.pk, tokens["bob"], f"bob{i}")
             await s.hello()
             await s.close()
@@ -357,7 +356,7 @@ def test_connect_churn_is_limited_per_user_and_room(room_of_three):
         await extra.close()
         await owner.settle()
         joins = [f for f in owner.of("member_joined") if about(f) == _users["bob"].pk]
-        assert len(joins) == consumers.CONNECT_BURST, len(joins)
+        assert len(joins) == ratelimit.SOCKET_ALLOWANCES["ws_connect"].burst, len(joins)
         carol = Sock(room.pk, tokens["carol"], "carol")
         await carol.hello()
         for s in (carol, owner):
