@@ -107,9 +107,21 @@ INSTALLED_APPS = [
     "corsheaders",
     "channels",
     "auditlog",
+    # E-mail addresses, verification and password reset keys, OAuth2 providers: allauth's
+    # account and socialaccount internals, behind our own API (docs/accounts.md).
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.discord",
+    "allauth.socialaccount.providers.github",
+    "allauth.socialaccount.providers.gitlab",
+    "allauth.socialaccount.providers.google",
+    "allauth.socialaccount.providers.microsoft",
+    "allauth.socialaccount.providers.openid_connect",
     "apps.core",
     "apps.accounts",
     "apps.audit",
+    "apps.mail",
     "apps.permissions",
     "apps.rooms",
     "apps.web",
@@ -126,6 +138,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "apps.core.middleware.AuthenticationMiddleware",
     "apps.core.middleware.MessageMiddleware",
+    "allauth.account.middleware.AccountMiddleware",  # the request context allauth's internals read
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.web.middleware.ContentSecurityPolicyMiddleware",
     "apps.core.middleware.CurrentRequestMiddleware",  # who/where for django-auditlog entries
@@ -374,12 +387,74 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-EMAIL_BACKEND = env.str(
-    "EMAIL_BACKEND",
-    default="django.core.mail.backends.smtp.EmailBackend"
-    if PRODUCTION
-    else "django.core.mail.backends.console.EmailBackend",
-)
+# --- E-mail (docs/accounts.md). Every message is sent by a Celery task (apps/mail/tasks.py);
+# EMAIL_URL is django-environ's form: smtp://user:pass@host:25, smtp+tls://…:587,
+# smtp+ssl://…:465, consolemail:// (print to the console: the embedded default).
+EMAIL_URL = env.str("EMAIL_URL", default="consolemail://")
+_email = env.email_url_config(EMAIL_URL)
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email.get("EMAIL_HOST") or "localhost"
+EMAIL_PORT = _email.get("EMAIL_PORT") or 25
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS"))
+EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL"))
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="SyncTV <noreply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# --- allauth: addresses, verification, reset keys, OAuth2 (docs/accounts.md) ----------------------
+# none: no mail; optional: a link is sent, logging in does not wait for it; mandatory: the account
+# stays `pending` until its address is verified.
+ACCOUNT_EMAIL_VERIFICATION = env.str("ACCOUNT_EMAIL_VERIFICATION", default="optional")
+if ACCOUNT_EMAIL_VERIFICATION not in ("none", "optional", "mandatory"):
+    raise ImproperlyConfigured("ACCOUNT_EMAIL_VERIFICATION must be none, optional or mandatory")
+ACCOUNT_ADAPTER = "apps.accounts.allauth.AccountAdapter"
+SOCIALACCOUNT_ADAPTER = "apps.accounts.allauth.SocialAccountAdapter"
+ACCOUNT_USER_MODEL_USERNAME_FIELD = "username"
+ACCOUNT_USER_MODEL_EMAIL_FIELD = "email"
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_EMAIL_CONFIRMATION_EXPIRE_DAYS = 1  # the verification link: 24 h
+ACCOUNT_EMAIL_CONFIRMATION_HMAC = True  # keys are signed, not stored
+PASSWORD_RESET_TIMEOUT = 3600  # the reset link: 1 h; single use (the key hashes the password)
+ACCOUNT_RATE_LIMITS = False  # ours count in apps/core/ratelimit.py, per IP and per address
+ACCOUNT_LOGIN_METHODS = {"username", "email"}
+ACCOUNT_SIGNUP_FIELDS = ["email", "username*", "password1*"]
+# Provider tokens are kept encrypted by us (apps/accounts/oauth), not in allauth's plain table.
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # linking by e-mail is our rule (verified on both sides)
+# A provider is offered when its variables are set (docs/accounts.md, "OAuth2 sign-in").
+OAUTH_PROVIDER_NAMES = {
+    "github": "GitHub",
+    "gitlab": "GitLab",
+    "google": "Google",
+    "discord": "Discord",
+    "microsoft": "Microsoft",
+}
+SOCIALACCOUNT_PROVIDERS: dict[str, dict] = {}
+for _provider in OAUTH_PROVIDER_NAMES:
+    _client_id = env.str(f"OAUTH_{_provider.upper()}_CLIENT_ID", default="")
+    _secret = env.str(f"OAUTH_{_provider.upper()}_CLIENT_SECRET", default="")
+    if _client_id and _secret:
+        SOCIALACCOUNT_PROVIDERS[_provider] = {
+            "APPS": [{"client_id": _client_id, "secret": _secret}],
+            "OAUTH_PKCE_ENABLED": True,
+        }
+OAUTH_OIDC_SERVER_URL = env.str("OAUTH_OIDC_SERVER_URL", default="")
+OAUTH_OIDC_NAME = env.str("OAUTH_OIDC_NAME", default="OpenID Connect")
+if OAUTH_OIDC_SERVER_URL:
+    SOCIALACCOUNT_PROVIDERS["openid_connect"] = {
+        "APPS": [
+            {
+                "provider_id": "oidc",
+                "name": OAUTH_OIDC_NAME,
+                "client_id": env.str("OAUTH_OIDC_CLIENT_ID"),  # required with a server URL
+                "secret": env.str("OAUTH_OIDC_CLIENT_SECRET", default=""),
+                "settings": {"server_url": OAUTH_OIDC_SERVER_URL},
+            }
+        ],
+        "OAUTH_PKCE_ENABLED": True,
+    }
 
 LOGGING = {
     "version": 1,
