@@ -11,6 +11,10 @@ class AccountsConfig(AppConfig):
 
         from apps.accounts import schema  # noqa: F401  (registers the OpenAPI auth extension)
         from apps.accounts.models import User
+        from apps.core import crypto
+
+        # Private signing keys, bound to their kid (apps/accounts/keystore.py).
+        crypto.register_column("accounts.SigningKey", "private_key_encrypted", lambda row: row.kid.encode())
 
         # Model-level history for moderators; never the password hash.
         auditlog.register(User, exclude_fields=["password", "last_login"])
