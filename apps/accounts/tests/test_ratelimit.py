@@ -9,7 +9,6 @@ can step past a window to see the limit lift).
 from __future__ import annotations
 
 import functools
-import threading
 import time
 import types
 
@@ -26,7 +25,7 @@ from apps.accounts.models import AuthSession, User
 from apps.accounts.tests.factories import PASSWORD, TEST_ORIGIN
 from apps.audit.models import AuditEvent
 from apps.core import ratelimit
-from apps.core.tests.helpers import retry_if_sqlite_locked
+from apps.core.tests.helpers import retry_if_sqlite_locked, run_at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -289,26 +288,13 @@ def test_parallel_login_attempts_beyond_the_account_limit_are_refused_before_has
     User.objects.create(username="alice", email="alice@example.com", password=_password_hash())
     hashes = _count_hashes(monkeypatch, delay=0.3)
     contenders = 8
-    barrier = threading.Barrier(contenders)
-    outcomes: list = [None] * contenders
-
-    def attempt(i: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            retry_if_sqlite_locked(
-                lambda: services.user_login(identifier="alice", password=WRONG, origin=TEST_ORIGIN)
-            )
-        except Exception as exc:  # the test inspects what each attempt got
-            outcomes[i] = type(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(contenders)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads)
+    results = run_at_once(
+        lambda i: retry_if_sqlite_locked(
+            lambda: services.user_login(identifier="alice", password=WRONG, origin=TEST_ORIGIN)
+        ),
+        contenders,
+    )
+    outcomes = [type(r) if isinstance(r, Exception) else r for r in results]
     assert len(hashes) <= 3, f"{len(hashes)} hashes ran for a limit of 3"
     assert outcomes.count(RateLimited) >= contenders - 3, outcomes
     assert set(outcomes) <= {RateLimited, InvalidCredentials}, outcomes

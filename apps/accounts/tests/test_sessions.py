@@ -3,7 +3,6 @@ and the Redis side of revocation (docs/security.md, "Who is asking", "When Redis
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -24,7 +23,7 @@ from apps.accounts.tests.conftest import (
 )
 from apps.accounts.tests.factories import PASSWORD, TEST_ORIGIN, make_user
 from apps.core.errors import TokenRevoked
-from apps.core.tests.helpers import client_for, retry_if_sqlite_locked
+from apps.core.tests.helpers import client_for, retry_if_sqlite_locked, run_at_once
 
 NEW_PASSWORD = "N3w-Secret-pass"
 
@@ -131,27 +130,13 @@ def test_expired_session_refresh_is_refused(account):
 
 
 def _race(raw_refresh: str, contenders: int = 2):
-    barrier = threading.Barrier(contenders)
-    results: list = [None] * contenders
-
-    def worker(i: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            results[i] = retry_if_sqlite_locked(
-                lambda: services.session_refresh(raw_refresh=raw_refresh, origin=TEST_ORIGIN)
-            )
-        except Exception as exc:  # the test inspects what each contender got
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(contenders)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not any(t.is_alive() for t in threads)
-    return results
+    return run_at_once(
+        lambda i: retry_if_sqlite_locked(
+            lambda: services.session_refresh(raw_refresh=raw_refresh, origin=TEST_ORIGIN)
+        ),
+        contenders,
+        timeout=30,
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -171,30 +156,20 @@ def test_concurrent_refreshes_over_http_give_one_pair():
     user, _ = make_user()
     for round_no in range(5):
         pair = services.user_login(identifier=user.username, password=PASSWORD, origin=TEST_ORIGIN)[1]
-        barrier = threading.Barrier(2)
-        answers: list = [None, None]
 
-        def worker(i: int, raw: str = pair.refresh, barrier=barrier, answers=answers) -> None:
+        def refresh(i: int, raw: str = pair.refresh) -> tuple[int, bytes]:
             # Django's test client re-raises server errors through a process-wide signal, so
             # with two clients in flight one would receive the other's; answers are read
             # from the response instead.
             client = APIClient(raise_request_exception=False)
-            try:
-                barrier.wait(timeout=10)
-                for _ in range(200):
-                    response = client.post("/api/v1/auth/refresh", {"refresh": raw}, format="json")
-                    if not (response.status_code == 500 and connection.vendor == "sqlite"):
-                        break
-                    time.sleep(0.005)  # SQLite in-memory "table is locked": see above
-                answers[i] = (response.status_code, response.content[:200])
-            finally:
-                connection.close()
+            for _ in range(200):
+                response = client.post("/api/v1/auth/refresh", {"refresh": raw}, format="json")
+                if not (response.status_code == 500 and connection.vendor == "sqlite"):
+                    break
+                time.sleep(0.005)  # SQLite in-memory "table is locked": see above
+            return (response.status_code, response.content[:200])
 
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=30)
+        answers = run_at_once(refresh, 2, timeout=30)
         assert sorted(a[0] for a in answers) == [200, 401], (round_no, answers)
         assert b"token_revoked" in next(a[1] for a in answers if a[0] == 401)
 

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import io
 import itertools
-import threading
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
 from django.utils import timezone
 
 from apps.accounts import services as account_services
@@ -21,7 +19,7 @@ from apps.audit.models import AuditChainHead, AuditEvent
 from apps.audit.services import audit_record
 from apps.audit.tests.conftest import assert_verify_names, verify_output
 from apps.core.context import Origin
-from apps.core.tests.helpers import admin_url, retry_if_sqlite_locked
+from apps.core.tests.helpers import admin_url, retry_if_sqlite_locked, run_at_once
 from apps.rooms import services
 
 # --- tamper evidence -------------------------------------------------------------------------------------
@@ -165,34 +163,20 @@ def test_concurrent_writers_form_one_gap_free_chain():
     race to create the head."""
     assert not AuditChainHead.objects.exists() and not AuditEvent.objects.exists()
     writers, per_writer = 6, 8
-    barrier = threading.Barrier(writers)
-    errors: list = []
 
     def writer(w: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            for i in range(per_writer):
-                retry_if_sqlite_locked(
-                    lambda i=i: audit_record(
-                        action=AuditAction.TOKEN_REVOKE,
-                        origin=Origin(ip=f"198.51.100.{w + 1}", user_agent=f"writer-{w}"),
-                        details={"writer": w, "i": i},
-                    ),
-                    seconds=2.0,
-                    pause=0.002,
-                )
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        for i in range(per_writer):
+            retry_if_sqlite_locked(
+                lambda i=i: audit_record(
+                    action=AuditAction.TOKEN_REVOKE,
+                    origin=Origin(ip=f"198.51.100.{w + 1}", user_agent=f"writer-{w}"),
+                    details={"writer": w, "i": i},
+                ),
+                seconds=2.0,
+                pause=0.002,
+            )
 
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads)
-    assert errors == []
+    assert run_at_once(writer, writers, timeout=120) == [None] * writers
 
     total = writers * per_writer
     events = list(AuditEvent.objects.order_by("seq"))
@@ -209,32 +193,19 @@ def test_concurrent_room_changes_keep_the_chain_valid():
     """Real services in several rooms at once: each change and its event commit together."""
     creator, _ = make_user()
     rooms = [services.room_create(creator=creator, name=f"r{i}", origin=TEST_ORIGIN) for i in range(4)]
-    barrier = threading.Barrier(len(rooms))
-    errors: list = []
+    actors = [services.actor_for_user(user=creator, room=room) for room in rooms]
 
-    def worker(room) -> None:
-        try:
-            actor = services.actor_for_user(user=creator, room=room)
-            barrier.wait(timeout=10)
-            for i in range(5):
-                retry_if_sqlite_locked(
-                    lambda i=i: services.playback_update(
-                        actor=actor, room=room, position=float(i), origin=TEST_ORIGIN
-                    ),
-                    seconds=2.0,
-                    pause=0.002,
-                )
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+    def worker(r: int) -> None:
+        for i in range(5):
+            retry_if_sqlite_locked(
+                lambda i=i: services.playback_update(
+                    actor=actors[r], room=rooms[r], position=float(i), origin=TEST_ORIGIN
+                ),
+                seconds=2.0,
+                pause=0.002,
+            )
 
-    threads = [threading.Thread(target=worker, args=(room,)) for room in rooms]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert errors == []
+    assert run_at_once(worker, len(rooms), timeout=120) == [None] * len(rooms)
     for room in rooms:
         assert AuditEvent.objects.filter(room_id=room.pk, action="playback.update").count() == 5
     checked, broken = verify_chain()

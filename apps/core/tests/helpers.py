@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -103,3 +104,31 @@ def server_modules() -> list[Path]:
                 continue
             out.append(path)
     return out
+
+
+def run_at_once(work: Callable[[int], T], count: int, *, timeout: float = 60.0) -> list[T | Exception]:
+    """``work(0)`` … ``work(count - 1)`` on ``count`` threads released together by a barrier, the
+    way parallel requests arrive. Returns what each returned, or the exception it raised, in
+    order (the tests inspect what each contender got). Each thread closes its own database
+    connection; all must have finished within ``timeout`` seconds."""
+    barrier = threading.Barrier(count)
+    results: list[T | Exception | None] = [None] * count
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[i] = work(i)
+        except Exception as exc:
+            results[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,), name=f"at-once-{i}") for i in range(count)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    stuck = [thread.name for thread in threads if thread.is_alive()]
+    assert not stuck, f"still running after {timeout} s: {stuck}"
+    return results  # type: ignore[return-value]  # every slot was written: no thread is left

@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-import threading
-
 from apps.core.ratelimit import LocalCounter
+from apps.core.tests.helpers import run_at_once
 
 NOW = 1_800_000_000.0
 LIMIT = 1_000_000  # high enough that no key here is over it
@@ -14,19 +13,14 @@ LIMIT = 1_000_000  # high enough that no key here is over it
 def test_counts_are_exact_under_threads():
     counter = LocalCounter()
     threads, per_thread = 8, 500
-    barrier = threading.Barrier(threads)
-    seen: list[list[int]] = [[] for _ in range(threads)]
-
-    def work(i: int) -> None:
-        barrier.wait(timeout=10)
-        for _ in range(per_thread):
-            seen[i].append(counter.count("k", window=int(NOW) + 60, limit=LIMIT, increment=True, now=NOW))
-
-    pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join(timeout=30)
+    window = int(NOW) + 60
+    seen = run_at_once(
+        lambda i: [
+            counter.count("k", window=window, limit=LIMIT, increment=True, now=NOW) for _ in range(per_thread)
+        ],
+        threads,
+        timeout=30,
+    )
     # Every increment got its own number: no two threads read the same count.
     assert sorted(n for s in seen for n in s) == list(range(1, threads * per_thread + 1))
     assert (

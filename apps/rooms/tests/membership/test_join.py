@@ -9,7 +9,7 @@ from django.test import override_settings
 
 from apps.accounts.tests.factories import TEST_ORIGIN
 from apps.audit.models import AuditEvent
-from apps.core.tests.helpers import assert_error
+from apps.core.tests.helpers import assert_error, run_at_once
 from apps.permissions.flags import Perm
 from apps.rooms import services
 from apps.rooms.models import RoomMember
@@ -193,10 +193,7 @@ def test_parallel_room_password_guesses_beyond_the_limit_are_refused_before_hash
     """Six wrong guesses at once against a per-user limit of 3: only 3 passwords are hashed, the
     others are refused with rate_limited first (checking before and counting after the hash let
     all six through)."""
-    import threading
     import time as time_module
-
-    from django.db import connection
 
     from apps.rooms import services as room_services
 
@@ -212,23 +209,13 @@ def test_parallel_room_password_guesses_beyond_the_limit_are_refused_before_hash
 
     monkeypatch.setattr(room_services.membership, "check_password", slow_check)
     contenders = 6
-    barrier = threading.Barrier(contenders)
-    statuses: list = [None] * contenders
 
-    def attempt(i: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            r = guesser.client.post(room_url(room, "join"), {"password": "nope-nope"}, format="json")
-            statuses[i] = r.status_code
-        finally:
-            connection.close()
+    def attempt(i: int) -> int:
+        return guesser.client.post(
+            room_url(room, "join"), {"password": "nope-nope"}, format="json"
+        ).status_code
 
     with override_settings(RATELIMITS=limits(room_password_user="3/m", room_password_ip="1000/m")):
-        threads = [threading.Thread(target=attempt, args=(i,)) for i in range(contenders)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads)
+        statuses = run_at_once(attempt, contenders)
     assert len(hashed) == 3, f"{len(hashed)} passwords hashed for a limit of 3"
     assert sorted(statuses) == [403, 403, 403, 429, 429, 429], statuses

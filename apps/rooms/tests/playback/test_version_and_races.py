@@ -5,19 +5,17 @@ of concurrent writers of one version exactly one wins (over REST and at the serv
 from __future__ import annotations
 
 import json
-import threading
 import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from rest_framework.fields import DateTimeField
 from rest_framework.test import APIRequestFactory
 
 from apps.accounts.tests.factories import TEST_ORIGIN, make_user
 from apps.audit.models import AuditEvent
 from apps.core.errors import Conflict
-from apps.core.tests.helpers import assert_error, retry_if_sqlite_locked
+from apps.core.tests.helpers import assert_error, retry_if_sqlite_locked, run_at_once
 from apps.permissions.flags import Perm
 from apps.rooms import services
 from apps.rooms.api import PlaybackView
@@ -86,8 +84,6 @@ def _race(tokens: list[str], room_id: str, bodies: list[dict]) -> list:
     request's exception to every client waiting at that moment."""
     view = PlaybackView.as_view()
     factory = APIRequestFactory()
-    barrier = threading.Barrier(len(tokens))
-    results: list = [None] * len(tokens)
 
     def call(i: int):
         request = factory.put(
@@ -100,22 +96,7 @@ def _race(tokens: list[str], room_id: str, bodies: list[dict]) -> list:
         response.render()
         return response
 
-    def worker(i: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            results[i] = retry_if_sqlite_locked(lambda: call(i), seconds=2.0)
-        except Exception as exc:  # the test inspects what each contender got
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(tokens))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads)
-    return results
+    return run_at_once(lambda i: retry_if_sqlite_locked(lambda: call(i), seconds=2.0), len(tokens))
 
 
 @pytest.mark.parametrize("widen_window", [False, True], ids=["natural", "widened"])
@@ -176,32 +157,20 @@ def test_concurrent_service_writes_exactly_one_wins():
     contenders = 4
     for round_no in range(5):
         version = world.state().version
-        barrier = threading.Barrier(contenders)
-        results: list = [None] * contenders
 
-        def worker(i: int, version=version, barrier=barrier, results=results) -> None:
-            try:
-                barrier.wait(timeout=10)
-                results[i] = retry_if_sqlite_locked(
-                    lambda: services.playback_update(
-                        actor=actor,
-                        room=world.room,
-                        position=float(i),
-                        expected_version=version,
-                        origin=TEST_ORIGIN,
-                    ),
-                    seconds=2.0,
-                )
-            except Exception as exc:
-                results[i] = exc
-            finally:
-                connection.close()
+        def change(i: int, version=version) -> PlaybackState:
+            return retry_if_sqlite_locked(
+                lambda: services.playback_update(
+                    actor=actor,
+                    room=world.room,
+                    position=float(i),
+                    expected_version=version,
+                    origin=TEST_ORIGIN,
+                ),
+                seconds=2.0,
+            )
 
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(contenders)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
+        results = run_at_once(change, contenders)
         winners = [r for r in results if isinstance(r, PlaybackState)]
         losers = [r for r in results if isinstance(r, Conflict)]
         assert len(winners) == 1 and len(losers) == contenders - 1, (round_no, results)
