@@ -13,6 +13,8 @@ import pytest
 from django.conf import settings
 
 IN_CI = bool(os.environ.get("CI"))
+# No secret in any log line of the run (tests/secretscan.py).
+pytest_plugins = ["tests.secretscan"]
 
 
 def pytest_configure(config):

@@ -28,8 +28,9 @@ from collections.abc import Mapping
 
 # Query parameters whose value is a credential. ``invite``: the room page's ``?invite=`` link lets
 # anyone holding it into the room, password and approval skipped; logs are read by more people
-# than may invite (docs/security.md).
-SECRET_PARAMETERS = ("token", "access_token", "refresh_token", "code", "invite")
+# than may invite (docs/security.md). ``key``: the e-mail links (``/verify-email/?key=``,
+# ``/reset-password/?key=``): a reset key is the account's password for an hour.
+SECRET_PARAMETERS = ("token", "access_token", "refresh_token", "code", "invite", "key")
 REDACTED = "[redacted]"
 
 
@@ -64,6 +65,14 @@ def _redact_value(value):
     return redact(value) if isinstance(value, str) else value
 
 
+def _formats(msg: str, args: object) -> bool:
+    try:
+        msg % args
+    except (TypeError, ValueError, KeyError):
+        return False
+    return True
+
+
 class RedactSecretsFilter(logging.Filter):
     """Rewrites secrets in ``msg`` and in each string argument, in place.
 
@@ -73,7 +82,13 @@ class RedactSecretsFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):
-            record.msg = redact(record.msg)
+            original, record.msg = record.msg, redact(record.msg)
+            if record.args and record.msg != original and not _formats(record.msg, record.args):
+                # The credential's value was a placeholder (``token=%s``): redacting it left an
+                # argument over. Fold the arguments in, then redact the whole line.
+                record.msg = redact(original % record.args)
+                record.args = None
+                return True
         args = record.args
         if isinstance(args, dict):
             # In place: gunicorn's access log passes a dict subclass (SafeAtoms) whose lookups of

@@ -17,6 +17,10 @@ from apps.core.logredact import RedactSecretsFilter, redact
         ("token=abc&page=2", "token=[redacted]&page=2"),  # gunicorn's bare query string atom
         ("/x/?a=1;access_token=q#frag", "/x/?a=1;access_token=[redacted]#frag"),
         ("GET /rooms/r1/?invite=cwOs69OCE-xA HTTP/1.1", "GET /rooms/r1/?invite=[redacted] HTTP/1.1"),
+        # The e-mail links: a reset key is the account's password for an hour.
+        ("GET /reset-password/?key=MQ-cx3k9-4b1f HTTP/1.1", "GET /reset-password/?key=[redacted] HTTP/1.1"),
+        ("GET /verify-email/?key=MQ:1vXY:abc HTTP/1.1", "GET /verify-email/?key=[redacted] HTTP/1.1"),
+        ("/rooms/?monkey=1&key=k", "/rooms/?monkey=1&key=[redacted]"),  # only the whole name
         # A URL inside another's parameter (the login page's ?next= keeps the room's invite link).
         (
             "GET /login/?next=%2Frooms%2Fr1%2F%3Finvite%3DcwOs69OCE-xA%26x%3D1 HTTP/1.1",
@@ -67,3 +71,23 @@ def test_gunicorn_atoms_keep_their_lookups():
     record.args = atoms
     RedactSecretsFilter().filter(record)
     assert record.getMessage() == "GET /?token=[redacted] HTTP/1.1 token=[redacted] 203.0.113.9 -"
+
+
+@pytest.mark.parametrize(
+    ("msg", "args", "line"),
+    [
+        ("GET /x/?token=%s done", ("abcdef123456",), "GET /x/?token=[redacted] done"),
+        ("callback %s?code=%s&state=%s", ("/cb/", "c0de", "st"), "callback /cb/?code=[redacted]&state=st"),
+        (
+            "link %(url)s?key=%(key)s",
+            {"url": "/reset-password/", "key": "MQ-k3y"},
+            "link /reset-password/?key=[redacted]",
+        ),
+    ],
+)
+def test_a_credential_passed_as_an_argument_is_redacted_and_the_line_still_formats(msg, args, line):
+    """``token=%s`` with the value as an argument: redacting the placeholder alone left an
+    argument over, and the handler failed to format the line (it was lost)."""
+    record = logging.LogRecord("apps.x", logging.INFO, __file__, 1, msg, args, None)
+    RedactSecretsFilter().filter(record)
+    assert record.getMessage() == line
