@@ -238,6 +238,9 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.accounts.tasks.purge_expired_sessions",
         "schedule": timedelta(hours=1),
     },
+    # Outgoing mail (apps/mail/tasks.py): hand lost messages to a worker again; drop old rows.
+    "resend-stalled-email": {"task": "apps.mail.tasks.resend_stalled", "schedule": timedelta(minutes=5)},
+    "purge-old-email": {"task": "apps.mail.tasks.purge_old_emails", "schedule": timedelta(hours=24)},
 }
 
 # --- Auth and passwords -------------------------------------------------------------------------
@@ -299,10 +302,20 @@ RATELIMITS = {
     "register_ip": env.str("RATELIMIT_REGISTER_IP", default="10/h"),
     "refresh_ip": env.str("RATELIMIT_REFRESH_IP", default="60/m"),
     "password_change_user": env.str("RATELIMIT_PASSWORD_CHANGE_USER", default="10/h"),
+    # Reset requests and verification resends send mail: per IP, and per address (reset: counted
+    # for every address asked, known or not, so a refusal tells nothing) or per account (resend).
+    "password_reset_ip": env.str("RATELIMIT_PASSWORD_RESET_IP", default="10/h"),
+    "password_reset_email": env.str("RATELIMIT_PASSWORD_RESET_EMAIL", default="3/h"),
+    "email_resend_ip": env.str("RATELIMIT_EMAIL_RESEND_IP", default="10/h"),
+    "email_resend_user": env.str("RATELIMIT_EMAIL_RESEND_USER", default="3/h"),
+    # Keys posted from the links (verify, reset confirm), per IP: a reset confirm hashes a password.
+    "email_key_ip": env.str("RATELIMIT_EMAIL_KEY_IP", default="30/m"),
     # Room passwords: attempts per IP, and wrong ones per user and room.
     "room_password_ip": env.str("RATELIMIT_ROOM_PASSWORD_IP", default="30/m"),
     "room_password_user": env.str("RATELIMIT_ROOM_PASSWORD_USER", default="10/15m"),
     "guest_ip": env.str("RATELIMIT_GUEST_IP", default="20/h"),
+    # OAuth2 start and callback, per IP: each is a round trip to a provider, not a hash.
+    "oauth_ip": env.str("RATELIMIT_OAUTH_IP", default="30/m"),
 }
 # Number of trusted reverse proxies in front of the app (for X-Forwarded-For).
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
@@ -402,6 +415,13 @@ EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL"))
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="SyncTV <noreply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Delivery (apps/mail/tasks.py): SMTP errors are retried with exponential backoff and jitter, the
+# first retry within EMAIL_RETRY_DELAY seconds, each next one up to 3 times later (at most 30 min);
+# after EMAIL_MAX_ATTEMPTS conversations a message is `failed`. Sent and failed rows are deleted
+# after EMAIL_KEEP_DAYS (beat).
+EMAIL_MAX_ATTEMPTS = env.int("EMAIL_MAX_ATTEMPTS", default=8)
+EMAIL_RETRY_DELAY = env.float("EMAIL_RETRY_DELAY", default=8.0)
+EMAIL_KEEP_DAYS = env.int("EMAIL_KEEP_DAYS", default=30)
 
 # --- allauth: addresses, verification, reset keys, OAuth2 (docs/accounts.md) ----------------------
 # none: no mail; optional: a link is sent, logging in does not wait for it; mandatory: the account
@@ -419,7 +439,10 @@ ACCOUNT_EMAIL_CONFIRMATION_HMAC = True  # keys are signed, not stored
 PASSWORD_RESET_TIMEOUT = 3600  # the reset link: 1 h; single use (the key hashes the password)
 ACCOUNT_RATE_LIMITS = False  # ours count in apps/core/ratelimit.py, per IP and per address
 ACCOUNT_LOGIN_METHODS = {"username", "email"}
-ACCOUNT_SIGNUP_FIELDS = ["email", "username*", "password1*"]
+# With mandatory verification an address is required to sign up (auth/register answers 400
+# without one; allauth's system check refuses to start otherwise).
+_SIGNUP_EMAIL = "email*" if ACCOUNT_EMAIL_VERIFICATION == "mandatory" else "email"
+ACCOUNT_SIGNUP_FIELDS = [_SIGNUP_EMAIL, "username*", "password1*"]
 # Provider tokens are kept encrypted by us (apps/accounts/oauth), not in allauth's plain table.
 SOCIALACCOUNT_STORE_TOKENS = False
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # linking by e-mail is our rule (verified on both sides)
@@ -455,6 +478,10 @@ if OAUTH_OIDC_SERVER_URL:
         ],
         "OAUTH_PKCE_ENABLED": True,
     }
+# How long a `start` stays usable: its state and PKCE verifier wait this long in the cache.
+OAUTH_STATE_TTL = 600
+# Seconds allauth waits on a provider's token, userinfo and discovery endpoints.
+SOCIALACCOUNT_REQUESTS_TIMEOUT = env.int("OAUTH_TIMEOUT", default=10)
 
 LOGGING = {
     "version": 1,

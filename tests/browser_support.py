@@ -140,9 +140,11 @@ class Server:
 
 
 @contextmanager
-def serving(tmp: Path) -> Iterator[Server]:
-    """A migrated, started :class:`Server` in ``tmp`` for the length of the block."""
+def serving(tmp: Path, **env: str) -> Iterator[Server]:
+    """A migrated, started :class:`Server` in ``tmp`` (``env`` added to its environment) for the
+    length of the block."""
     server = Server(tmp)
+    server.env.update(env)
     server.migrate()
     server.start()
     try:

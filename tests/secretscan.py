@@ -64,12 +64,25 @@ class _Recorder(logging.Handler):
 _recorder = _Recorder()
 
 
+def _attach() -> None:
+    root = logging.getLogger()
+    if _recorder not in root.handlers:
+        root.addHandler(_recorder)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     # After pytest-django has configured Django (its LOGGING replaces the root's handlers).
     from apps.core.logredact import RedactSecretsFilter
 
     _recorder.addFilter(RedactSecretsFilter())
-    logging.getLogger().addHandler(_recorder)
+    _attach()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Again before every test: a test that reconfigures logging (dictConfig, a server started in
+    # this process) replaces the root's handlers, and the lines after it would go unread.
+    _attach()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

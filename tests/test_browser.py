@@ -29,12 +29,7 @@ PLAY_CONTROL = 64
 CHANGE_CURRENT_MOVIE = 128
 SAMPLE_SECONDS = 20
 
-pytestmark = [pytest.mark.slow]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _tools():
-    bs.require_tools()
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("browser_tools")]
 
 
 @pytest.fixture(autouse=True)
@@ -70,12 +65,6 @@ def media(tmp_path_factory):
     make_test_media(folder)
     with media_server(folder) as base:
         yield {"mp4": f"{base}/test.mp4", "hls": f"{base}/hls/index.m3u8"}
-
-
-@pytest.fixture(scope="module")
-def browser(_tools):
-    with bs.launched_chromium() as chromium:
-        yield chromium
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ import pytest
 from tests import browser_support as bs
 from tests.procs import VENV_BIN, base_env, free_port, running, wait_http
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("browser_tools")]
 
 # Raw query values, as an attacker writes them in a link (so %09 reaches the page as a tab).
 HOSTILE_NEXT = [
@@ -40,21 +40,10 @@ HOSTILE_NEXT = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _tools():
-    bs.require_tools()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     with bs.serving(tmp_path_factory.mktemp("browser-security-server")) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def browser(_tools):
-    with bs.launched_chromium() as chromium:
-        yield chromium
 
 
 @pytest.fixture(scope="module")

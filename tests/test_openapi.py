@@ -28,10 +28,22 @@ ACCOUNTS = {
     "/api/v1/auth/logout-all": {"post"},
     "/api/v1/auth/jwks": {"get"},
     "/api/v1/auth/password/change": {"post"},
+    "/api/v1/auth/email/verify": {"post"},
+    "/api/v1/auth/email/resend": {"post"},
+    "/api/v1/auth/password/reset": {"post"},
+    "/api/v1/auth/password/reset/confirm": {"post"},
     "/api/v1/users/me": {"get", "patch"},
 }
 HTTP_METHODS = {"get", "post", "put", "patch", "delete", "head", "options", "trace"}
-PUBLIC = {"/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/jwks"}
+PUBLIC = {
+    "/api/v1/auth/register",
+    "/api/v1/auth/login",
+    "/api/v1/auth/refresh",
+    "/api/v1/auth/jwks",
+    "/api/v1/auth/email/verify",
+    "/api/v1/auth/password/reset",
+    "/api/v1/auth/password/reset/confirm",
+}
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +120,8 @@ def test_user_shape(schema):
         "schema"
     ]
     component = schema["components"]["schemas"][ref["$ref"].rsplit("/", 1)[-1]]
-    assert set(component["properties"]) == {"id", "username", "email", "role", "date_joined"}
+    shown = {"id", "username", "email", "email_verified", "role", "date_joined"}
+    assert set(component["properties"]) == shown
 
 
 def test_protected_endpoints_declare_bearer_auth(schema):

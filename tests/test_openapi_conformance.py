@@ -108,6 +108,7 @@ def _url(world, path: str) -> str:
         "room_id": world.room.pk,
         "user_id": world.target.id,
         "movie_id": world.movies[0].pk,
+        "provider": "github",  # no provider is configured here: the OAuth endpoints answer 404
     }
 
     def fill(match: re.Match) -> str:
@@ -136,6 +137,7 @@ def _valid_body(world, path: str, method: str, actor) -> Any:
             "new_password": "N3w-horse-battery",
         },
         ("/api/v1/users/me", "patch"): {"email": "changed@example.com"},
+        ("/api/v1/auth/oauth/{provider}/callback", "post"): {"code": "a-code", "state": "a-state"},
         ("/api/v1/rooms", "post"): {"name": "Another room"},
         ("/api/v1/rooms/{room_id}", "patch"): {"description": "Changed"},
         ("/api/v1/rooms/{room_id}/join", "post"): {},

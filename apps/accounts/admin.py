@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from allauth.account.models import EmailAddress, EmailConfirmation
+from allauth.socialaccount.models import SocialAccount, SocialApp, SocialToken
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.forms import AdminAuthenticationForm
@@ -38,6 +40,47 @@ class AuthSessionInline(admin.TabularInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(revoked_at__isnull=True, expires_at__gt=timezone.now())
+
+
+class EmailAddressInline(admin.TabularInline):
+    """The user's address as allauth keeps it (verified or not), read-only: a change of address
+    goes through the profile form above, which re-verifies it (docs/accounts.md)."""
+
+    model = EmailAddress
+    verbose_name = "e-mail address"
+    verbose_name_plural = "e-mail addresses"
+    fields = ("email", "verified", "primary")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+# allauth's own admin pages would edit addresses, identities, keys and provider apps around our
+# services (no audit event, User.email and email_verified out of step, a second app for a
+# provider the environment already configures). The user page shows addresses and identities
+# read-only instead; providers come from the environment (docs/accounts.md).
+for _model in (EmailAddress, EmailConfirmation, SocialAccount, SocialApp, SocialToken):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
+
+
+class SocialAccountInline(admin.TabularInline):
+    """The user's linked OAuth2 identities, read-only: never their tokens (docs/accounts.md)."""
+
+    model = SocialAccount
+    verbose_name = "linked provider"
+    verbose_name_plural = "linked providers"
+    fields = ("provider", "uid", "date_joined", "last_login")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
 
 
 class AdminLoginForm(AdminAuthenticationForm):
@@ -78,16 +121,26 @@ class UserAdminForm(forms.ModelForm):
 @admin.register(User)
 class UserAdmin(admin.ModelAdmin):
     form = UserAdminForm
-    list_display = ("username", "email", "role", "date_joined", "last_login")
+    list_display = ("username", "email", "email_verified", "role", "date_joined", "last_login")
     list_filter = ("role", ("date_joined", admin.DateFieldListFilter))
     search_fields = ("username", "email", "id")
-    readonly_fields = ("id", "date_joined", "last_login", "banned_reason")
+    readonly_fields = ("id", "email_verified", "date_joined", "last_login", "banned_reason")
     ordering = ("-date_joined",)
-    inlines = [AuthSessionInline]
+    inlines = [AuthSessionInline, EmailAddressInline, SocialAccountInline]
     actions = ["ban_users", "unban_users", "end_sessions"]
 
     def get_fields(self, request, obj=None):
-        base = ["id", "username", "email", "role", "ban_reason", "banned_reason", "date_joined", "last_login"]
+        base = [
+            "id",
+            "username",
+            "email",
+            "email_verified",
+            "role",
+            "ban_reason",
+            "banned_reason",
+            "date_joined",
+            "last_login",
+        ]
         if obj is not None and obj.pk == request.user.pk:
             base.insert(3, "current_password")
         return base if obj else ["username", "email", "role"]

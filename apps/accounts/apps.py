@@ -15,6 +15,9 @@ class AccountsConfig(AppConfig):
 
         # Private signing keys, bound to their kid (apps/accounts/keystore.py).
         crypto.register_column("accounts.SigningKey", "private_key_encrypted", lambda row: row.kid.encode())
+        # OAuth provider tokens, bound to their row and column (apps/accounts/oauth/services.py).
+        for field, column in (("access_token_encrypted", "access"), ("refresh_token_encrypted", "refresh")):
+            crypto.register_column("accounts.ProviderToken", field, _provider_token_aad(column))
 
         # Model-level history for moderators; never the password hash.
         auditlog.register(User, exclude_fields=["password", "last_login"])
@@ -28,3 +31,12 @@ def _user_changed(sender, instance, **kwargs) -> None:
     from apps.accounts import authcache
 
     authcache.user_changed(instance.pk)
+
+
+def _provider_token_aad(column: str):
+    def associated_data(row) -> bytes:
+        from apps.accounts.oauth.services import _aad
+
+        return _aad(row.pk, column)
+
+    return associated_data

@@ -62,6 +62,10 @@ class User(AbstractBaseUser):
     id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
     username = models.CharField(max_length=32, unique=True)
     email = models.EmailField(max_length=254, null=True, blank=True)
+    # Whether ``email`` is verified: a copy of allauth's EmailAddress row for it, kept by
+    # apps/accounts/services/email.py, so that ``users/me`` (served from the auth cache) needs no
+    # query to say so.
+    email_verified = models.BooleanField(default=False)
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.USER, db_index=True)
     date_joined = models.DateTimeField(default=timezone.now)
     banned_reason = models.CharField(max_length=500, blank=True)
@@ -182,3 +186,25 @@ class SigningKey(models.Model):
 
     def __str__(self) -> str:
         return self.kid
+
+
+class ProviderToken(models.Model):
+    """The access and refresh tokens an OAuth2 provider gave for one linked identity
+    (docs/accounts.md, "OAuth2 sign-in").
+
+    allauth's own token table keeps them in plain text (SOCIALACCOUNT_STORE_TOKENS is off); here
+    they are AES-256-GCM encrypted (apps.core.crypto) with the row's id and the column's name as
+    associated data, so a ciphertext copied to another row or column does not decrypt.
+    """
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
+    social_account = models.OneToOneField(
+        "socialaccount.SocialAccount", on_delete=models.CASCADE, related_name="synctv_token"
+    )
+    access_token_encrypted = models.BinaryField()
+    refresh_token_encrypted = models.BinaryField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"provider token {self.id}"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from django.core.validators import RegexValidator
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.accounts.models import Role
+from apps.accounts.services.email import email_verified
 from apps.accounts.validators import MAX_LENGTH as PASSWORD_MAX
 
 USERNAME_RULE = RegexValidator(
@@ -53,8 +56,16 @@ class UserSerializer(serializers.Serializer):
     id = serializers.CharField(read_only=True)
     username = serializers.CharField(read_only=True)
     email = serializers.EmailField(read_only=True, allow_null=True)
+    email_verified = serializers.SerializerMethodField(
+        help_text="Whether the address was confirmed (its verification link, a password reset sent "
+        "to it, or a provider that vouches for it); false without one."
+    )
     role = serializers.ChoiceField(choices=Role.choices, read_only=True)
     date_joined = serializers.DateTimeField(read_only=True)
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_email_verified(self, user) -> bool:
+        return email_verified(user)
 
 
 class UserUpdateSerializer(serializers.Serializer):
@@ -99,4 +110,29 @@ class AuthResultSerializer(TokenPairSerializer):
 
 
 class PendingUserSerializer(serializers.Serializer):
+    user = UserSerializer()
+
+
+class EmailVerifySerializer(serializers.Serializer):
+    key = StrictCharField(max_length=500, help_text="The key from the verification link.")
+
+
+class PasswordResetSerializer(serializers.Serializer):
+    email = StrictEmailField(max_length=254)
+
+
+class PasswordResetConfirmSerializer(serializers.Serializer):
+    key = StrictCharField(max_length=500, help_text="The key from the reset link.")
+    password = password_field(
+        help_text=f"The new password: 8 to {PASSWORD_MAX} characters, 3 of 4 character classes."
+    )
+
+
+class AcceptedSerializer(serializers.Serializer):
+    """The answer of a request whose outcome is not told (a mail may or may not go out)."""
+
+    detail = serializers.CharField()
+
+
+class UserResultSerializer(serializers.Serializer):
     user = UserSerializer()

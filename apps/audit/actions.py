@@ -21,10 +21,17 @@ class AuditAction(StrEnum):
     AUTH_LOGOUT = "auth.logout"
     AUTH_PASSWORD_CHANGE = "auth.password_change"
     AUTH_PASSWORD_CHANGE_FAILED = "auth.password_change_failed"
+    AUTH_PASSWORD_RESET_REQUEST = "auth.password_reset_request"
+    AUTH_PASSWORD_RESET = "auth.password_reset"
+    EMAIL_VERIFIED = "email.verified"
     TOKEN_REFRESH = "token.refresh"
     TOKEN_REUSE_DETECTED = "token.reuse_detected"
     TOKEN_REVOKE = "token.revoke"
     TOKENS_REVOKE_ALL = "tokens.revoke_all"
+    # --- accounts: OAuth2 sign-in (apps.accounts.oauth.services) ---
+    OAUTH_LOGIN = "oauth.login"
+    OAUTH_LINK = "oauth.link"
+    OAUTH_UNLINK = "oauth.unlink"
     # --- accounts: profiles, site roles and bans ---
     USER_UPDATE = "user.update"
     USER_UPDATE_REFUSED = "user.update_refused"

@@ -41,6 +41,22 @@ def signup(request):
 
 
 @require_safe
+def forgot_password(request):
+    return _page(request, "web/forgot_password.html", "forgot-password")
+
+
+@require_safe
+def reset_password(request):
+    # The key stays in the URL, read by the page's script: the server renders nothing of it.
+    return _page(request, "web/reset_password.html", "reset-password")
+
+
+@require_safe
+def verify_email(request):
+    return _page(request, "web/verify_email.html", "verify-email")
+
+
+@require_safe
 def oauth_callback(request, provider: str):
     if not PROVIDER_ID.match(provider):
         raise Http404

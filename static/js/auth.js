@@ -1,5 +1,5 @@
 // Log in / sign up (/login/, /signup/). OAuth buttons appear only for providers the server
-// reports as configured (GET auth/providers); none are, so far, and the page shows none.
+// reports as configured (GET auth/providers), one `data-testid=oauth-{id}` button each.
 import { api, ApiError, tokens } from "./api.js";
 import { $, h, initAccountNav, nextPath, showError } from "./common.js";
 
@@ -24,8 +24,13 @@ form.addEventListener("submit", async (event) => {
   try {
     const result = await api("POST", mode === "signup" ? "auth/register" : "auth/login", { body, auth: false });
     if (!result.access) {
-      // 202: the account waits for e-mail verification or review.
-      showError(error, "Account created. It becomes usable once verified or approved; check your e-mail.");
+      // 202: the account waits for e-mail verification (or review): "check your inbox".
+      form.hidden = true;
+      const message = $("[data-testid=auth-message]");
+      message.textContent = body.email
+        ? `Check your inbox: we sent a link to ${body.email}. Open it to confirm your address.`
+        : "Account created. It becomes usable once an administrator approves it.";
+      message.hidden = false;
       return;
     }
     tokens.save(result);
@@ -52,7 +57,7 @@ async function oauthButtons() {
   for (const provider of providers) {
     if (!provider || typeof provider.id !== "string" || !/^[a-z0-9_-]{1,32}$/.test(provider.id)) continue;
     box.append(h("button", {
-      type: "button", class: "secondary oauth-button",
+      type: "button", class: "secondary oauth-button", "data-testid": `oauth-${provider.id}`,
       onclick: async () => {
         try {
           const start = await api("POST", `auth/oauth/${provider.id}/start`, { body: {}, auth: false });

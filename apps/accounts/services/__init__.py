@@ -1,6 +1,7 @@
 """Account writes, one module per concern: ``sessions`` (login, the API's and the admin's,
 refresh-token rotation and reuse detection, logout, revocation, the purge of old sessions),
-``users`` (registration, the password change, profile edits) and ``moderation`` (roles, bans,
+``users`` (registration, the password change, profile edits), ``email`` (address
+verification, the password reset) and ``moderation`` (roles, bans,
 unbans, root accounts); ``_common`` holds what they share (the token pair, the field checks).
 
 Keyword-only, one transaction each, the audit event in that transaction. Every function that
@@ -13,6 +14,13 @@ patching them changes nothing the functions see.
 """
 
 from apps.accounts.services._common import TokenPair
+from apps.accounts.services.email import (
+    email_verification_resend,
+    email_verified,
+    email_verify,
+    password_reset_confirm,
+    password_reset_request,
+)
 from apps.accounts.services.moderation import user_ban, user_create_root, user_set_role, user_unban
 from apps.accounts.services.sessions import (
     _session_open,
@@ -38,6 +46,11 @@ __all__ = [
     "TokenPair",
     "_session_open",
     "email_as_answered",
+    "email_verification_resend",
+    "email_verified",
+    "email_verify",
+    "password_reset_confirm",
+    "password_reset_request",
     "session_logout",
     "session_refresh",
     "sessions_purge_expired",

@@ -49,6 +49,32 @@ def test_the_second_request_reads_no_database(account, redis_client):
         assert again.json() == first.json()
 
 
+@pytest.mark.redis
+def test_a_verified_address_costs_no_query_either(redis_client):
+    """``email_verified`` is a column of the user row, not a look-up of allauth's address table:
+    a user with a verified address is served from the cache too, and a change of it is seen."""
+    user, pair = make_user(email="verified@example.com")
+    services.email_verify(key=_verification_key(user), origin=TEST_ORIGIN)
+    first, _ = me(pair.access)
+    assert first.json()["email_verified"] is True
+    again, n_again = me(pair.access)
+    assert again.status_code == 200 and n_again == 0 and again.json()["email_verified"] is True
+    services.user_update_profile(
+        user=User.objects.get(pk=user.pk),
+        email="new@example.com",
+        current_password=PASSWORD,
+        origin=TEST_ORIGIN,
+    )
+    changed, _ = me(pair.access)
+    assert changed.json()["email"] == "new@example.com" and changed.json()["email_verified"] is False
+
+
+def _verification_key(user) -> str:
+    from allauth.account.models import EmailAddress, EmailConfirmationHMAC
+
+    return EmailConfirmationHMAC(EmailAddress.objects.get(user_id=user.pk)).key
+
+
 def _ban(user, pair):
     services.user_ban(actor=None, user=user, reason="spam", origin=TEST_ORIGIN)
 

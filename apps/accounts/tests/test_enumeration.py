@@ -2,9 +2,10 @@
 changing the address on ``users/me`` needs the current password (so only the account's owner can
 try addresses, a few an hour).
 
-E-mail verification does not exist yet. Until it does, registering with an address that belongs
-to another account creates the account without an address and answers exactly as for a free
-address (docs/security.md, "Account enumeration").
+With ``ACCOUNT_EMAIL_VERIFICATION`` optional (the default), registering with an address that
+belongs to another account creates the account without an address and answers exactly as for a
+free address; the owner is told by mail (docs/security.md, "Accounts and staff"). The mandatory
+mode, where no account is created at all, is in test_email_enumeration.py.
 """
 
 from __future__ import annotations
