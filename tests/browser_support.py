@@ -202,6 +202,10 @@ class Api:
     def playback(self, who: Account, room_id: str) -> dict:
         return self.call("GET", f"rooms/{room_id}/playback", who, expect=200)
 
+    def set_playback(self, who: Account, room_id: str, **change) -> dict:
+        """PUT playback: put the room in a known state whatever an earlier test left."""
+        return self.call("PUT", f"rooms/{room_id}/playback", who, change, expect=200)
+
     def grant(self, creator: Account, room_id: str, member: Account, added: int, removed: int = 0) -> dict:
         return self.call(
             "PATCH",
@@ -312,6 +316,16 @@ def wait_connected(page, timeout: float = 15_000) -> None:
         "() => document.querySelector('[data-testid=connection-state]')?.textContent === 'connected'",
         timeout=timeout,
     )
+
+
+def playing_offset(a, b) -> float:
+    """Seconds between two playing pages' positions at one instant. Each page reports its
+    position with its own reading of Date.now() (one machine clock for every page), and both are
+    projected to the same instant at rate 1, so the time the test takes to ask the two pages one
+    after the other (a second on a loaded machine) does not count."""
+    script = "() => [document.querySelector('[data-testid=player]').currentTime, Date.now() / 1000]"
+    (ta, wa), (tb, wb) = a.evaluate(script), b.evaluate(script)
+    return abs((ta - wa) - (tb - wb))
 
 
 def current_time(page) -> float:
