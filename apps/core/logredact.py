@@ -29,8 +29,9 @@ from collections.abc import Mapping
 # Query parameters whose value is a credential. ``invite``: the room page's ``?invite=`` link lets
 # anyone holding it into the room, password and approval skipped; logs are read by more people
 # than may invite (docs/security.md). ``key``: the e-mail links (``/verify-email/?key=``,
-# ``/reset-password/?key=``): a reset key is the account's password for an hour.
-SECRET_PARAMETERS = ("token", "access_token", "refresh_token", "code", "invite", "key")
+# ``/reset-password/?key=``): a reset key is the account's password for an hour. ``secret``: the
+# RTMP server's callbacks (``/internal/rtmp/on_publish?secret=``, docs/streaming.md).
+SECRET_PARAMETERS = ("token", "access_token", "refresh_token", "code", "invite", "key", "secret")
 REDACTED = "[redacted]"
 
 
@@ -61,8 +62,19 @@ def redact(text: str) -> str:
     return _PATTERN.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
 
 
+_PLAIN = (int, float, bool, type(None), bytes)
+
+
 def _redact_value(value):
-    return redact(value) if isinstance(value, str) else value
+    """A string argument redacted; another object (httpx logs its ``URL`` objects) replaced by
+    its redacted text when that text holds a credential, left alone otherwise."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, _PLAIN):
+        return value
+    text = str(value)
+    redacted = redact(text)
+    return redacted if redacted != text else value
 
 
 def _formats(msg: str, args: object) -> bool:
