@@ -3,9 +3,26 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synctv.settings")
 
 app = Celery("synctv")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+# A worker is a node of the cluster registry while it runs (docs/streaming.md, "Cluster"): the
+# main process beats on a thread, and leaves at once on a warm shutdown (SIGTERM).
+@worker_ready.connect
+def _join_cluster(**_: object) -> None:
+    from apps.streaming.cluster import start_heartbeat
+
+    start_heartbeat("worker")
+
+
+@worker_shutdown.connect
+def _leave_cluster(**_: object) -> None:
+    from apps.streaming.cluster import stop_heartbeat
+
+    stop_heartbeat("worker")

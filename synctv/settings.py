@@ -8,6 +8,8 @@ its secrets. ``.env.example`` lists every variable.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import ipaddress
 import os
 import secrets
@@ -124,6 +126,7 @@ INSTALLED_APPS = [
     "apps.mail",
     "apps.permissions",
     "apps.rooms",
+    "apps.streaming",
     "apps.web",
 ]
 
@@ -241,6 +244,13 @@ CELERY_BEAT_SCHEDULE = {
     # Outgoing mail (apps/mail/tasks.py): hand lost messages to a worker again; drop old rows.
     "resend-stalled-email": {"task": "apps.mail.tasks.resend_stalled", "schedule": timedelta(minutes=5)},
     "purge-old-email": {"task": "apps.mail.tasks.purge_old_emails", "schedule": timedelta(hours=24)},
+    # Live streams (apps/streaming/failover.py): replace failed publishers. A run not picked up
+    # within a second is dropped: the next one does the same work.
+    "stream-failover-sweep": {
+        "task": "apps.streaming.tasks.failover_sweep",
+        "schedule": timedelta(seconds=1),
+        "options": {"expires": 1},
+    },
 }
 
 # --- Auth and passwords -------------------------------------------------------------------------
@@ -513,3 +523,38 @@ for _network in METRICS_ALLOWED_NETWORKS:
         ipaddress.ip_network(_network.strip(), strict=False)
     except ValueError as _exc:  # refuse to start rather than answer 500 on every /readyz
         raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {_network!r} is not a network") from _exc
+
+# Live streams (docs/streaming.md): where streamers publish (shown in publish_url), and who may
+# call /internal/rtmp/...: the RTMP server, with RTMP_CALLBACK_SECRET as ``?secret=`` (nginx-rtmp
+# cannot add headers) and from an address in RTMP_CALLBACK_NETWORKS (the peer's own address,
+# never a forwarded one: the RTMP server calls Django directly).
+RTMP_URL = env.str("RTMP_URL", default="rtmp://localhost:1935/live").rstrip("/")
+
+
+def _derived_secret(label: str) -> str:
+    """A secret of its own for one purpose, derived from SECRET_KEY (HMAC-SHA256, base64url): every
+    process that shares SECRET_KEY (Django, the Celery worker, scripts/rtmp rendering nginx's
+    config) agrees on it without another variable to set, and knowing it reveals nothing of
+    SECRET_KEY. Set the variable to choose it yourself (changing SECRET_KEY changes this one)."""
+    digest = hmac.new(SECRET_KEY.encode(), f"synctv {label}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+RTMP_CALLBACK_SECRET = env.str("RTMP_CALLBACK_SECRET", default="") or _derived_secret("rtmp callback")
+RTMP_CALLBACK_NETWORKS = env.list("RTMP_CALLBACK_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+for _network in RTMP_CALLBACK_NETWORKS:
+    try:
+        ipaddress.ip_network(_network.strip(), strict=False)
+    except ValueError as _exc:  # refuse to start rather than refuse every publisher
+        raise ImproperlyConfigured(f"RTMP_CALLBACK_NETWORKS: {_network!r} is not a network") from _exc
+# The `rtmp` process (scripts/rtmp renders deploy/rtmp/nginx.conf.template from these): RTMP
+# ingest, HLS over HTTP (reached only through URLs signed with HLS_SIGNING_SECRET, valid
+# HLS_URL_TTL seconds), its control port (loopback only) and where it calls Django.
+RTMP_PORT = env.int("RTMP_PORT", default=1935)
+HLS_PORT = env.int("HLS_PORT", default=8088)
+RTMP_CONTROL_PORT = env.int("RTMP_CONTROL_PORT", default=8089)
+RTMP_CALLBACK_URL = env.str("RTMP_CALLBACK_URL", default=f"http://127.0.0.1:{PORT}").rstrip("/")
+RTMP_NGINX_MODULE = env.str("RTMP_NGINX_MODULE", default="/usr/lib/nginx/modules/ngx_rtmp_module.so")
+HLS_PUBLIC_URL = env.str("HLS_PUBLIC_URL", default=f"http://localhost:{HLS_PORT}").rstrip("/")
+HLS_URL_TTL = min(env.int("HLS_URL_TTL", default=600), 600)
+HLS_SIGNING_SECRET = env.str("HLS_SIGNING_SECRET", default="") or _derived_secret("hls signing")

@@ -12,6 +12,8 @@ urlpatterns = [
     path(".well-known/jwks.json", JWKSView.as_view(), name="well-known-jwks"),
     path("api/v1/", include("apps.accounts.urls")),
     path("api/v1/", include("apps.rooms.urls")),
+    path("api/v1/", include("apps.streaming.urls")),
+    path("internal/rtmp/", include("apps.streaming.urls_internal")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up script as a file (?script), so the page needs
     # no inline script and keeps the site's strict Content-Security-Policy.

@@ -18,8 +18,9 @@ import pytest
 
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}")
 PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+STREAM_KEY = re.compile(r"\bsk_[A-Za-z0-9_-]{40,}")  # apps/streaming/keys.py
 QUERY_CREDENTIAL = re.compile(
-    r"[?&;](?:token|access_token|refresh_token|code|invite|key|code_verifier|password)=(?!\[redacted\])[^&\s\"']{6,}",
+    r"[?&;](?:token|access_token|refresh_token|code|invite|key|secret|code_verifier|password)=(?!\[redacted\])[^&\s\"']{6,}",
     re.IGNORECASE,
 )
 
@@ -28,7 +29,7 @@ def _configured_secrets() -> list[str]:
     from django.conf import settings
 
     values = [part.strip() for part in str(settings.ENCRYPTION_KEY).split(",")]
-    values.append(settings.SECRET_KEY)
+    values += [settings.SECRET_KEY, settings.RTMP_CALLBACK_SECRET, settings.HLS_SIGNING_SECRET]
     return [v for v in values if len(v) >= 16]
 
 
@@ -40,6 +41,7 @@ def find_secrets(lines: list[str]) -> list[tuple[str, str]]:
         for name, pattern in (
             ("a JWT", JWT),
             ("a private key", PEM),
+            ("a stream key", STREAM_KEY),
             ("a query-string credential", QUERY_CREDENTIAL),
         ):
             if pattern.search(line):

@@ -103,6 +103,15 @@ def check(response, path: str, method: str, where: str) -> None:
 # --- calling operations -----------------------------------------------------------------------------
 
 
+def _stream_id(world) -> str:
+    """A live stream of the world's room, made in the test's transaction (rolled back with it)."""
+    from apps.accounts.tests.factories import TEST_ORIGIN
+    from apps.streaming.services import stream_create
+
+    actor = world.actor_of("creator")
+    return stream_create(actor=actor, room=world.room, name="Live", origin=TEST_ORIGIN).stream.pk
+
+
 def _url(world, path: str) -> str:
     values = {
         "room_id": world.room.pk,
@@ -110,6 +119,8 @@ def _url(world, path: str) -> str:
         "movie_id": world.movies[0].pk,
         "provider": "github",  # no provider is configured here: the OAuth endpoints answer 404
     }
+    if "{stream_id}" in path:
+        values["stream_id"] = _stream_id(world)
 
     def fill(match: re.Match) -> str:
         name = match.group(1)
@@ -152,6 +163,7 @@ def _valid_body(world, path: str, method: str, actor) -> Any:
         ("/api/v1/rooms/{room_id}/movies/reorder", "post"): {"order": movies[::-1]},
         ("/api/v1/rooms/{room_id}/movies/{movie_id}", "patch"): {"name": "Renamed"},
         ("/api/v1/rooms/{room_id}/playback", "put"): {"playing": True},
+        ("/api/v1/rooms/{room_id}/streams", "post"): {"name": "Live"},
     }
     if (path, method) in bodies:
         return bodies[(path, method)]

@@ -42,3 +42,14 @@ def test_the_run_records_every_log_line_as_the_console_writes_it():
     logging.getLogger("apps.test").warning("GET /x/?token=%s done", "abcdef123456")
     assert secretscan._recorder in logging.getLogger().handlers
     assert secretscan._recorder.lines[-1] == "apps.test WARNING GET /x/?token=[redacted] done"
+
+
+def test_stream_keys_and_the_streaming_secrets_are_found():
+    from django.conf import settings
+
+    from apps.streaming.keys import new_key
+
+    assert [n for n, _ in find_secrets([f"publishing with {new_key()}"])] == ["a stream key"]
+    assert [n for n, _ in find_secrets([f"signing with {settings.HLS_SIGNING_SECRET}"])] == [
+        "a configured key"
+    ]

@@ -66,3 +66,12 @@ class AuditAction(StrEnum):
     PLAYLIST_CLEAR = "playlist.clear"
     PLAYLIST_REORDER = "playlist.reorder"
     PLAYBACK_UPDATE = "playback.update"
+    # --- live streams (apps.streaming.services) ---
+    STREAM_CREATE = "stream.create"
+    STREAM_KEY_ROTATE = "stream.key_rotate"
+    STREAM_DELETE = "stream.delete"
+    STREAM_CUT = "stream.cut"
+    STREAM_PUBLISH_START = "stream.publish_start"
+    STREAM_PUBLISH_STOP = "stream.publish_stop"
+    STREAM_PUBLISH_REFUSED = "stream.publish_refused"
+    STREAM_FAILOVER = "stream.failover"  # apps.streaming.failover: a silent publisher replaced

@@ -11,9 +11,9 @@ Two kinds, told apart by the name, as apps.core.realtime says:
 Services, the consumer and the hub build events only here, so a frame's keys are written once.
 apps/core/tests/test_events.py reads the code and the page's scripts to prove that every type is
 both produced (some code calls its builder) and handled (by ``static/js`` or by the consumer),
-so an event with no handler, or a handler with no event, fails the build. ``publisher_changed``
-is **reserved**: the page already handles it, but nothing may send it until live streams exist
-(``RESERVED``).
+so an event with no handler, or a handler with no event, fails the build. An event may be
+**reserved** (``RESERVED``): the page handles it but nothing sends it yet (``publisher_changed``
+was, until live streams sent it: apps.streaming.failover).
 
 Why here and not in apps.rooms: accounts publishes ``_sessions_revoked`` on a user's channel, and
 accounts sits below rooms (rooms imports accounts, never the reverse). So the builders take plain
@@ -294,12 +294,11 @@ class PublisherChanged(TypedDict):
     node: str
 
 
-@_builds(
-    "publisher_changed",
-    reserved="live streams: the page reloads a live player on it; the issue that adds streams "
-    "sends it when a stream's publisher moves to another node",
-)
+@_builds("publisher_changed")
 def publisher_changed(*, stream_id: str, node: str) -> PublisherChanged:
+    """A stream's publisher failed over (apps.streaming.failover): ``node`` is the node elected to
+    restart a pulled stream, or empty when the stream waits for its streamer. The page reloads
+    its live player; the nodes hear the same event on the cluster channel."""
     return {"type": "publisher_changed", "stream_id": stream_id, "node": node}
 
 

@@ -148,6 +148,11 @@ class RoomHub:
         subscribers = self.local_subscribers()
         text = realtime.encode(events.server_shutdown(message=message, reconnect_after_ms=reconnect_after_ms))
         await self.send_many(subscribers, {"type": "websocket.send", "text": text})
+        # This process leaves the cluster registry now (docs/security.md 6.2): failover need
+        # not wait for its heartbeat's TTL. A thread: the Redis call is blocking.
+        from apps.streaming.cluster import stop_heartbeat
+
+        await asyncio.to_thread(stop_heartbeat, "ws")
         logger.info(
             "hub: %(delivered)d frames delivered (%(delivered_direct)d written directly), "
             "%(dropped_slow)d slow sockets dropped, %(redis_reconnects)d Redis reconnects",

@@ -89,7 +89,7 @@ def handled_by_consumer() -> set[str]:
 def test_the_vocabulary_has_public_internal_and_reserved_types():
     assert {"hello", "playback", "chat", "error", "kicked", "server_shutdown"} <= events.PUBLIC
     assert events.INTERNAL == {"_member_removed", "_room_closed", "_sessions_revoked"}
-    assert set(events.RESERVED) == {"publisher_changed"}
+    assert set(events.RESERVED) == set()  # publisher_changed is sent by failover (apps/streaming)
     assert not events.PUBLIC & events.INTERNAL and not events.PUBLIC & set(events.RESERVED)
 
 

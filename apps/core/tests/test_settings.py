@@ -9,6 +9,7 @@ import secrets
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 SETTINGS_FILE = settings.BASE_DIR / "synctv" / "settings.py"
 ORIGIN_VARIABLES = ("CORS_ALLOWED_ORIGINS", "PUBLIC_URL", "PORT", "SYNCTV_ENV")
@@ -77,3 +78,26 @@ def test_unusable_public_url_adds_no_origin(load):
 def test_explicit_origins_win(load):
     values = load(PORT="9000", CORS_ALLOWED_ORIGINS="https://a.example,https://b.example")
     assert values["CORS_ALLOWED_ORIGINS"] == ["https://a.example", "https://b.example"]
+
+
+def test_streaming_secrets_follow_the_secret_key_unless_set(load):
+    """Derived from DJANGO_SECRET_KEY, so Django, the worker and scripts/rtmp agree without another
+    variable; distinct per purpose; an explicit value wins; nothing of the secret key shows."""
+    key = secrets.token_urlsafe(50)
+    first, second = load(DJANGO_SECRET_KEY=key), load(DJANGO_SECRET_KEY=key)
+    assert first["RTMP_CALLBACK_SECRET"] == second["RTMP_CALLBACK_SECRET"]
+    assert first["HLS_SIGNING_SECRET"] == second["HLS_SIGNING_SECRET"]
+    assert first["RTMP_CALLBACK_SECRET"] != first["HLS_SIGNING_SECRET"]
+    assert len(first["HLS_SIGNING_SECRET"]) >= 32 and key not in first["HLS_SIGNING_SECRET"]
+    other = load(DJANGO_SECRET_KEY=secrets.token_urlsafe(50))
+    assert other["RTMP_CALLBACK_SECRET"] != first["RTMP_CALLBACK_SECRET"]
+    assert (
+        load(DJANGO_SECRET_KEY=key, RTMP_CALLBACK_SECRET="chosen-secret")["RTMP_CALLBACK_SECRET"]
+        == "chosen-secret"
+    )
+
+
+def test_rtmp_callback_networks_must_be_networks(load):
+    assert load(RTMP_CALLBACK_NETWORKS="10.0.0.0/8,::1")["RTMP_CALLBACK_NETWORKS"] == ["10.0.0.0/8", "::1"]
+    with pytest.raises(ImproperlyConfigured, match="RTMP_CALLBACK_NETWORKS"):
+        load(RTMP_CALLBACK_NETWORKS="10.0.0.0/8,not-a-network")

@@ -1,0 +1,159 @@
+"""Publisher failover (docs/security.md 4.3; docs/streaming.md, "Failover"): a service the
+Celery beat job runs every few seconds (apps.streaming.tasks).
+
+A publisher has failed when the RTMP server has not vouched for it (``on_update``) for
+PUBLISHER_SILENT_SECONDS, when its registry entry expired, or when its node left the cluster
+(``NodeLeaving``, or heartbeats stopped). For each such stream, one sweep at a time (the
+``lock:stream:failover:{stream}`` lock, owner-only release):
+
+1. check again under the lock and the stream's row lock: a publisher heard from meanwhile stays;
+2. a **pulled** stream: elect the new node by the hash ring over the live nodes (without the
+   failed one), register it (``publishers.transfer``, TTL 300 s) and record it on the stream; the
+   elected node restarts the pull and its ``on_publish`` makes the stream live again;
+   a **pushed** stream: nothing can restart it, so it is cleared (not live, no publisher) and
+   waits for its streamer;
+3. audit ``stream.failover`` in the same transaction; after commit announce
+   ``publisher_changed {stream_id, node}`` to the room's sockets (``node`` empty: waiting for the
+   streamer) and the same event on the cluster channel for the nodes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.audit.actions import AuditAction
+from apps.audit.services import audit_record
+from apps.core import events, realtime
+from apps.core.context import SYSTEM
+from apps.core.redis import RedisUnavailable
+from apps.streaming import cluster, publishers
+from apps.streaming.models import Stream
+from apps.streaming.services import PUBLISHER_SILENT_SECONDS
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Failover:
+    stream_id: str
+    failed_node: str
+    new_node: str  # "" for a pushed stream (it waits for its streamer) or no live node
+
+
+def _candidates(live: set[str], max_silence: float) -> set[str]:
+    """Streams that look failed, by the registry or by the database (which outlives a Redis
+    restart that lost the registry)."""
+    found = {p.stream_id for p in publishers.silent(max_silence, live=live)}
+    cutoff = timezone.now() - timedelta(seconds=max_silence)
+    found |= set(
+        Stream.objects.filter(live=True)
+        .filter(
+            Q(publisher_seen_at__lt=cutoff) | Q(publisher_seen_at__isnull=True) | ~Q(publisher_node__in=live)
+        )
+        .values_list("pk", flat=True)
+    )
+    return found
+
+
+def failover_sweep(*, max_silence: float = PUBLISHER_SILENT_SECONDS) -> list[Failover]:
+    """Fail over every failed publisher. Returns what this sweep changed; a stream another sweep
+    holds the lock for is left to it. Raises RedisUnavailable: without the registry nothing can
+    be decided (the next run tries again)."""
+    live = set(cluster.live_node_ids())
+    done = []
+    for stream_id in sorted(_candidates(live, max_silence)):
+        token = publishers.acquire_failover_lock(stream_id)
+        if token is None:
+            continue  # another sweep is on it
+        try:
+            result = fail_over(stream_id, live=live, max_silence=max_silence)
+        finally:
+            publishers.release_failover_lock(stream_id, token)
+        if result is not None:
+            done.append(result)
+    return done
+
+
+def _healthy(stream: Stream, fresh: publishers.Publisher | None, live: set[str], max_silence: float) -> bool:
+    """Under the locks: heard from recently enough, by the registry and by the database?"""
+    if fresh is None or fresh.node is None or fresh.node not in live:
+        return False
+    if publishers.redis_time() - fresh.last_refresh >= max_silence:
+        return False
+    seen = stream.publisher_seen_at
+    return not stream.live or (seen is not None and timezone.now() - seen < timedelta(seconds=max_silence))
+
+
+def _entry(stream_id: str) -> publishers.Publisher | None:
+    return next((p for p in publishers.all_publishers() if p.stream_id == stream_id), None)
+
+
+def fail_over(
+    stream_id: str, *, live: set[str], max_silence: float = PUBLISHER_SILENT_SECONDS
+) -> Failover | None:
+    """One stream, with its failover lock held by the caller. None when it needs nothing."""
+    with transaction.atomic():
+        stream = Stream.objects.select_for_update().filter(pk=stream_id).first()
+        fresh = _entry(stream_id)
+        awaiting_pull = stream is not None and bool(stream.source_url and stream.publisher_node)
+        if stream is None or not (stream.live or awaiting_pull):
+            if fresh is not None:  # a deleted or stopped stream's leftover entry: tidy it
+                publishers.forget(stream_id)
+            return None
+        if _healthy(stream, fresh, live, max_silence):
+            return None
+        entry_node = fresh.node if fresh is not None else None
+        failed = stream.publisher_node or entry_node or ""
+        new_node = ""
+        if stream.source_url:
+            new_node = publishers.elect(stream_id, sorted(live - {failed})) or ""
+        if new_node:
+            if not publishers.transfer(stream_id, failed=entry_node, to=new_node):
+                return None  # a publisher claimed it meanwhile: it is not failed any more
+        else:
+            publishers.forget(stream_id)
+        stream.live = False
+        stream.live_since = None
+        stream.publisher_node = new_node
+        stream.publisher_client = ""
+        stream.publisher_seen_at = None
+        stream.save(
+            update_fields=[
+                "live",
+                "live_since",
+                "publisher_node",
+                "publisher_client",
+                "publisher_seen_at",
+                "updated_at",
+            ]
+        )
+        audit_record(
+            action=AuditAction.STREAM_FAILOVER,
+            origin=SYSTEM,
+            resource_type="stream",
+            resource_id=stream.pk,
+            room_id=stream.room_id,
+            details={"failed_node": failed, "new_node": new_node, "pulled": bool(stream.source_url)},
+        )
+        changed = events.publisher_changed(stream_id=stream.pk, node=new_node)
+        realtime.room_event(stream.room_id, changed)
+        realtime.publish_on_commit(cluster.CHANNEL, changed)
+    logger.info(
+        "failover: stream %s from %s to %s", stream_id, failed or "-", new_node or "(waits for its streamer)"
+    )
+    return Failover(stream_id=stream_id, failed_node=failed, new_node=new_node)
+
+
+def sweep_quietly() -> int:
+    """The beat job's body: a Redis outage is logged, not raised (the next run tries again)."""
+    try:
+        return len(failover_sweep())
+    except RedisUnavailable as exc:
+        logger.warning("failover sweep skipped: publisher registry unavailable (%s)", exc)
+        return 0

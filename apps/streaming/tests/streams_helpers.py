@@ -1,0 +1,84 @@
+"""What the streams tests share: a room world (apps/rooms/tests/conftest.py) with a stream made
+through the API, and the RTMP server's callbacks as nginx-rtmp sends them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.test import Client
+
+from apps.rooms.tests.conftest import RoomWorld
+from apps.streaming.models import Stream
+
+CALLBACK = "/internal/rtmp/"
+
+
+@dataclass
+class Made:
+    """A stream made through the API, with the one answer that showed its key."""
+
+    id: str
+    movie_id: str
+    key: str
+    publish_url: str
+
+    @property
+    def stream(self) -> Stream:
+        return Stream.objects.get(pk=self.id)
+
+
+def streams_url(world: RoomWorld, suffix: str = "") -> str:
+    return world.url("streams" + (f"/{suffix}" if suffix else ""))
+
+
+def create(world: RoomWorld, actor: str = "member", **body: Any) -> Made:
+    response = world.client(actor).post(streams_url(world), {"name": "Live", **body}, format="json")
+    assert response.status_code == 201, response.content
+    data = response.json()
+    return Made(
+        id=data["id"], movie_id=data["movie_id"], key=data["stream_key"], publish_url=data["publish_url"]
+    )
+
+
+def form(call: str, name: str, clientid: str = "7", **extra: str) -> dict[str, str]:
+    """The fields nginx-rtmp posts: the session's, then the call's (the client's own query
+    arguments would follow)."""
+    return {
+        "app": "live",
+        "flashver": "FMLE/3.0",
+        "swfurl": "",
+        "tcurl": "rtmp://localhost:1935/live",
+        "pageurl": "",
+        "addr": "198.51.100.23",
+        "clientid": clientid,
+        "call": call,
+        "name": name,
+        "type": "live",
+        **extra,
+    }
+
+
+def callback(
+    which: str,
+    data: dict[str, str] | None = None,
+    *,
+    secret: str | None = None,
+    remote: str = "127.0.0.1",
+    **request: Any,
+):
+    secret = settings.RTMP_CALLBACK_SECRET if secret is None else secret
+    return Client(REMOTE_ADDR=remote).post(f"{CALLBACK}{which}?secret={secret}", data or {}, **request)
+
+
+def publish(key: str, clientid: str = "7", **extra: str):
+    return callback("on_publish", form("publish", key, clientid, **extra))
+
+
+def update(key: str, clientid: str = "7"):
+    return callback("on_update", form("update_publish", key, clientid, time="10", timestamp="10000"))
+
+
+def publish_done(key: str, clientid: str = "7"):
+    return callback("on_publish_done", form("publish_done", key, clientid))

@@ -1,0 +1,82 @@
+"""``manage.py cluster_status`` on a real Redis: nodes, ring and publishers as an operator sees them."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command, load_command_class
+
+from apps.core.redis import get_redis, redis_breaker
+from apps.streaming import cluster, publishers
+
+
+@pytest.fixture
+def clean_redis(redis_client):
+    def clean() -> None:
+        for pattern in ("cluster:*", "stream:publisher*"):
+            for key in redis_client.scan_iter(pattern):
+                redis_client.delete(key)
+
+    clean()
+    yield redis_client
+    clean()
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command("cluster_status", *args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+@pytest.mark.redis
+def test_it_shows_nodes_ring_and_publishers(clean_redis):
+    cluster.register("node-a", "web", started=1.0)
+    cluster.register("node-a", "ws", started=1.0)
+    cluster.register("node-b", "worker", started=1.0)
+    assert publishers.claim("stream-1", "node-a")
+    assert publishers.claim("stream-2", "gone-node", ttl=0.001)
+
+    data = json.loads(run("--json"))
+    assert [(n["id"], n["role"]) for n in data["nodes"]] == [
+        ("node-a", "web"),
+        ("node-a", "ws"),
+        ("node-b", "worker"),
+    ]
+    assert [r["node"] for r in data["ring"]] == ["node-a", "node-b"]
+    assert {r["vnodes"] for r in data["ring"]} == {160}
+    assert sum(r["share"] for r in data["ring"]) == pytest.approx(1.0)
+    by_stream = {p["stream"]: p for p in data["publishers"]}
+    assert by_stream["stream-1"]["node"] == "node-a" and 290 < by_stream["stream-1"]["ttl"] <= 300
+    assert by_stream["stream-1"]["elected_if_failed"] == "node-b"
+    assert by_stream["stream-2"]["node"] is None and by_stream["stream-2"]["ttl"] is None
+
+    text = run()
+    assert "nodes (3)" in text and "ring (2 nodes)" in text and "publishers (2)" in text
+    assert "node-b  worker" in text
+    assert "(expired: failing over)" in text
+    share_a = next(r["share"] for r in data["ring"] if r["node"] == "node-a")
+    assert f"{share_a:.1%}" in text
+
+
+@pytest.mark.redis
+def test_an_empty_cluster_says_none(clean_redis):
+    assert run().count("(none)") == 3
+
+
+@pytest.mark.redis
+def test_redis_down_is_a_command_error_not_a_traceback(clean_redis, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    try:
+        with pytest.raises(CommandError, match="Redis is not answering"):
+            run()
+    finally:
+        redis_breaker.reset()
+    assert get_redis() is not None
+
+
+def test_help_describes_the_command():
+    command = load_command_class("apps.streaming", "cluster_status")
+    text = " ".join(command.create_parser("manage.py", "cluster_status").format_help().split())
+    assert "live nodes" in text and "hash ring" in text and "publishers" in text and "--json" in text
