@@ -94,6 +94,11 @@ def _callback(name: str, handle: Callable[[services.Publisher], HttpResponse]) -
             logger.warning("rtmp %s refused: not a callback from the RTMP server", name)
             return _refused()
         try:
+            if name == "on_update" and _first(request, "call") == "update_play":
+                # nginx-rtmp sends on_update for play sessions too. The only players of `live` are
+                # on this machine (nginx: allow play 127.0.0.1), among them the push that feeds
+                # HLS; refusing it dropped that push and stalled every viewer every 10 s.
+                return _allowed()
             publisher = _publisher(request, name)
         except MultiPartParserError:
             publisher = None

@@ -12,10 +12,14 @@ export function movieKind(movie) {
 }
 
 export class Player {
-  constructor(video, { onError = () => {}, onLoaded = () => {} } = {}) {
+  // onNetworkError(): a fatal hls.js network error; answering true means the caller recovers
+  // (live.js renews the signed URL, then calls resume()).
+  constructor(video, { onError = () => {}, onLoaded = () => {}, onNetworkError = () => false } = {}) {
     this.video = video;
     this.onError = onError;
     this.onLoaded = onLoaded;
+    this.onNetworkError = onNetworkError;
+    this.rewrite = null;
     this.movie = null;
     this.hls = null;
     this.recoveries = 0;
@@ -31,9 +35,11 @@ export class Player {
   get movieId() { return this.movie ? this.movie.id : null; }
   get kind() { return movieKind(this.movie); }
 
-  load(movie) {
+  // `rewrite(url)`: the URL hls.js should fetch instead (a live stream's renewed signature).
+  load(movie, { rewrite = null } = {}) {
     this.unload();
     this.movie = movie;
+    this.rewrite = rewrite;
     this.recoveries = 0;
     const v = this.video;
     const kind = movieKind(movie);
@@ -44,14 +50,17 @@ export class Player {
         const hls = new Hls({
           lowLatencyMode: kind === "live",
           backBufferLength: 60,
-          xhrSetup: headers ? (xhr) => {
-            for (const [name, value] of Object.entries(headers)) {
+          xhrSetup: headers || rewrite ? (xhr, url) => {
+            const target = rewrite ? rewrite(url) : url;
+            if (target !== url) xhr.open("GET", target, true);
+            for (const [name, value] of Object.entries(headers || {})) {
               try { xhr.setRequestHeader(name, value); } catch { /* forbidden header: skip */ }
             }
           } : undefined,
         });
         hls.on(Hls.Events.ERROR, (_event, data) => {
           if (!data.fatal) return;
+          if (data.type === Hls.ErrorTypes.NETWORK_ERROR && this.onNetworkError(this.movie, data)) return;
           if (this.recoveries < 3 && data.type === Hls.ErrorTypes.NETWORK_ERROR) {
             this.recoveries += 1;
             setTimeout(() => hls.startLoad(), 1000 * this.recoveries);
@@ -88,7 +97,12 @@ export class Player {
 
   // After a publisher change a live stream continues elsewhere: reload the playlist.
   reload() {
-    if (this.movie) this.load(this.movie);
+    if (this.movie) this.load(this.movie, { rewrite: this.rewrite });
+  }
+
+  // Loading again after a fatal network error the caller handled (onNetworkError).
+  resume() {
+    if (this.hls) this.hls.startLoad(-1);
   }
 
   unload() {

@@ -59,6 +59,19 @@ def test_update_keeps_the_publisher_and_done_ends_it(world, django_capture_on_co
     assert update(made.key).status_code == 403  # no longer the publisher: nginx drops it
 
 
+def test_updates_of_play_sessions_are_allowed_and_change_nothing(world):
+    """nginx-rtmp sends on_update for play sessions too; the players of `live` are local (the push
+    that feeds HLS), and refusing them dropped the push every 10 s: viewers stalled."""
+    made = create(world)
+    publish(made.key)
+    before = made.stream.publisher_seen_at
+    response = callback("on_update", form("update_play", made.id, "8", time="10", timestamp="10000"))
+    assert response.status_code == 200
+    assert made.stream.publisher_seen_at == before and made.stream.live
+    outside = callback("on_update", form("update_play", made.id, "8"), remote="203.0.113.9")
+    assert outside.status_code == 403  # still only from the RTMP server
+
+
 @pytest.mark.parametrize("key", ["sk_" + "A" * 43, "sk_short", "not-a-key", ""])
 def test_a_wrong_key_is_refused(world, key):
     made = create(world)

@@ -7,6 +7,7 @@ import { setIcon } from "../icons.js";
 import { PERM } from "../perms.js";
 import { movieKind, Player } from "../player.js";
 import { BANDS, Clock, Follower } from "../sync.js";
+import { LiveSource } from "./live.js";
 import { can, currentMovie, myId, roomId, S } from "./store.js";
 
 export const video = $("[data-testid=player]");
@@ -25,7 +26,11 @@ export const player = new Player(video, {
     setOverlay("");
     follower.setLive(movieKind(movie) === "live" || video.duration === Infinity);
   },
+  onNetworkError: (movie, data) => movieKind(movie) === "live" && live.networkError(data),
 });
+
+// A `live` movie: its status decides what plays (live.js); the follower only plays and pauses.
+const live = new LiveSource(player, { onError: (message) => setOverlay(message) });
 
 export const follower = new Follower(video, clock, {
   onReady: (ready) => S.socket && S.socket.send({ type: "ready", ready }),
@@ -43,12 +48,23 @@ unmute.addEventListener("click", () => {
 export function syncMovie() {
   const wanted = S.playback ? S.playback.movie_id : null;
   if (!wanted) {
+    live.stop();
     if (player.movie) player.unload();
     setOverlay(S.movies.length ? "Nothing is playing. Pick a video from the playlist." : "Nothing is playing. Add a video to the playlist.");
     return;
   }
   const movie = currentMovie();
   if (!movie) return; // the playlist is on its way
+  if (movieKind(movie) === "live") {
+    if (live.movieId !== movie.id || live.movie.url !== movie.url) {
+      setOverlay("");
+      player.unload();
+      follower.setLive(true);
+      live.start(movie);
+    }
+    return;
+  }
+  live.stop();
   if (player.movieId !== movie.id || player.movie.url !== movie.url || player.movie.type !== movie.type) {
     setOverlay("");
     player.load(movie);
@@ -195,7 +211,7 @@ $("[data-player-box]").tabIndex = 0;
 $("[data-player-box]").addEventListener("keydown", (event) => {
   if (!can(PERM.PLAY_CONTROL) || event.target !== event.currentTarget) return;
   if (event.key === " " || event.key === "k") { event.preventDefault(); togglePlay(); }
-  if (event.key === "ArrowLeft" || event.key === "ArrowRight") {
+  if ((event.key === "ArrowLeft" || event.key === "ArrowRight") && movieKind(currentMovie()) !== "live") {
     event.preventDefault();
     sendPlayback({ position: Math.max(0, localPosition() + (event.key === "ArrowLeft" ? -5 : 5)) });
   }
