@@ -318,6 +318,21 @@ def wait_connected(page, timeout: float = 15_000) -> None:
     )
 
 
+def html5_drag(page, source, target, *, dx: float = 20, dy: float = 3) -> None:
+    """Drag ``source`` onto ``target`` (at ``dx``, ``dy`` inside it) with the HTML5 drag events a
+    browser fires, in order, sharing one DataTransfer. Playwright's mouse-driven ``drag_to``
+    decides whether a drag started from a timer after the first mouse move; on a loaded machine
+    it sometimes left the drag started and never dropped (the item greyed out, no drop event),
+    which no longer wait would fix. The page's own handlers are what the tests check."""
+    box = target.bounding_box()
+    data = page.evaluate_handle("() => new DataTransfer()")
+    at = {"dataTransfer": data, "clientX": box["x"] + dx, "clientY": box["y"] + dy}
+    source.dispatch_event("dragstart", {"dataTransfer": data})
+    for kind in ("dragenter", "dragover", "drop"):
+        target.dispatch_event(kind, at)
+    source.dispatch_event("dragend", {"dataTransfer": data})
+
+
 def playing_offset(a, b) -> float:
     """Seconds between two playing pages' positions at one instant. Each page reports its
     position with its own reading of Date.now() (one machine clock for every page), and both are

@@ -431,9 +431,7 @@ def test_room_management_from_the_page(party, media, api, browser):
         lambda: shown(a) == ["Test pattern", "Third", "Second"], message="A's list after the button"
     )
     items = a.get_by_test_id("playlist-item")
-    items.filter(has_text="Second").drag_to(
-        items.filter(has_text="Test pattern"), target_position={"x": 20, "y": 3}
-    )
+    bs.html5_drag(a, items.filter(has_text="Second"), items.filter(has_text="Test pattern"))
     bs.wait_until(lambda: order() == ["Second", "Test pattern", "Third"], message="reorder by drag")
     b.locator("[data-testid=playlist-item]").first.filter(has_text="Second").wait_for()
     bs.wait_until(lambda: shown(a) == ["Second", "Test pattern", "Third"], message="A's list after the drag")
