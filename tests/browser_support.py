@@ -324,7 +324,10 @@ def html5_drag(page, source, target, *, dx: float = 20, dy: float = 3) -> None:
     decides whether a drag started from a timer after the first mouse move; on a loaded machine
     it sometimes left the drag started and never dropped (the item greyed out, no drop event),
     which no longer wait would fix. The page's own handlers are what the tests check."""
-    box = target.bounding_box()
+    # The list may be re-rendering (another member's change): the target has no box while its
+    # node is being replaced. Measure it once it is there again.
+    target.wait_for(state="visible")
+    box = wait_until(target.bounding_box, timeout=10, message="the drop target on screen")
     data = page.evaluate_handle("() => new DataTransfer()")
     at = {"dataTransfer": data, "clientX": box["x"] + dx, "clientY": box["y"] + dy}
     source.dispatch_event("dragstart", {"dataTransfer": data})
