@@ -36,7 +36,7 @@ def signed_playlist_url(stream: HasId, viewer: object, *, now: float | None = No
     viewers apart, so the URL is a bearer capability that the short expiry bounds. A player
     renews it by reading the stream again (GET rooms/{id}/streams/{stream_id}).
     """
-    del viewer  # part of the contract (API.md, playback_url); nothing in the URL depends on it
+    del viewer  # part of the contract (docs/api.md: playback_url); nothing in the URL depends on it
     name = stream_name(stream)
     expires = int(time.time() if now is None else now) + settings.HLS_URL_TTL
     return f"{settings.HLS_PUBLIC_URL}/hls/{signature(name, expires)}/{expires}/{name}/{PLAYLIST}"
