@@ -63,7 +63,14 @@ def test_signup_page_offers_the_same_button(server, browser):
     watcher = bs.open_page(browser, "oauth-signup")
     try:
         watcher.page.goto(f"{server.base}/signup/")
-        assert watcher.page.get_by_test_id("oauth-oidc").is_visible()
+        # The buttons are drawn after the page fetches auth/providers: wait for the button
+        # (is_visible() answers at once and raced that fetch on a loaded machine).
+        button = watcher.page.get_by_test_id("oauth-oidc")
+        button.wait_for(state="visible", timeout=10_000)
+        assert button.inner_text() == "Continue with Loopback SSO"
         assert watcher.problems == []
+    except Exception:
+        print(bs.save_evidence("test_signup_page_offers_the_same_button", [watcher], server))
+        raise
     finally:
         watcher.close()
