@@ -147,6 +147,7 @@ def test_login_page(server, browser, api):
     w = bs.open_page(browser, "login")
     p = w.page
     p.goto(f"{server.base}/login/")
+    p.locator("[data-oauth-providers][data-state=loaded]").wait_for(state="attached")
     assert p.locator("[data-oauth-providers] button").count() == 0  # no provider is configured
     p.fill("input[name=username]", "erin")
     p.fill("input[name=password]", "not-the-password")

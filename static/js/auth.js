@@ -51,8 +51,10 @@ async function oauthButtons() {
   try {
     providers = await api("GET", "auth/providers", { auth: false });
   } catch {
-    return; // not offered by this server: no buttons
+    providers = []; // not offered by this server: no buttons
   }
+  // Says the answer is in, so "no button" means no provider rather than "not fetched yet".
+  box.dataset.state = "loaded";
   if (!Array.isArray(providers)) return;
   for (const provider of providers) {
     if (!provider || typeof provider.id !== "string" || !/^[a-z0-9_-]{1,32}$/.test(provider.id)) continue;
