@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+import redis
 from django.conf import settings
 
 from tests.procs import (
@@ -188,7 +189,7 @@ def test_procfile_processes_start_from_runtime_requirements_alone(scratch_databa
 
     with ExitStack() as stack:
         procs = {}
-        for name in ("web", "ws", "worker", "beat"):
+        for name in ("web", "ws", "worker", "beat", "relay"):
             log = tmp_path / f"{name}.log"
             proc_env = {**env, "PORT": str(ports.get(name, ports["web"]))}
             procs[name] = (stack.enter_context(running(procfile_command(name), env=proc_env, log=log)), log)
@@ -206,6 +207,13 @@ def test_procfile_processes_start_from_runtime_requirements_alone(scratch_databa
         )
         proc, log = procs["beat"]
         _wait_log("beat: Starting...", proc=proc, log=log, timeout=60)
+        proc, log = procs["relay"]  # logs nothing at WARNING: it shows by its cluster entry
+        registry = redis.Redis.from_url(env["REDIS_URL"])
+        deadline = time.monotonic() + 60
+        while not list(registry.scan_iter("cluster:node:relay:*")):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-4000:]
+            time.sleep(0.3)
+        registry.close()
 
 
 def test_production_refuses_to_start_without_secrets():

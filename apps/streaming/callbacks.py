@@ -77,14 +77,28 @@ def _publisher(request: HttpRequest, callback: str) -> services.Publisher | None
     """The publishing connection the form describes, or None when it is not a well-formed
     callback of this kind from nginx-rtmp."""
     call, key, client = _first(request, "call"), _first(request, "name"), _first(request, "clientid")
-    if call not in CALLS[callback] or not keys.looks_like_key(key):
+    if call not in CALLS[callback] or client is None or not client.isdigit() or len(client) > _CLIENT_ID_MAX:
         return None
-    if client is None or not client.isdigit() or len(client) > _CLIENT_ID_MAX:
-        return None
-    assert key is not None
-    return services.Publisher(
-        key=key, client=client, addr=(_first(request, "addr") or "")[:64], node=settings.SYNCTV_NODE_ID
-    )
+    addr = (_first(request, "addr") or "")[:64]
+    if keys.looks_like_key(key):
+        assert key is not None
+        return services.Publisher(key=key, client=client, addr=addr, node=settings.SYNCTV_NODE_ID)
+    if keys.looks_like_relay_name(key):
+        assert key is not None
+        # A node's own relay (apps.streaming.relay): signed name, from the RTMP server's machine.
+        relay = keys.open_relay_name(key, check_expiry=callback == "on_publish")
+        if relay is None or not _is_loopback(addr):
+            logger.warning("rtmp %s refused: a relay name that is not valid here", callback)
+            return None
+        return services.Publisher(key=key, client=client, addr=addr, node=relay.node, relay=relay)
+    return None
+
+
+def _is_loopback(addr: str) -> bool:
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False
 
 
 def _callback(name: str, handle: Callable[[services.Publisher], HttpResponse]) -> Callable[..., HttpResponse]:

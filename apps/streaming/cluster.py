@@ -1,6 +1,6 @@
 """The cluster registry: which nodes are alive, by role (docs/streaming.md, "Cluster").
 
-Every ``web``, ``ws`` and ``worker`` process of a node registers ``{id, role, started,
+Every ``web``, ``ws``, ``worker`` and ``relay`` process of a node registers ``{id, role, started,
 last_seen}`` under ``cluster:node:{role}:{id}`` with a TTL of NODE_TTL_SECONDS, refreshed every
 HEARTBEAT_SECONDS by a ``Heartbeat`` thread; ``cluster:nodes`` indexes the entries so listing
 them needs no SCAN. An entry whose key expired belongs to a dead process and is pruned from the
@@ -34,8 +34,8 @@ from apps.core.redis import RedisUnavailable, call_redis, get_redis
 
 logger = logging.getLogger(__name__)
 
-Role = Literal["web", "ws", "worker"]
-ROLES: tuple[Role, ...] = ("web", "ws", "worker")
+Role = Literal["web", "ws", "worker", "relay"]
+ROLES: tuple[Role, ...] = ("web", "ws", "worker", "relay")
 HEARTBEAT_SECONDS = 5.0
 NODE_TTL_SECONDS = 15
 INDEX_KEY = "cluster:nodes"
@@ -125,9 +125,10 @@ def live_nodes() -> list[NodeInfo]:
     return sorted(call_redis(read), key=lambda n: (n.id, n.role))
 
 
-def live_node_ids() -> list[str]:
-    """The distinct ids of live nodes (any role): the members of the hash ring."""
-    return sorted({n.id for n in live_nodes()})
+def live_node_ids(role: str | None = None) -> list[str]:
+    """The distinct ids of live nodes (of any role, or of ``role``): the members of a hash ring.
+    Pulled streams are given to nodes running a ``relay`` (apps.streaming.relay)."""
+    return sorted({n.id for n in live_nodes() if role is None or n.role == role})
 
 
 def leave(node_id: str, role: str | None = None) -> list[str]:

@@ -46,9 +46,10 @@ class Failover:
     new_node: str  # "" for a pushed stream (it waits for its streamer) or no live node
 
 
-def _candidates(live: set[str], max_silence: float) -> set[str]:
+def _candidates(live: set[str], relays: set[str], max_silence: float) -> set[str]:
     """Streams that look failed, by the registry or by the database (which outlives a Redis
-    restart that lost the registry)."""
+    restart that lost the registry). A pulled stream has failed when its node's relay is gone,
+    live or still starting."""
     found = {p.stream_id for p in publishers.silent(max_silence, live=live)}
     cutoff = timezone.now() - timedelta(seconds=max_silence)
     found |= set(
@@ -58,6 +59,12 @@ def _candidates(live: set[str], max_silence: float) -> set[str]:
         )
         .values_list("pk", flat=True)
     )
+    found |= set(
+        Stream.objects.exclude(source_url="")
+        .exclude(publisher_node="")
+        .exclude(publisher_node__in=relays)
+        .values_list("pk", flat=True)
+    )
     return found
 
 
@@ -65,14 +72,16 @@ def failover_sweep(*, max_silence: float = PUBLISHER_SILENT_SECONDS) -> list[Fai
     """Fail over every failed publisher. Returns what this sweep changed; a stream another sweep
     holds the lock for is left to it. Raises RedisUnavailable: without the registry nothing can
     be decided (the next run tries again)."""
-    live = set(cluster.live_node_ids())
+    nodes = cluster.live_nodes()
+    live = {n.id for n in nodes}
+    relays = {n.id for n in nodes if n.role == "relay"}
     done = []
-    for stream_id in sorted(_candidates(live, max_silence)):
+    for stream_id in sorted(_candidates(live, relays, max_silence)):
         token = publishers.acquire_failover_lock(stream_id)
         if token is None:
             continue  # another sweep is on it
         try:
-            result = fail_over(stream_id, live=live, max_silence=max_silence)
+            result = fail_over(stream_id, live=live, relays=relays, max_silence=max_silence)
         finally:
             publishers.release_failover_lock(stream_id, token)
         if result is not None:
@@ -80,8 +89,17 @@ def failover_sweep(*, max_silence: float = PUBLISHER_SILENT_SECONDS) -> list[Fai
     return done
 
 
-def _healthy(stream: Stream, fresh: publishers.Publisher | None, live: set[str], max_silence: float) -> bool:
-    """Under the locks: heard from recently enough, by the registry and by the database?"""
+def _healthy(
+    stream: Stream, fresh: publishers.Publisher | None, live: set[str], relays: set[str], max_silence: float
+) -> bool:
+    """Under the locks: heard from recently enough, by the registry and by the database? A
+    pulled stream also needs its node's relay; one still starting (its source may be down: the
+    relay retries) is healthy while that relay lives."""
+    if stream.source_url:
+        if stream.publisher_node not in relays:
+            return False
+        if not stream.live:
+            return True
     if fresh is None or fresh.node is None or fresh.node not in live:
         return False
     if publishers.redis_time() - fresh.last_refresh >= max_silence:
@@ -95,9 +113,15 @@ def _entry(stream_id: str) -> publishers.Publisher | None:
 
 
 def fail_over(
-    stream_id: str, *, live: set[str], max_silence: float = PUBLISHER_SILENT_SECONDS
+    stream_id: str,
+    *,
+    live: set[str],
+    relays: set[str] | None = None,
+    max_silence: float = PUBLISHER_SILENT_SECONDS,
 ) -> Failover | None:
-    """One stream, with its failover lock held by the caller. None when it needs nothing."""
+    """One stream, with its failover lock held by the caller. None when it needs nothing.
+    ``relays``: the nodes that run a relay (default: every live node)."""
+    relays = live if relays is None else relays
     with transaction.atomic():
         stream = Stream.objects.select_for_update().filter(pk=stream_id).first()
         fresh = _entry(stream_id)
@@ -106,13 +130,13 @@ def fail_over(
             if fresh is not None:  # a deleted or stopped stream's leftover entry: tidy it
                 publishers.forget(stream_id)
             return None
-        if _healthy(stream, fresh, live, max_silence):
+        if _healthy(stream, fresh, live, relays, max_silence):
             return None
         entry_node = fresh.node if fresh is not None else None
         failed = stream.publisher_node or entry_node or ""
         new_node = ""
         if stream.source_url:
-            new_node = publishers.elect(stream_id, sorted(live - {failed})) or ""
+            new_node = publishers.elect(stream_id, sorted(relays - {failed})) or ""
         if new_node:
             if not publishers.transfer(stream_id, failed=entry_node, to=new_node):
                 return None  # a publisher claimed it meanwhile: it is not failed any more

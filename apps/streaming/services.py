@@ -298,10 +298,11 @@ class Publisher:
     """One RTMP publishing connection, as the RTMP server's callback describes it: the key it
     published with (its stream name), the server's connection id and the streamer's address."""
 
-    key: str
+    key: str  # the stream key, or a relay's signed name (then ``relay`` says what it opens)
     client: str
     addr: str
     node: str
+    relay: keys.RelayName | None = None
 
     @property
     def origin(self) -> Origin:
@@ -312,13 +313,18 @@ class Publisher:
         return Origin(ip=ip, user_agent="rtmp")
 
 
-def _stream_for_key(key: str, *, lock: bool) -> Stream | None:
-    """One indexed lookup by the key's hash, then a constant-time comparison of the hashes."""
-    if not keys.looks_like_key(key):
+def _stream_for(publisher: Publisher, *, lock: bool) -> Stream | None:
+    """A relay's stream by the id its signed name carries; a streamer's by one indexed lookup of
+    the key's hash, then a constant-time comparison of the hashes."""
+    qs = Stream.objects.select_related("room")
+    if lock:
+        qs = qs.select_for_update(of=("self",))
+    if publisher.relay is not None:
+        return qs.filter(pk=publisher.relay.stream_id).first()
+    if not keys.looks_like_key(publisher.key):
         return None
-    qs = Stream.objects.select_related("room").filter(key_hash=keys.key_hash(key))
-    stream = (qs.select_for_update(of=("self",)) if lock else qs).first()
-    if stream is None or not keys.matches(key, stream.key_hash):
+    stream = qs.filter(key_hash=keys.key_hash(publisher.key)).first()
+    if stream is None or not keys.matches(publisher.key, stream.key_hash):
         return None
     return stream
 
@@ -346,6 +352,13 @@ def _start_refusal(stream: Stream | None, publisher: Publisher, now: Any) -> str
         return "unknown_key"
     if stream.room.is_closed:
         return "room_closed"
+    if publisher.relay is None and stream.source_url:
+        return "pulled_stream"  # fed by its relay only: a key push would fight it for the stream
+    if publisher.relay is not None:
+        if not stream.source_url:
+            return "not_pulled"
+        if stream.publisher_node not in ("", publisher.node):
+            return "elected_elsewhere"  # failover gave it to another node
     if stream.live and _recently_seen(stream, now):
         return "already_live"
     try:
@@ -361,7 +374,7 @@ def publish_start(*, publisher: Publisher) -> Stream:
     deleted), a closed room, a publisher live and heard from in the last 30 s, another node's
     claim. The callback view refuses what is not even key-shaped before calling this."""
     with transaction.atomic():
-        stream = _stream_for_key(publisher.key, lock=True)
+        stream = _stream_for(publisher, lock=True)
         now = timezone.now()
         refusal = _start_refusal(stream, publisher, now)
         if refusal is None and stream is not None:
@@ -396,7 +409,7 @@ def publish_update(*, publisher: Publisher) -> None:
     PublishRefused, and the RTMP server drops the connection (not audited: the rotation or the
     cut that caused it was)."""
     with transaction.atomic():
-        stream = _stream_for_key(publisher.key, lock=True)
+        stream = _stream_for(publisher, lock=True)
         if stream is None or not _is_on_record(stream, publisher):
             raise PublishRefused("not_the_publisher")
         try:
@@ -413,7 +426,7 @@ def publish_done(*, publisher: Publisher) -> bool:
     node's claim is given up. Anything else (a refused duplicate, a publisher already cut, a
     rotated key) changes nothing. True when a publisher was ended."""
     with transaction.atomic():
-        stream = _stream_for_key(publisher.key, lock=True)
+        stream = _stream_for(publisher, lock=True)
         if stream is None or not _is_on_record(stream, publisher):
             return False
         _clear_publisher(stream)

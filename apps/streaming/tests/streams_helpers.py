@@ -10,6 +10,7 @@ from django.conf import settings
 from django.test import Client
 
 from apps.rooms.tests.conftest import RoomWorld
+from apps.streaming import keys
 from apps.streaming.models import Stream
 
 CALLBACK = "/internal/rtmp/"
@@ -82,3 +83,18 @@ def update(key: str, clientid: str = "7"):
 
 def publish_done(key: str, clientid: str = "7"):
     return callback("on_publish_done", form("publish_done", key, clientid))
+
+
+def relay_form(call: str, stream_id: str, node: str, clientid: str = "7", **extra: str) -> dict[str, str]:
+    """A node's relay (apps.streaming.relay) publishing a pulled stream under its signed name,
+    from the RTMP server's own machine."""
+    return form(call, keys.relay_name(stream_id, node), clientid, addr="127.0.0.1", **extra)
+
+
+def relay_publish(stream_id: str, node: str, clientid: str = "7"):
+    return callback("on_publish", relay_form("publish", stream_id, node, clientid))
+
+
+def relay_update(stream_id: str, node: str, clientid: str = "7"):
+    data = relay_form("update_publish", stream_id, node, clientid, time="10", timestamp="10000")
+    return callback("on_update", data)

@@ -17,7 +17,7 @@ from apps.core import realtime
 from apps.core.redis import redis_breaker
 from apps.streaming import cluster, failover, publishers
 from apps.streaming.models import Stream
-from apps.streaming.tests.streams_helpers import create, publish, update
+from apps.streaming.tests.streams_helpers import create, publish, relay_publish, relay_update
 
 NODES = ("node-a:8000", "node-b:8000", "node-c:8000")
 PULL_SOURCE = "rtmp://203.0.113.9/live/feed"
@@ -26,7 +26,8 @@ ALLOWED = (200, 204, 302)  # on_publish allows with a redirect to the opaque id
 
 @pytest.fixture
 def three_nodes(redis_client, settings):
-    """Three live node ids; this process publishes as node-a (the callbacks' node)."""
+    """Three live node ids, each running a relay; this process publishes as node-a (the
+    callbacks' node), and pulled streams are published by node-a's relay."""
 
     def clean() -> None:
         for pattern in ("cluster:*", "stream:publisher*", "lock:stream:failover:*"):
@@ -36,6 +37,7 @@ def three_nodes(redis_client, settings):
     clean()
     for node in NODES:
         cluster.register(node, "web", started=1.0)
+        cluster.register(node, "relay", started=1.0)
     settings.SYNCTV_NODE_ID = NODES[0]
     yield redis_client
     clean()
@@ -61,7 +63,10 @@ def _live_on_a(world, **stream_fields):
     made = create(world)
     if stream_fields:
         Stream.objects.filter(pk=made.id).update(**stream_fields)
-    assert publish(made.key).status_code in ALLOWED
+    if stream_fields.get("source_url"):
+        assert relay_publish(made.id, NODES[0]).status_code in ALLOWED
+    else:
+        assert publish(made.key).status_code in ALLOWED
     assert publishers.owner(made.id) == NODES[0] and made.stream.live
     return made
 
@@ -111,11 +116,12 @@ def test_a_silent_pulled_stream_moves_to_the_elected_node_and_goes_live_there(
     assert stream.publisher_node == expected and not stream.live
     assert [(e["type"], e["node"]) for e in _heard(nodes_hear)] == [("publisher_changed", expected)]
     nodes_hear.close()
-    # The elected node restarts the pull: its RTMP server's on_publish is allowed, the old
-    # node's on_update is refused.
-    assert update(made.key).status_code == 403
-    settings.SYNCTV_NODE_ID = expected
-    assert publish(made.key, clientid="9").status_code in ALLOWED
+    # The elected node restarts the pull: its relay's on_publish is allowed; the old node's
+    # on_update is refused, and so is a third node's relay.
+    assert relay_update(made.id, NODES[0]).status_code == 403
+    [other] = [n for n in NODES[1:] if n != expected]
+    assert relay_publish(made.id, other, clientid="8").status_code == 403
+    assert relay_publish(made.id, expected, clientid="9").status_code in ALLOWED
     stream = made.stream
     assert stream.live and stream.publisher_node == expected
     assert failover.failover_sweep(max_silence=5) == []
@@ -223,7 +229,7 @@ def test_the_embedded_default_fails_over_on_process_memory(
     publishers._local.values.clear()
     publishers._local.index.clear()
     for node in NODES:
-        cluster.register(node, "web", started=1.0)
+        cluster.register(node, "relay", started=1.0)
     settings.SYNCTV_NODE_ID = NODES[0]
     made = _live_on_a(world, source_url=PULL_SOURCE)
     assert failover.failover_sweep() == []
@@ -261,7 +267,7 @@ def test_real_beat_and_two_workers_fail_over_when_heartbeats_stop(world, three_n
 
     made = _live_on_a(world, source_url=PULL_SOURCE)
     cluster.leave(NODES[0])
-    cluster.register(NODES[0], "web", started=1.0, ttl=3)  # its last heartbeat
+    cluster.register(NODES[0], "relay", started=1.0, ttl=3)  # its relay's last heartbeat
     db = settings.DATABASES["default"]
     env = production_env(
         database_url=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
