@@ -114,3 +114,18 @@ def account_round_trip(base_url: str, username: str = "alice") -> dict:
         r = client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {access}"})
         assert r.status_code == 200, r.text
         return r.json()
+
+
+def publish_test_pattern(url: str, log: Path, seconds: int) -> subprocess.Popen:
+    """ffmpeg publishing a generated test pattern (320x240, 25 fps, H.264 with a 1 s GOP, AAC) to
+    an RTMP URL for ``seconds``, paced in real time; its errors go to ``log``."""
+    command = [
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
+        "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
+        "-f", "lavfi", "-i", "sine",
+        "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", "25",
+        "-c:a", "aac", "-f", "flv", url,
+    ]  # fmt: skip
+    return subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=log.open("wb"), stdin=subprocess.DEVNULL
+    )

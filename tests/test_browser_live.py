@@ -13,7 +13,8 @@ import time
 import pytest
 
 from tests import browser_support as bs
-from tests.test_rtmp_e2e import _create_stream, _ffmpeg, _status, _wait, live  # noqa: F401
+from tests.procs import publish_test_pattern
+from tests.test_rtmp_e2e import _create_stream, _status, _wait, live  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("browser_tools")]
 
@@ -44,7 +45,7 @@ def test_member_page_waits_for_the_streamer_then_plays_live(live, browser, tmp_p
         page.wait_for_selector(WAITING, state="visible", timeout=15_000)
         assert page.locator(WAITING).text_content() == "Waiting for the streamer…"
 
-        publisher = _ffmpeg(created["publish_url"], tmp_path / "ffmpeg.log", seconds=120)
+        publisher = publish_test_pattern(created["publish_url"], tmp_path / "ffmpeg.log", seconds=120)
         _wait(lambda: _status(live, stream_id)["live"], 10, "live", live)
         # The page notices within its poll, plays through hls.js (a blob: source), and moves on.
         page.wait_for_selector(WAITING, state="hidden", timeout=30_000)
@@ -83,7 +84,7 @@ def test_signed_url_is_renewed_without_a_gap(live, browser, tmp_path):  # noqa: 
     member = live.api.register("renewer")
     live.api.join(member, room_id)
     live.api.set_playback(live.owner, room_id, movie_id=created["movie_id"], playing=True)
-    publisher = _ffmpeg(created["publish_url"], tmp_path / "ffmpeg.log", seconds=120)
+    publisher = publish_test_pattern(created["publish_url"], tmp_path / "ffmpeg.log", seconds=120)
     watcher = bs.open_page(browser, "renewer", account=member)
     try:
         page = watcher.page

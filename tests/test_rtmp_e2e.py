@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -23,7 +22,7 @@ import pytest
 
 from apps.streaming import hls
 from tests.browser_support import Api, Server
-from tests.procs import free_port, procfile_command, running, wait_http
+from tests.procs import free_port, procfile_command, publish_test_pattern, running, wait_http
 
 pytestmark = [pytest.mark.slow]
 
@@ -83,19 +82,6 @@ def live(tmp_path_factory) -> Iterator[SimpleNamespace]:
         )
 
 
-def _ffmpeg(url: str, log: Path, seconds: int) -> subprocess.Popen:
-    command = [
-        "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
-        "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
-        "-f", "lavfi", "-i", "sine",
-        "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", "25",
-        "-c:a", "aac", "-f", "flv", url,
-    ]  # fmt: skip
-    return subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=log.open("wb"), stdin=subprocess.DEVNULL
-    )
-
-
 def _create_stream(live, name: str) -> dict:
     created = live.api.call(
         "POST", f"rooms/{live.room['id']}/streams", live.owner, {"name": name}, expect=201
@@ -130,7 +116,7 @@ def test_wrong_key_is_refused_by_on_publish(live, tmp_path):
     _require_tools()
     created = _create_stream(live, "Refused")
     wrong = created["publish_url"][:-4] + ("AAAA" if not created["publish_url"].endswith("AAAA") else "BBBB")
-    publisher = _ffmpeg(wrong, tmp_path / "ffmpeg.log", seconds=5)
+    publisher = publish_test_pattern(wrong, tmp_path / "ffmpeg.log", seconds=5)
     assert publisher.wait(timeout=30) != 0
     assert "Connection refused" not in (tmp_path / "ffmpeg.log").read_text()  # refused by Django
     assert _status(live, created["id"])["live"] is False
@@ -155,7 +141,7 @@ def test_publish_goes_live_and_members_watch_through_signed_urls(live, tmp_path)
     stream_id, key = created["id"], created["stream_key"]
     member, outsider = live.api.register("member"), live.api.register("outsider")
     live.api.join(member, live.room["id"])
-    publisher = _ffmpeg(created["publish_url"], tmp_path / "ffmpeg.log", seconds=60)
+    publisher = publish_test_pattern(created["publish_url"], tmp_path / "ffmpeg.log", seconds=60)
     try:
         _wait(lambda: _status(live, stream_id)["live"], LIVE_WITHIN, "live", live)
         status = _status(live, stream_id, member)
@@ -185,7 +171,7 @@ def test_publish_goes_live_and_members_watch_through_signed_urls(live, tmp_path)
 def test_rotated_key_cuts_the_publisher_and_is_refused(live, tmp_path):
     created = _create_stream(live, "Rotated")
     stream_id, old_url = created["id"], created["publish_url"]
-    publisher = _ffmpeg(old_url, tmp_path / "first.log", seconds=60)
+    publisher = publish_test_pattern(old_url, tmp_path / "first.log", seconds=60)
     try:
         _wait(lambda: _status(live, stream_id)["live"], LIVE_WITHIN, "live", live)
         path = f"rooms/{live.room['id']}/streams/{stream_id}/rotate-key"
@@ -197,6 +183,6 @@ def test_rotated_key_cuts_the_publisher_and_is_refused(live, tmp_path):
         if publisher.poll() is None:
             publisher.kill()
             publisher.wait()
-    again = _ffmpeg(old_url, tmp_path / "again.log", seconds=5)
+    again = publish_test_pattern(old_url, tmp_path / "again.log", seconds=5)
     assert again.wait(timeout=30) != 0
     assert _status(live, stream_id)["live"] is False

@@ -206,8 +206,14 @@ class RelaySupervisor:
             return
         pull.errors = tempfile.TemporaryFile()
         # The command is a list (no shell); the source URL passed the checks of clean_source_url.
+        # A session of its own: a signal to the relay's process group (Ctrl-C, a process manager)
+        # reaches the relay alone, which hands the stream over before it stops this ffmpeg.
         pull.proc = subprocess.Popen(  # noqa: S603
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=pull.errors
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=pull.errors,
+            start_new_session=True,
         )
         pull.started_at = now
         logger.info("relay %s: pulling stream %s", self.node_id, pull.stream_id)

@@ -429,7 +429,11 @@ def publish_done(*, publisher: Publisher) -> bool:
         stream = _stream_for(publisher, lock=True)
         if stream is None or not _is_on_record(stream, publisher):
             return False
-        _clear_publisher(stream)
+        node = _clear_publisher(stream)
+        if publisher.relay is not None:
+            # A pulled stream stays with its node, whose relay starts it again (apps.streaming.relay);
+            # failover moves it only if that relay is gone.
+            stream.publisher_node = node
         stream.save()
         _audit(
             AuditAction.STREAM_PUBLISH_STOP,

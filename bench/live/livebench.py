@@ -43,8 +43,8 @@ sys.path[:0] = [str(ROOT), str(HERE)]
 import procstat  # noqa: E402
 
 from tests.browser_support import Api, Server  # noqa: E402
-from tests.procs import free_port, procfile_command, running, wait_http  # noqa: E402
-from tests.test_rtmp_e2e import MODULE, _ffmpeg  # noqa: E402
+from tests.procs import free_port, procfile_command, publish_test_pattern, running, wait_http  # noqa: E402
+from tests.test_rtmp_e2e import MODULE  # noqa: E402
 
 OUT = HERE / "out"
 RESULTS = HERE / "RESULTS.md"
@@ -203,7 +203,7 @@ def first_segment_run(ctx, index: int, poll: float, timeout: float) -> dict:
     hls = httpx.Client(timeout=5)
     busy_before, bench_before = procstat.machine_busy()[0], procstat.tree_cpu(os.getpid())
     started_wall, started = time.time(), time.monotonic()
-    publisher = _ffmpeg(created["publish_url"], OUT / f"first-{index}.ffmpeg.log", seconds=60)
+    publisher = publish_test_pattern(created["publish_url"], OUT / f"first-{index}.ffmpeg.log", seconds=60)
     try:
         while True:
             tick = time.monotonic()

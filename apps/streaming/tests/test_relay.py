@@ -85,6 +85,7 @@ def test_a_relay_publishes_a_pulled_stream_under_its_signed_name(world, django_c
     with django_capture_on_commit_callbacks(execute=True):
         done = callback("on_publish_done", relay_form("publish_done", made.id, NODES[0]))
     assert done.status_code == 200 and not made.stream.live
+    assert made.stream.publisher_node == NODES[0]  # still its node's: that relay starts it again
     assert publishers.owner(made.id) is None
 
 
