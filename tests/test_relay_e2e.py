@@ -36,7 +36,7 @@ from websockets.sync.client import connect
 
 from apps.streaming.ring import HashRing
 from tests.browser_support import Api, Server
-from tests.procs import free_port, procfile_command, running, wait_http
+from tests.procs import free_port, procfile_command, publish_test_pattern, running, wait_http
 from tests.test_rtmp_e2e import _require_tools
 from tests.wsclient import PrivateRedis, scratch_database
 
@@ -110,6 +110,7 @@ def world(tmp_path_factory) -> Iterator[SimpleNamespace]:
             member=member,
             room=room,
             rtmp_log=rtmp_log,
+            rtmp=rtmp,
             source=source,
             source_url=f"http://127.0.0.1:{httpd.server_address[1]}/index.m3u8",
             stack=stack,
@@ -268,3 +269,38 @@ def test_a_pulled_stream_moves_when_its_relay_leaves_or_dies(world):
         socket.close()
     log_text = "".join((world.tmp / f"{n}.log").read_text(errors="replace") for n in NODES)
     assert world.source_url not in log_text  # the source may carry credentials: never logged
+
+
+def test_a_stopping_rtmp_process_gives_up_its_pushed_streams_at_once(world):
+    """SIGTERM to the `rtmp` process (the app's web on the same node still runs): it leaves the
+    cluster and fails over the streams published on its node before it stops nginx, so the room
+    hears the pushed stream wait for its streamer within 2 s, not after the 30 s silence."""
+    created = world.api.call(
+        "POST", f"rooms/{world.room['id']}/streams", world.owner, {"name": "Pushed"}, expect=201
+    )
+    stream_id = created["id"]
+    publisher = publish_test_pattern(created["publish_url"], world.tmp / "pushed.log", seconds=120)
+    socket = None
+    try:
+        node = world.server.env["SYNCTV_NODE_ID"]
+        _wait(lambda: _live_on(world, stream_id, node), LIVE_WITHIN, "the pushed stream live", world)
+        socket = _RoomSocket(world)
+        _wait(lambda: any(f.get("type") == "hello" for _, f in socket.frames), 10, "hello", world)
+        sent = time.monotonic()
+        os.killpg(world.rtmp.pid, signal.SIGTERM)
+        _wait(lambda: socket.changes(sent), HANDOVER_WITHIN + 3, "publisher_changed", world)
+        [(heard_at, change)] = [(t, f) for t, f in socket.changes(sent) if f["stream_id"] == stream_id]
+        assert change["node"] == "" and heard_at - sent <= HANDOVER_WITHIN, (change, heard_at - sent)
+        print(f"rtmp leaving: publisher_changed {heard_at - sent:.2f} s after SIGTERM")
+        assert world.rtmp.wait(timeout=30) == 0, world.rtmp_log.read_text()[-3000:]
+        status = _status(world, stream_id)
+        assert status["live"] is False and status["publisher_node"] == ""
+        assert status["ingest_running"] is False
+    except Exception:
+        print(_logs(world))
+        raise
+    finally:
+        if socket is not None:
+            socket.close()
+        publisher.kill()
+        publisher.wait()

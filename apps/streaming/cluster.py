@@ -1,6 +1,6 @@
 """The cluster registry: which nodes are alive, by role (docs/streaming.md, "Cluster").
 
-Every ``web``, ``ws``, ``worker`` and ``relay`` process of a node registers ``{id, role, started,
+Every ``web``, ``ws``, ``worker``, ``relay`` and ``rtmp`` process of a node registers ``{id, role, started,
 last_seen}`` under ``cluster:node:{role}:{id}`` with a TTL of NODE_TTL_SECONDS, refreshed every
 HEARTBEAT_SECONDS by a ``Heartbeat`` thread; ``cluster:nodes`` indexes the entries so listing
 them needs no SCAN. An entry whose key expired belongs to a dead process and is pruned from the
@@ -34,8 +34,8 @@ from apps.core.redis import RedisUnavailable, call_redis, get_redis
 
 logger = logging.getLogger(__name__)
 
-Role = Literal["web", "ws", "worker", "relay"]
-ROLES: tuple[Role, ...] = ("web", "ws", "worker", "relay")
+Role = Literal["web", "ws", "worker", "relay", "rtmp"]
+ROLES: tuple[Role, ...] = ("web", "ws", "worker", "relay", "rtmp")
 HEARTBEAT_SECONDS = 5.0
 NODE_TTL_SECONDS = 15
 INDEX_KEY = "cluster:nodes"

@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -172,6 +172,44 @@ def fail_over(
         "failover: stream %s from %s to %s", stream_id, failed or "-", new_node or "(waits for its streamer)"
     )
     return Failover(stream_id=stream_id, failed_node=failed, new_node=new_node)
+
+
+def hand_over(node: str, *, pushed_too: bool) -> list[Failover]:
+    """A process of ``node`` is leaving: fail over the streams it carries now, under the same
+    locks and rules as a sweep, rather than let them wait for a TTL or the silence limit.
+
+    The ``relay`` (``pushed_too`` False) gives up the pulled streams it feeds: they go to another
+    node's relay. The ``rtmp`` process (``pushed_too`` True) gives up every stream published on
+    the node: without its RTMP server the node can carry none, so it is taken out of the live set
+    too; a pushed stream then waits for its streamer. Best effort: what cannot be done now (Redis
+    or the database down), the sweep does once the node's entries are gone."""
+    done: list[Failover] = []
+    try:
+        nodes = cluster.live_nodes()
+        carried = Stream.objects.filter(publisher_node=node)
+        if not pushed_too:
+            carried = carried.exclude(source_url="")
+        streams = list(carried.values_list("pk", flat=True))
+    except (RedisUnavailable, DatabaseError) as exc:
+        logger.warning("hand-over of %s's streams failed (%s); the failover job will do it", node, exc)
+        return done
+    live = {n.id for n in nodes} - ({node} if pushed_too else set())
+    relays = {n.id for n in nodes if n.role == "relay"} - {node}
+    for stream_id in streams:
+        try:
+            token = publishers.acquire_failover_lock(stream_id)
+            if token is None:
+                continue  # a sweep is on it
+            try:
+                result = fail_over(stream_id, live=live, relays=relays)
+            finally:
+                publishers.release_failover_lock(stream_id, token)
+        except (RedisUnavailable, DatabaseError) as exc:
+            logger.warning("hand-over of stream %s failed (%s); the failover job will do it", stream_id, exc)
+            continue
+        if result is not None:
+            done.append(result)
+    return done
 
 
 def sweep_quietly() -> int:

@@ -237,52 +237,43 @@ class RelaySupervisor:
         for stream_id in list(self.pulls):
             self.stop_pull(stream_id)
 
-    def hand_over(self) -> list[failover.Failover]:
-        """Leaving: give each stream this node pulls to the node the ring elects among the other
-        relays, through the failover service (locked, audited, announced). Best effort: what
-        cannot be handed over now, the failover job takes once this node's entry is gone."""
-        done: list[failover.Failover] = []
-        try:
-            nodes = cluster.live_nodes()
-            mine = Stream.objects.exclude(source_url="").filter(publisher_node=self.node_id)
-            streams = list(mine.values_list("pk", flat=True))
-        except (RedisUnavailable, DatabaseError) as exc:
-            logger.warning("relay %s: could not hand its streams over (%s)", self.node_id, exc)
-            return done
-        live = {n.id for n in nodes}
-        relays = {n.id for n in nodes if n.role == ROLE} - {self.node_id}
-        for stream_id in streams:
-            try:
-                token = publishers.acquire_failover_lock(stream_id)
-                if token is None:
-                    continue
-                try:
-                    result = failover.fail_over(stream_id, live=live, relays=relays)
-                finally:
-                    publishers.release_failover_lock(stream_id, token)
-            except (RedisUnavailable, DatabaseError) as exc:
-                logger.warning("relay %s: stream %s not handed over (%s)", self.node_id, stream_id, exc)
-                continue
-            if result is not None:
-                done.append(result)
-        return done
-
 
 def run(stop: threading.Event, *, node_id: str | None = None) -> None:
-    """The relay process: heartbeat as ``relay``, the fetch proxy, a tick a second until
-    ``stop`` is set; then leave, hand over, stop every pull."""
+    """The relay process until ``stop`` is set: the fetch proxy, and a tick a second while this
+    node's RTMP server answers. Only then is it in the ring (a ``relay`` entry): a relay that
+    cannot publish must not be elected. When the RTMP server stops answering, and at the end, it
+    leaves, hands its streams over and stops every pull."""
     node = node_id or settings.SYNCTV_NODE_ID
     proxy = FetchProxy().start()
     supervisor = RelaySupervisor(node_id=node, proxy_url=proxy.url)
-    heartbeat = cluster.Heartbeat(ROLE, node_id=node).start()
-    logger.info("relay %s: running (fetch proxy %s, RTMP %s)", node, proxy.url, supervisor.rtmp_base)
+    heartbeat: cluster.Heartbeat | None = None
+    logger.warning(
+        "relay %s: started; joins the ring once the RTMP server at %s answers", node, supervisor.rtmp_base
+    )
     try:
         while not stop.is_set():
-            supervisor.tick()
+            if ingest.ingest_running():
+                if heartbeat is None:
+                    heartbeat = cluster.Heartbeat(ROLE, node_id=node).start()
+                    logger.info("relay %s: running (fetch proxy %s)", node, proxy.url)
+                supervisor.tick()
+            elif heartbeat is not None:
+                logger.warning("relay %s: the RTMP server does not answer: leaving the ring", node)
+                _leave(heartbeat, supervisor)
+                heartbeat = None
             stop.wait(TICK_SECONDS)
     finally:
-        heartbeat.stop(leave_cluster=True)  # NodeLeaving: no new stream is elected here
-        handed = supervisor.hand_over()
+        if heartbeat is not None:
+            _leave(heartbeat, supervisor)
         supervisor.stop_all()
         proxy.stop()
-        logger.info("relay %s: stopped; %d stream(s) handed over", node, len(handed))
+
+
+def _leave(heartbeat: cluster.Heartbeat, supervisor: RelaySupervisor) -> None:
+    """Out of the ring first (``NodeLeaving``: no new stream is elected here), then the streams
+    to other relays (the failover service), then stop the pulls: their on_publish_done then finds
+    the streams moved and changes nothing."""
+    heartbeat.stop(leave_cluster=True)
+    handed = failover.hand_over(supervisor.node_id, pushed_too=False)
+    supervisor.stop_all()
+    logger.info("relay %s: left the ring; %d stream(s) handed over", supervisor.node_id, len(handed))
