@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from django.conf import settings
 from django.test import Client
 
@@ -14,6 +15,19 @@ from apps.streaming import keys
 from apps.streaming.models import Stream
 
 CALLBACK = "/internal/rtmp/"
+REGISTRY_KEYS = ("cluster:*", "stream:publisher*", "lock:stream:failover:*")
+
+# A test taking the ``registry`` fixture (conftest.py) runs on Redis and on process memory.
+both_registries = pytest.mark.parametrize(
+    "registry", [pytest.param("redis", marks=pytest.mark.redis), "local"], indirect=True
+)
+
+
+def clean_registry(client) -> None:
+    """Delete the cluster registry, the publisher registry and the failover locks from Redis."""
+    for pattern in REGISTRY_KEYS:
+        for key in client.scan_iter(pattern):
+            client.delete(key)
 
 
 @dataclass

@@ -11,34 +11,11 @@ import time
 
 import pytest
 
-from apps.core.redis import RedisUnavailable, get_redis, redis_breaker
+from apps.core.redis import RedisUnavailable, redis_breaker
 from apps.streaming import cluster
+from apps.streaming.tests.streams_helpers import both_registries, clean_registry
 
-
-def _clean(client) -> None:
-    for key in client.scan_iter("cluster:*"):
-        client.delete(key)
-
-
-@pytest.fixture
-def registry(request, settings):
-    """The Redis registry (``redis``) or the embedded default's (``local``)."""
-    if request.param == "local":
-        settings.REDIS_URL = ""
-        cluster._local.clear()
-        yield None
-        cluster._local.clear()
-        return
-    client = get_redis()
-    assert client is not None  # the redis marker skipped (or failed, in CI) the test otherwise
-    _clean(client)
-    yield client
-    _clean(client)
-
-
-both = pytest.mark.parametrize(
-    "registry", [pytest.param("redis", marks=pytest.mark.redis), "local"], indirect=True
-)
+both = both_registries
 
 
 @both
@@ -207,7 +184,7 @@ def test_procfile_processes_register_and_ws_and_worker_leave_on_sigterm(
 ):
     from tests.procs import free_port, procfile_command, production_env, running, wait_http
 
-    _clean(redis_client)
+    clean_registry(redis_client)
     node_id = f"proc-{process}-{time.monotonic_ns()}"
     db = settings.DATABASES["default"]
     env = production_env(
@@ -248,4 +225,4 @@ def test_procfile_processes_register_and_ws_and_worker_leave_on_sigterm(
                 assert 0 < redis_client.ttl(f"cluster:node:web:{node_id}") <= cluster.NODE_TTL_SECONDS
     finally:
         pubsub.close()
-        _clean(redis_client)
+        clean_registry(redis_client)

@@ -10,18 +10,14 @@ from django.core.management import CommandError, call_command, load_command_clas
 
 from apps.core.redis import get_redis, redis_breaker
 from apps.streaming import cluster, publishers
+from apps.streaming.tests.streams_helpers import clean_registry
 
 
 @pytest.fixture
 def clean_redis(redis_client):
-    def clean() -> None:
-        for pattern in ("cluster:*", "stream:publisher*"):
-            for key in redis_client.scan_iter(pattern):
-                redis_client.delete(key)
-
-    clean()
+    clean_registry(redis_client)
     yield redis_client
-    clean()
+    clean_registry(redis_client)
 
 
 def run(*args: str) -> str:

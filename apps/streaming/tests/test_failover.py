@@ -17,7 +17,7 @@ from apps.core import realtime
 from apps.core.redis import redis_breaker
 from apps.streaming import cluster, failover, publishers
 from apps.streaming.models import Stream
-from apps.streaming.tests.streams_helpers import create, publish, relay_publish, relay_update
+from apps.streaming.tests.streams_helpers import clean_registry, create, publish, relay_publish, relay_update
 
 NODES = ("node-a:8000", "node-b:8000", "node-c:8000")
 PULL_SOURCE = "rtmp://203.0.113.9/live/feed"
@@ -29,18 +29,13 @@ def three_nodes(redis_client, settings):
     """Three live node ids, each running a relay; this process publishes as node-a (the
     callbacks' node), and pulled streams are published by node-a's relay."""
 
-    def clean() -> None:
-        for pattern in ("cluster:*", "stream:publisher*", "lock:stream:failover:*"):
-            for key in redis_client.scan_iter(pattern):
-                redis_client.delete(key)
-
-    clean()
+    clean_registry(redis_client)
     for node in NODES:
         cluster.register(node, "web", started=1.0)
         cluster.register(node, "relay", started=1.0)
     settings.SYNCTV_NODE_ID = NODES[0]
     yield redis_client
-    clean()
+    clean_registry(redis_client)
 
 
 def _listen(client, channel: str):

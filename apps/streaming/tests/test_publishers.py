@@ -9,37 +9,10 @@ import time
 
 import pytest
 
-from apps.core.redis import get_redis
 from apps.streaming import cluster, publishers
+from apps.streaming.tests.streams_helpers import both_registries
 
-
-def _clean(client) -> None:
-    for pattern in ("cluster:*", "stream:publisher*", "lock:stream:failover:*"):
-        for key in client.scan_iter(pattern):
-            client.delete(key)
-
-
-@pytest.fixture
-def registry(request, settings):
-    """The Redis registry (``redis``) or the embedded default's (``local``)."""
-    if request.param == "local":
-        settings.REDIS_URL = ""
-        publishers._local.values.clear()
-        publishers._local.index.clear()
-        cluster._local.clear()
-        yield None
-        cluster._local.clear()
-        return
-    client = get_redis()
-    assert client is not None  # the redis marker skipped (or failed, in CI) the test otherwise
-    _clean(client)
-    yield client
-    _clean(client)
-
-
-both = pytest.mark.parametrize(
-    "registry", [pytest.param("redis", marks=pytest.mark.redis), "local"], indirect=True
-)
+both = both_registries
 
 
 @both

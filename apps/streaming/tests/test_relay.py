@@ -15,6 +15,7 @@ from apps.streaming import cluster, keys, publishers, relay
 from apps.streaming.models import Stream
 from apps.streaming.tests.streams_helpers import (
     callback,
+    clean_registry,
     create,
     publish,
     publish_done,
@@ -140,17 +141,12 @@ def test_a_key_publish_done_does_not_end_a_relay(world):
 
 @pytest.fixture
 def relays(redis_client):
-    def clean() -> None:
-        for pattern in ("cluster:*", "stream:publisher*", "lock:stream:failover:*"):
-            for key in redis_client.scan_iter(pattern):
-                redis_client.delete(key)
-
-    clean()
+    clean_registry(redis_client)
     for node in NODES:
         cluster.register(node, relay.ROLE, started=1.0)
     cluster.register("web-only:1", "web", started=1.0)
     yield {node: relay.RelaySupervisor(node_id=node, proxy_url="http://127.0.0.1:9") for node in NODES}
-    clean()
+    clean_registry(redis_client)
 
 
 @pytest.mark.redis
