@@ -266,7 +266,8 @@ def release_failover_lock(stream_id: str, token: str) -> bool:
 
 
 def elect(stream_id: str, nodes: list[str] | None = None) -> str | None:
-    """The node the ring gives the stream to, over ``nodes`` (default: the live nodes). Every
-    process computes the same answer from the same live set. None when no node is alive."""
-    candidates = cluster.live_node_ids() if nodes is None else nodes
+    """The node the ring gives the stream to, over ``nodes`` (default: the nodes whose ``relay``
+    is live: only they can run a pulled stream). Every process computes the same answer from the
+    same live set. None when there is no candidate."""
+    candidates = cluster.live_node_ids("relay") if nodes is None else nodes
     return HashRing(candidates).node_for(stream_id)

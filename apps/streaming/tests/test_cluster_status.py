@@ -10,7 +10,8 @@ from django.core.management import CommandError, call_command, load_command_clas
 
 from apps.core.redis import get_redis, redis_breaker
 from apps.streaming import cluster, publishers
-from apps.streaming.tests.streams_helpers import clean_registry
+from apps.streaming.models import Stream
+from apps.streaming.tests.streams_helpers import clean_registry, create
 
 
 @pytest.fixture
@@ -27,31 +28,37 @@ def run(*args: str) -> str:
 
 
 @pytest.mark.redis
-def test_it_shows_nodes_ring_and_publishers(clean_redis):
+def test_it_shows_nodes_ring_and_publishers(clean_redis, world):
     cluster.register("node-a", "web", started=1.0)
-    cluster.register("node-a", "ws", started=1.0)
-    cluster.register("node-b", "worker", started=1.0)
-    assert publishers.claim("stream-1", "node-a")
+    cluster.register("node-a", "relay", started=1.0)
+    cluster.register("node-b", "relay", started=1.0)
+    cluster.register("node-c", "worker", started=1.0)  # no relay: not in the ring
+    pulled = create(world)
+    Stream.objects.filter(pk=pulled.id).update(source_url="rtmp://203.0.113.9/live/feed")
+    assert publishers.claim(pulled.id, "node-a")
+    assert publishers.claim("pushed-1", "node-a")
     assert publishers.claim("stream-2", "gone-node", ttl=0.001)
 
     data = json.loads(run("--json"))
     assert [(n["id"], n["role"]) for n in data["nodes"]] == [
+        ("node-a", "relay"),
         ("node-a", "web"),
-        ("node-a", "ws"),
-        ("node-b", "worker"),
+        ("node-b", "relay"),
+        ("node-c", "worker"),
     ]
     assert [r["node"] for r in data["ring"]] == ["node-a", "node-b"]
     assert {r["vnodes"] for r in data["ring"]} == {160}
     assert sum(r["share"] for r in data["ring"]) == pytest.approx(1.0)
     by_stream = {p["stream"]: p for p in data["publishers"]}
-    assert by_stream["stream-1"]["node"] == "node-a" and 290 < by_stream["stream-1"]["ttl"] <= 300
-    assert by_stream["stream-1"]["elected_if_failed"] == "node-b"
+    assert by_stream[pulled.id]["node"] == "node-a" and 290 < by_stream[pulled.id]["ttl"] <= 300
+    assert by_stream[pulled.id]["pulled"] and by_stream[pulled.id]["elected_if_failed"] == "node-b"
+    assert not by_stream["pushed-1"]["pulled"] and by_stream["pushed-1"]["elected_if_failed"] is None
     assert by_stream["stream-2"]["node"] is None and by_stream["stream-2"]["ttl"] is None
 
     text = run()
-    assert "nodes (3)" in text and "ring (2 nodes)" in text and "publishers (2)" in text
-    assert "node-b  worker" in text
-    assert "(expired: failing over)" in text
+    assert "nodes (4)" in text and "ring (2 relay nodes)" in text and "publishers (3)" in text
+    assert "node-c  worker" in text
+    assert "(expired: failing over)" in text and "(pushed: waits for its streamer)" in text
     share_a = next(r["share"] for r in data["ring"] if r["node"] == "node-a")
     assert f"{share_a:.1%}" in text
 

@@ -114,7 +114,8 @@ def test_keys_use_the_stream_id_and_the_designed_ttls(registry):
 @both
 def test_election_is_deterministic_and_changes_when_the_elected_node_leaves(registry):
     for node in ("n1", "n2", "n3"):
-        cluster.register(node, "web", started=1.0)
+        cluster.register(node, "relay", started=1.0)
+    cluster.register("web-only", "web", started=1.0)  # runs no relay: never elected
     streams = [f"stream-{i}" for i in range(30)]
     elected = {s: publishers.elect(s) for s in streams}
     assert {s: publishers.elect(s, ["n3", "n1", "n2"]) for s in streams} == elected
@@ -127,3 +128,4 @@ def test_election_is_deterministic_and_changes_when_the_elected_node_leaves(regi
     cluster.leave("n1")
     cluster.leave("n3")
     assert publishers.elect("stream-0") is None
+    cluster.leave("web-only")

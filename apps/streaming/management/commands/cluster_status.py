@@ -12,15 +12,24 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.core.redis import RedisUnavailable
 from apps.streaming import cluster, publishers
+from apps.streaming.models import Stream
 from apps.streaming.ring import HashRing
 
 
 def cluster_snapshot() -> dict[str, Any]:
     """Nodes, ring and publishers as plain data. Raises RedisUnavailable."""
     nodes = cluster.live_nodes()
-    ring = HashRing(sorted({n.id for n in nodes}))
+    # The ring that elects: over the nodes running a relay (pulled streams; a pushed stream
+    # waits for its streamer and is elected nowhere).
+    ring = HashRing(sorted({n.id for n in nodes if n.role == "relay"}))
     shares = ring.shares()
     now = publishers.redis_time()
+    entries = publishers.all_publishers()
+    pulled = set(
+        Stream.objects.filter(pk__in=[p.stream_id for p in entries])
+        .exclude(source_url="")
+        .values_list("pk", flat=True)
+    )
     return {
         "nodes": [
             {
@@ -38,9 +47,14 @@ def cluster_snapshot() -> dict[str, Any]:
                 "node": p.node,
                 "ttl": None if p.ttl is None else round(p.ttl, 1),
                 "last_refresh_ago": round(now - p.last_refresh, 1),
-                "elected_if_failed": publishers.elect(p.stream_id, sorted(ring.nodes - {p.node or ""})),
+                "pulled": p.stream_id in pulled,
+                "elected_if_failed": (
+                    publishers.elect(p.stream_id, sorted(ring.nodes - {p.node or ""}))
+                    if p.stream_id in pulled
+                    else None
+                ),
             }
-            for p in publishers.all_publishers()
+            for p in entries
         ],
     }
 
@@ -73,7 +87,7 @@ class Command(BaseCommand):
             [[n["id"], n["role"], f"{n['last_seen_ago']:.1f} s ago"] for n in snapshot["nodes"]],
         )
         self._table(
-            f"ring ({len(snapshot['ring'])} nodes)",
+            f"ring ({len(snapshot['ring'])} relay nodes)",
             ["node", "vnodes", "share"],
             [[r["node"], str(r["vnodes"]), f"{r['share']:.1%}"] for r in snapshot["ring"]],
         )
@@ -86,7 +100,7 @@ class Command(BaseCommand):
                     p["node"] or "(expired: failing over)",
                     "-" if p["ttl"] is None else f"{p['ttl']:.0f} s",
                     f"{p['last_refresh_ago']:.1f} s ago",
-                    p["elected_if_failed"] or "-",
+                    p["elected_if_failed"] or ("-" if p["pulled"] else "(pushed: waits for its streamer)"),
                 ]
                 for p in snapshot["publishers"]
             ],
