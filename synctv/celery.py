@@ -1,5 +1,6 @@
 """The Celery app. Without CELERY_BROKER_URL tasks run eagerly in-process (embedded default)."""
 
+import logging
 import os
 
 from celery import Celery
@@ -26,3 +27,24 @@ def _leave_cluster(**_: object) -> None:
     from apps.streaming.cluster import stop_heartbeat
 
     stop_heartbeat("worker")
+
+
+# Jobs that run every second (the live-stream failover sweep) would put three INFO lines a second
+# in the beat and worker logs ("Sending due task", "received", "succeeded"). Those routine lines
+# are dropped for them alone; their warnings and errors, and every line of other jobs, stay.
+QUIET_TASKS = ("apps.streaming.tasks.failover_sweep",)
+
+
+class QuietRoutineLines(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True
+        return not any(task in message for task in QUIET_TASKS)
+
+
+for _name in ("celery.beat", "celery.worker.strategy", "celery.app.trace"):
+    logging.getLogger(_name).addFilter(QuietRoutineLines())

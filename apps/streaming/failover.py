@@ -212,10 +212,22 @@ def hand_over(node: str, *, pushed_too: bool) -> list[Failover]:
     return done
 
 
+_outage = {"failing": False}
+
+
 def sweep_quietly() -> int:
-    """The beat job's body: a Redis outage is logged, not raised (the next run tries again)."""
+    """The beat job's body, every second: a Redis or database outage is logged once when it
+    starts and once when it ends, not raised every second with a traceback (the next run tries
+    again in any case)."""
     try:
-        return len(failover_sweep())
-    except RedisUnavailable as exc:
-        logger.warning("failover sweep skipped: publisher registry unavailable (%s)", exc)
+        done = len(failover_sweep())
+    except (RedisUnavailable, DatabaseError) as exc:
+        if not _outage["failing"]:
+            what = "publisher registry" if isinstance(exc, RedisUnavailable) else "database"
+            logger.warning("failover sweep skipped: %s unavailable (%s); retrying every run", what, exc)
+        _outage["failing"] = True
         return 0
+    if _outage["failing"]:
+        logger.warning("failover sweep runs again")
+    _outage["failing"] = False
+    return done

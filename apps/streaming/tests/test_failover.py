@@ -170,16 +170,20 @@ def test_a_leftover_entry_of_a_stopped_stream_is_tidied_without_an_announcement(
 
 
 @pytest.mark.redis
-def test_redis_down_skips_the_sweep_with_a_warning(world, three_nodes, settings, caplog):
+def test_redis_down_skips_the_sweep_with_one_warning_per_outage(world, three_nodes, settings, caplog):
+    """The job runs every second: an outage is one line when it starts and one when it ends."""
+    failover._outage["failing"] = False
     working = settings.REDIS_URL
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     caplog.set_level(logging.WARNING, logger="apps.streaming.failover")
     try:
-        assert failover.sweep_quietly() == 0
+        assert [failover.sweep_quietly() for _ in range(3)] == [0, 0, 0]
     finally:
         settings.REDIS_URL = working
         redis_breaker.reset()
-    assert "failover sweep skipped" in caplog.text
+    assert caplog.text.count("failover sweep skipped: publisher registry unavailable") == 1
+    assert failover.sweep_quietly() == 0 and failover.sweep_quietly() == 0
+    assert caplog.text.count("failover sweep runs again") == 1
 
 
 @pytest.mark.redis
@@ -291,3 +295,28 @@ def test_real_beat_and_two_workers_fail_over_when_heartbeats_stop(world, three_n
     assert made.stream.publisher_node == expected == publishers.owner(made.id)
     assert [(e["type"], e["node"]) for e in heard] == [("publisher_changed", expected)]
     assert AuditEvent.objects.filter(action="stream.failover").count() == 1
+    # The sweep ran every second, without its three routine lines a second in the logs.
+    logs = {name: (tmp_path / name).read_text() for name in ("w1.log", "w2.log", "beat.log")}
+    assert "beat: Starting" in logs["beat.log"]
+    routine = [
+        line
+        for text in logs.values()
+        for line in text.splitlines()
+        if "failover_sweep" in line and ("received" in line or "succeeded" in line or "Sending due" in line)
+    ]
+    assert routine == [], routine
+
+
+def test_the_routine_lines_of_the_every_second_job_are_dropped_and_nothing_else():
+    from synctv.celery import QuietRoutineLines
+
+    def record(level: int, message: str, *args: object) -> logging.LogRecord:
+        return logging.LogRecord("celery.app.trace", level, __file__, 1, message, args, None)
+
+    quiet = QuietRoutineLines()
+    sweep = "apps.streaming.tasks.failover_sweep"
+    assert not quiet.filter(record(logging.INFO, "Task %s[%s] succeeded in 0.01s: 0", sweep, "x"))
+    assert not quiet.filter(record(logging.INFO, "Scheduler: Sending due task s (%s)", sweep))
+    assert quiet.filter(record(logging.ERROR, "Task %s[%s] raised unexpected: boom", sweep, "x"))
+    assert quiet.filter(record(logging.INFO, "Task %s[%s] succeeded", "apps.mail.tasks.send_email", "x"))
+    assert quiet.filter(record(logging.INFO, "bad %d format", "not a number"))
