@@ -314,6 +314,8 @@ RATELIMITS = {
     "password_change_user": env.str("RATELIMIT_PASSWORD_CHANGE_USER", default="10/h"),
     # Reset requests and verification resends send mail: per IP, and per address (reset: counted
     # for every address asked, known or not, so a refusal tells nothing) or per account (resend).
+    # Refused RTMP publishes audited per streamer address (the refusals themselves are not limited).
+    "rtmp_refused_ip": env.str("RATELIMIT_RTMP_REFUSED_IP", default="30/m"),
     "password_reset_ip": env.str("RATELIMIT_PASSWORD_RESET_IP", default="10/h"),
     "password_reset_email": env.str("RATELIMIT_PASSWORD_RESET_EMAIL", default="3/h"),
     "email_resend_ip": env.str("RATELIMIT_EMAIL_RESEND_IP", default="10/h"),

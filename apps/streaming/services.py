@@ -23,8 +23,9 @@ from django.utils import timezone
 from apps.accounts.models import User
 from apps.audit.actions import AuditAction
 from apps.audit.services import audit_record
+from apps.core import ratelimit
 from apps.core.context import Origin
-from apps.core.errors import InvalidInput, NotFound, NotInRoom, PermissionDenied
+from apps.core.errors import InvalidInput, NotFound, NotInRoom, PermissionDenied, RateLimited
 from apps.core.ids import new_id
 from apps.core.netguard import UnsafeURL, check_server_fetch, validate_media_url
 from apps.core.redis import RedisUnavailable
@@ -329,7 +330,21 @@ def _stream_for(publisher: Publisher, *, lock: bool) -> Stream | None:
     return stream
 
 
+def _refusal_audited(publisher: Publisher) -> bool:
+    """At most RATELIMITS["rtmp_refused_ip"] refusals per streamer address and window reach the
+    audit log: a client retrying a wrong key in a loop must not flood it (the refusal itself
+    stands either way; a 256-bit key cannot be guessed, so nothing else needs limiting)."""
+    try:
+        ratelimit.take(limit="rtmp_refused_ip", key=ratelimit.ip_key(publisher.addr or "unknown"))
+    except RateLimited:
+        logger.info("rtmp publish refusal from a busy address not audited (limit rtmp_refused_ip)")
+        return False
+    return True
+
+
 def _refuse(publisher: Publisher, reason: str, stream: Stream | None = None) -> PublishRefused:
+    if not _refusal_audited(publisher):
+        return PublishRefused(reason)
     _audit(
         AuditAction.STREAM_PUBLISH_REFUSED,
         user=None,

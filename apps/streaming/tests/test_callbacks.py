@@ -83,6 +83,19 @@ def test_a_wrong_key_is_refused(world, key):
     assert all(key not in str(e.details) for e in refused)
 
 
+def test_a_wrong_key_in_a_loop_does_not_flood_the_audit_log(world, settings):
+    settings.RATELIMITS = {**settings.RATELIMITS, "rtmp_refused_ip": "5/m"}
+    made = create(world)
+    wrong = "sk_" + "B" * 43
+    answers = [publish(wrong, addr="198.51.100.23").status_code for _ in range(8)]
+    assert answers == [403] * 8 and not made.stream.live
+    refused = AuditEvent.objects.filter(action="stream.publish_refused")
+    assert refused.count() == 5  # the limit's worth; every attempt was still refused
+    assert publish(wrong, addr="198.51.100.99").status_code == 403
+    assert refused.count() == 6  # another address is audited as before
+    assert publish(made.key, addr="198.51.100.23").status_code == 302  # the right key still works
+
+
 def test_a_second_publisher_is_refused_and_its_end_changes_nothing(world):
     made = create(world)
     assert publish(made.key, clientid="7").status_code == 302
