@@ -233,7 +233,8 @@ def test_a_pulled_stream_moves_when_its_relay_leaves_or_dies(world):
         sent = time.monotonic()
         os.killpg(relays[first].pid, signal.SIGTERM)
         _wait(lambda: socket.changes(sent), HANDOVER_WITHIN + 3, "publisher_changed", world)
-        [(heard_at, change)] = socket.changes(sent)
+        # First the hand-over's; then the new node's relay going live announces itself too.
+        heard_at, change = socket.changes(sent)[0]
         assert change["stream_id"] == stream_id and change["node"] == second
         assert heard_at - sent <= HANDOVER_WITHIN, heard_at - sent
         print(f"hand-over: publisher_changed {heard_at - sent:.2f} s after SIGTERM")
@@ -251,15 +252,20 @@ def test_a_pulled_stream_moves_when_its_relay_leaves_or_dies(world):
             world.stack.enter_context(running(command, env=env, log=world.tmp / f"{name}.log"))
         killed = time.monotonic()
         os.kill(relays[second].pid, signal.SIGKILL)
-        _wait(lambda: socket.changes(killed), FAILOVER_WITHIN, "publisher_changed after the kill", world)
+
+        def elected() -> list[tuple[float, dict]]:
+            return [(t, f) for t, f in socket.changes(killed) if f["node"]]
+
+        _wait(elected, FAILOVER_WITHIN, "publisher_changed naming a node after the kill", world)
         _wait(lambda: _live_on(world, stream_id, third), FAILOVER_WITHIN, f"live again on {third}", world)
         elapsed = time.monotonic() - killed
         assert elapsed <= FAILOVER_WITHIN, elapsed
-        print(
-            f"failover: publisher_changed {socket.changes(killed)[0][0] - killed:.1f} s, live {elapsed:.1f} s"
-        )
-        changes = socket.changes(killed)
-        assert [(f["stream_id"], f["node"]) for _, f in changes] == [(stream_id, third)], changes
+        changes = [(f["stream_id"], f["node"]) for _, f in socket.changes(killed)]
+        # Only the node the failover elected is ever named (its election, then its relay going
+        # live); "" when a feed stopped: the dead relay's ffmpeg, which pulled through that
+        # relay's fetch proxy, or a try the RTMP server refused while the old name was held.
+        assert set(changes) <= {(stream_id, third), (stream_id, "")}, changes
+        print(f"failover: publisher_changed {elected()[0][0] - killed:.1f} s, live {elapsed:.1f} s")
         url = _status(world, stream_id)["playback_url"]
         _wait(lambda: _segment_plays(url), 20, "a playable segment after the failover", world)
     except Exception:
@@ -289,7 +295,7 @@ def test_a_stopping_rtmp_process_gives_up_its_pushed_streams_at_once(world):
         sent = time.monotonic()
         os.killpg(world.rtmp.pid, signal.SIGTERM)
         _wait(lambda: socket.changes(sent), HANDOVER_WITHIN + 3, "publisher_changed", world)
-        [(heard_at, change)] = [(t, f) for t, f in socket.changes(sent) if f["stream_id"] == stream_id]
+        heard_at, change = next((t, f) for t, f in socket.changes(sent) if f["stream_id"] == stream_id)
         assert change["node"] == "" and heard_at - sent <= HANDOVER_WITHIN, (change, heard_at - sent)
         print(f"rtmp leaving: publisher_changed {heard_at - sent:.2f} s after SIGTERM")
         assert world.rtmp.wait(timeout=30) == 0, world.rtmp_log.read_text()[-3000:]

@@ -296,9 +296,11 @@ class PublisherChanged(TypedDict):
 
 @_builds("publisher_changed")
 def publisher_changed(*, stream_id: str, node: str) -> PublisherChanged:
-    """A stream's publisher failed over (apps.streaming.failover): ``node`` is the node elected to
-    restart a pulled stream, or empty when the stream waits for its streamer. The page reloads
-    its live player; the nodes hear the same event on the cluster channel."""
+    """A stream's publisher changed: it went live on ``node`` (on_publish), stopped (on_publish_done:
+    ``node`` empty), or failed over (apps.streaming.failover: the node elected to restart a pulled
+    stream, or empty when the stream waits for its streamer). The page reads the stream again
+    and plays or shows "waiting"; on a failover the nodes hear the same event on the cluster
+    channel."""
     return {"type": "publisher_changed", "stream_id": stream_id, "node": node}
 
 

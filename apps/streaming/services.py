@@ -23,7 +23,7 @@ from django.utils import timezone
 from apps.accounts.models import User
 from apps.audit.actions import AuditAction
 from apps.audit.services import audit_record
-from apps.core import ratelimit
+from apps.core import events, ratelimit, realtime
 from apps.core.context import Origin
 from apps.core.errors import InvalidInput, NotFound, NotInRoom, PermissionDenied, RateLimited
 from apps.core.ids import new_id
@@ -404,6 +404,10 @@ def publish_start(*, publisher: Publisher) -> Stream:
                 stream_id=stream.pk,
                 node=publisher.node,
             )
+            # The room's pages stop showing "waiting" at once instead of at their next poll.
+            realtime.room_event(
+                stream.room_id, events.publisher_changed(stream_id=stream.pk, node=publisher.node)
+            )
             return stream
         error = _refuse(publisher, refusal or "unknown_key", stream)
     raise error  # once the refusal's audit row is committed
@@ -460,4 +464,6 @@ def publish_done(*, publisher: Publisher) -> bool:
         )
         stream_id, node = stream.pk, publisher.node
         transaction.on_commit(lambda: _registry(lambda: publishers.release(stream_id, node), stream_id))
+        # The pages show "waiting" now, not when hls.js finally fails on a playlist that stopped.
+        realtime.room_event(stream.room_id, events.publisher_changed(stream_id=stream_id, node=""))
     return True

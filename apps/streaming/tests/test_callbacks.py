@@ -3,7 +3,9 @@ refuse, and that bad input changes nothing and never answers 500."""
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from datetime import timedelta
 
 import pytest
@@ -12,6 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
+from apps.core import realtime
 from apps.rooms.tests.conftest import db_state
 from apps.streaming import publishers
 from apps.streaming.models import Stream
@@ -57,6 +60,34 @@ def test_update_keeps_the_publisher_and_done_ends_it(world, django_capture_on_co
     assert publishers.owner(made.id) is None
     assert AuditEvent.objects.filter(action="stream.publish_stop", resource_id=made.id).count() == 1
     assert update(made.key).status_code == 403  # no longer the publisher: nginx drops it
+
+
+@pytest.mark.redis
+def test_the_room_hears_when_a_publisher_starts_and_stops(
+    world, redis_client, django_capture_on_commit_callbacks
+):
+    """So pages switch between "waiting" and playing at once, not at their next poll or when
+    hls.js gives up on a playlist that stopped."""
+    made = create(world)
+    room_events = redis_client.pubsub()
+    room_events.subscribe(realtime.room_channel(world.room.pk))
+    assert room_events.get_message(timeout=2)["type"] == "subscribe"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert publish(made.key).status_code == 302
+        assert update(made.key).status_code == 200  # nothing to announce
+        assert publish_done(made.key).status_code == 200
+        assert publish_done(made.key).status_code == 200  # not on record any more: nothing
+    heard, deadline = [], time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        message = room_events.get_message(timeout=0.1)
+        if message and message["type"] == "message":
+            heard.append(json.loads(message["data"]))
+    room_events.close()
+    node = settings.SYNCTV_NODE_ID
+    assert [(e["type"], e["stream_id"], e["node"]) for e in heard] == [
+        ("publisher_changed", made.id, node),
+        ("publisher_changed", made.id, ""),
+    ]
 
 
 def test_updates_of_play_sessions_are_allowed_and_change_nothing(world):
