@@ -247,7 +247,9 @@ def one_run(ctx, channel: Channel, stream_id: str, kind: str, args) -> dict:
             record["exited"] = now - sent
         if "unregistered" not in record and not node_registered(ctx, old):
             record["unregistered"] = now - sent
-        changes = channel.since(sent, stream_id)
+        # The election names a node; an event with "" says a feed stopped (the dead relay's
+        # ffmpeg, which pulled through that relay's fetch proxy), not where the stream went.
+        changes = [(at, e) for at, e in channel.since(sent, stream_id) if e.get("node")]
         if changes and "event" not in record:
             record["event"] = changes[0][0] - sent
             new = record["to"] = changes[0][1]["node"]
@@ -390,7 +392,7 @@ def report(info: dict, args, handover: list[dict], crash: list[dict]) -> str:
         "",
         "- **Hand-over, `publisher_changed`**: the relay's own hand-over only: on SIGTERM it leaves "
         "the cluster (NodeLeaving), elects the next node for each of its streams, records it and "
-        "publishes the event after commit (apps/streaming/relay.py, `hand_over`); no beat, no "
+        "publishes the event after commit (`failover.hand_over` in apps/streaming/failover.py); no beat, no "
         "worker involved.",
         "- **Hand-over, live again**: that, plus the next relay noticing the stream at its next "
         "1 s tick (up to 1 s, ~0.5 s on average), ffmpeg's start (process start, fetching the HLS "
