@@ -38,7 +38,7 @@ from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connection
 
 from apps.core.fetchproxy import FetchProxy
 from apps.core.netguard import UnsafeURL, check_server_fetch
@@ -131,6 +131,7 @@ class RelaySupervisor:
     rtmp_base: str = ""  # rtmp://127.0.0.1:<port>/live
     ffmpeg: str = ""
     pulls: dict[str, Pull] = field(default_factory=dict)
+    blind: bool = False  # the last tick could not read the database or the registry
 
     def __post_init__(self) -> None:
         if not keys.relay_node_ok(self.node_id):
@@ -156,12 +157,20 @@ class RelaySupervisor:
 
     def tick(self, *, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
+        # A long-running process: drop a connection that is broken or past CONN_MAX_AGE, as
+        # Django does around each request (never inside a transaction: a test's, for one).
+        if not connection.in_atomic_block:
+            close_old_connections()
         try:
             wanted = self.assigned()
         except (RedisUnavailable, DatabaseError) as exc:
-            logger.warning("relay %s: cannot tell its streams (%s); pulls left as is", self.node_id, exc)
-            close_old_connections()
+            if not self.blind:  # one line per outage, not one a second
+                logger.warning("relay %s: cannot tell its streams (%s); pulls left as is", self.node_id, exc)
+            self.blind = True
             return
+        if self.blind:
+            logger.warning("relay %s: can tell its streams again", self.node_id)
+        self.blind = False
         for stream_id in [s for s, pull in self.pulls.items() if wanted.get(s) != pull.source_url]:
             self.stop_pull(stream_id)
         for stream_id, source in wanted.items():

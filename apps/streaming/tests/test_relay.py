@@ -5,12 +5,14 @@ tests/test_relay_e2e.py."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
 
 from apps.audit.models import AuditEvent
 from apps.core.netguard import UnsafeURL
+from apps.core.redis import redis_breaker
 from apps.streaming import cluster, keys, publishers, relay
 from apps.streaming.models import Stream
 from apps.streaming.tests.streams_helpers import (
@@ -227,3 +229,28 @@ def test_a_pull_that_ends_is_started_again_after_a_growing_delay(world, relays, 
         assert made.id not in supervisor.pulls
     finally:
         supervisor.stop_all()
+
+
+@pytest.mark.redis
+def test_a_registry_outage_leaves_the_pulls_as_they_are_and_says_so_once(world, relays, settings, caplog):
+    settings.FETCH_ALLOW_PRIVATE_NETWORKS = True
+    made = _pulled(world, "rtmp://127.0.0.1:1/live/feed")
+    supervisor = next(s for s in relays.values() if made.id in s.assigned())
+    supervisor.tick(now=1.0)
+    assert made.id in supervisor.pulls
+    working = settings.REDIS_URL
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    caplog.set_level(logging.WARNING, logger="apps.streaming.relay")
+    try:  # the stream has no node yet: only the ring (in Redis) can tell whose it is
+        supervisor.tick(now=2.0)
+        supervisor.tick(now=3.0)
+        assert made.id in supervisor.pulls and supervisor.blind  # nothing stopped on a guess
+    finally:
+        settings.REDIS_URL = working
+        redis_breaker.reset()
+    assert caplog.text.count("cannot tell its streams") == 1
+    Stream.objects.filter(pk=made.id).update(publisher_node="elsewhere:1")
+    supervisor.tick(now=4.0)
+    assert made.id not in supervisor.pulls and not supervisor.blind
+    assert caplog.text.count("can tell its streams again") == 1
+    supervisor.stop_all()
