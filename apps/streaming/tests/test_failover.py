@@ -320,3 +320,4 @@ def test_the_routine_lines_of_the_every_second_job_are_dropped_and_nothing_else(
     assert quiet.filter(record(logging.ERROR, "Task %s[%s] raised unexpected: boom", sweep, "x"))
     assert quiet.filter(record(logging.INFO, "Task %s[%s] succeeded", "apps.mail.tasks.send_email", "x"))
     assert quiet.filter(record(logging.INFO, "bad %d format", "not a number"))
+    assert quiet.filter(record(logging.DEBUG, "Current schedule: %s", f"<{sweep}> <purge>"))
