@@ -95,11 +95,6 @@ export class Player {
     if (!this.hls) v.load();
   }
 
-  // After a publisher change a live stream continues elsewhere: reload the playlist.
-  reload() {
-    if (this.movie) this.load(this.movie, { rewrite: this.rewrite });
-  }
-
   // Loading again after a fatal network error the caller handled (onNetworkError).
   resume() {
     if (this.hls) this.hls.startLoad(-1);

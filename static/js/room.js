@@ -13,7 +13,8 @@ import { addChat, chatParts, showReaction } from "./room/chat.js";
 import { showJoin } from "./room/join.js";
 import { loadMembers, loadMembersSoon, membersParts, renderMembers, updateMember } from "./room/members.js";
 import {
-  clock, follower, maybeResume, player, playbackParts, renderControls, syncMovie, waitForBuffering,
+  clock, follower, maybeResume, player, playbackParts, publisherChanged, renderControls, syncMovie,
+  waitForBuffering,
 } from "./room/playback.js";
 import { loadMovies, playlistParts, renderPlaylist } from "./room/playlist.js";
 import { fillSettings, renderRoom, renderRoomActions, settingsParts } from "./room/settings.js";
@@ -140,7 +141,7 @@ function onMessage(msg) {
       toast(msg.message || "The server is restarting; reconnecting shortly.", { kind: "warn" });
       break;
     case "publisher_changed":
-      if (player.kind === "live") player.reload();
+      publisherChanged(msg.stream_id);
       break;
     default:
       break;

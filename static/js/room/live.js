@@ -33,6 +33,7 @@ export class LiveSource {
     this.base = null;          // the current signed URL's folder: /hls/<sig>/<expires>/<id>/
     this.bases = new Set();    // every folder issued for this movie, rewritten to `base`
     this.busy = false;
+    this.pending = null;       // a check asked for while one was in flight: its reason
     this.waitingEl = document.createElement("div");
     this.waitingEl.className = "player-overlay live-waiting";
     this.waitingEl.dataset.testid = "live-waiting";
@@ -57,10 +58,18 @@ export class LiveSource {
     this.base = null;
     this.bases.clear();
     this.busy = false;
+    this.pending = null;
     this.setWaiting(false);
   }
 
   setWaiting(waiting) { this.waitingEl.hidden = !waiting; }
+
+  // The room said this stream's publisher changed (went live, stopped, moved to another node):
+  // read the stream again and load what it says. nginx goes on serving the last playlist of a
+  // stream that stopped, so reloading the same URL would only replay a stale playlist.
+  publisherChanged(streamId) {
+    if (this.movie && streamIdOf(this.movie) === streamId) this.check("reload");
+  }
 
   schedule(ms, reason) {
     clearTimeout(this.timer);
@@ -75,8 +84,13 @@ export class LiveSource {
     const id = streamIdOf(movie);
     if (!movie) return;
     if (!id) { this.onError("This live stream cannot be played: it names no stream."); return; }
-    if (this.busy) return;
+    if (this.busy) {
+      // One read at a time; the latest reason asked for meanwhile runs right after it.
+      this.pending = reason || this.pending || "again";
+      return;
+    }
     this.busy = true;
+    this.pending = null;
     const gen = this.gen;
     let status;
     try {
@@ -89,11 +103,19 @@ export class LiveSource {
         this.onError("This live stream is gone.");
         return;
       }
-      this.schedule(RETRY_MS, reason);
+      const next = this.pending && this.pending !== "again" ? this.pending : reason;
+      this.pending = null;
+      this.schedule(RETRY_MS, next);
       return;
     }
     if (gen !== this.gen) return;
     this.busy = false;
+    if (this.pending) {
+      const again = this.pending === "again" ? undefined : this.pending;
+      this.pending = null;
+      this.schedule(0, again);
+      return;
+    }
     if (!status.live || !status.playback_url) {
       if (this.player.movie) this.player.unload();
       this.base = null;

@@ -32,6 +32,11 @@ export const player = new Player(video, {
 // A `live` movie: its status decides what plays (live.js); the follower only plays and pauses.
 const live = new LiveSource(player, { onError: (message) => setOverlay(message) });
 
+// `publisher_changed` from the room (room.js).
+export function publisherChanged(streamId) {
+  live.publisherChanged(streamId);
+}
+
 export const follower = new Follower(video, clock, {
   onReady: (ready) => S.socket && S.socket.send({ type: "ready", ready }),
   onAutoplayBlocked: () => { unmute.hidden = false; },
