@@ -19,7 +19,8 @@ address; an HLS source is fetched through a loopback proxy (apps.core.fetchproxy
 every connection ffmpeg makes, segments and redirects included.
 
 A pull that ends (the source went away, the RTMP server refused) starts again after 1, 2, 4...
-up to 30 s. On SIGTERM the relay leaves the cluster (``NodeLeaving``), hands each of its streams
+up to 30 s. The relay is in the ring only while this node's RTMP server answers. On SIGTERM, or
+when that server stops answering, it leaves the cluster (``NodeLeaving``), hands each of its streams
 to the node the ring elects among the other relays (the failover service: audited, announced
 as ``publisher_changed``) and only then stops its ffmpeg processes, so a stream is not left
 waiting for the 15 s heartbeat TTL or the 30 s silence.
