@@ -77,16 +77,24 @@ def failover_sweep(*, max_silence: float = PUBLISHER_SILENT_SECONDS) -> list[Fai
     relays = {n.id for n in nodes if n.role == "relay"}
     done = []
     for stream_id in sorted(_candidates(live, relays, max_silence)):
-        token = publishers.acquire_failover_lock(stream_id)
-        if token is None:
-            continue  # another sweep is on it
-        try:
-            result = fail_over(stream_id, live=live, relays=relays, max_silence=max_silence)
-        finally:
-            publishers.release_failover_lock(stream_id, token)
+        result = _fail_over_locked(stream_id, live=live, relays=relays, max_silence=max_silence)
         if result is not None:
             done.append(result)
     return done
+
+
+def _fail_over_locked(
+    stream_id: str, *, live: set[str], relays: set[str], max_silence: float = PUBLISHER_SILENT_SECONDS
+) -> Failover | None:
+    """``fail_over`` under the stream's failover lock; None when another sweep holds the lock
+    (it is on it) or nothing needed doing."""
+    token = publishers.acquire_failover_lock(stream_id)
+    if token is None:
+        return None
+    try:
+        return fail_over(stream_id, live=live, relays=relays, max_silence=max_silence)
+    finally:
+        publishers.release_failover_lock(stream_id, token)
 
 
 def _healthy(
@@ -197,13 +205,7 @@ def hand_over(node: str, *, pushed_too: bool) -> list[Failover]:
     relays = {n.id for n in nodes if n.role == "relay"} - {node}
     for stream_id in streams:
         try:
-            token = publishers.acquire_failover_lock(stream_id)
-            if token is None:
-                continue  # a sweep is on it
-            try:
-                result = fail_over(stream_id, live=live, relays=relays)
-            finally:
-                publishers.release_failover_lock(stream_id, token)
+            result = _fail_over_locked(stream_id, live=live, relays=relays)
         except (RedisUnavailable, DatabaseError) as exc:
             logger.warning("hand-over of stream %s failed (%s); the failover job will do it", stream_id, exc)
             continue
