@@ -7,7 +7,7 @@ unchecked. So the relay starts ffmpeg with ``-http_proxy`` pointing here. Each c
 carries exactly one request:
 
 - ``CONNECT host:port`` (an ``https`` URL: ffmpeg tunnels TLS through the proxy): the host is
-  checked with :func:`apps.core.netguard.check_server_fetch` and the tunnel goes to one of the
+  checked with :func:`apps.core.netguard.check_server_host` and the tunnel goes to one of the
   addresses that check returned, never to a second resolution (so DNS rebinding gains nothing);
 - ``GET http://host:port/path`` (a plain ``http`` URL): the same check; the request is sent on
   in origin form with ``Connection: close``, and the connection ends with the response, so a
@@ -25,7 +25,7 @@ import socketserver
 import threading
 from urllib.parse import urlsplit
 
-from apps.core.netguard import UnsafeURL, check_server_fetch
+from apps.core.netguard import UnsafeURL, check_server_host
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +58,8 @@ def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
 
 def _target(host: str, port: int) -> tuple[str, int]:
     """Check ``host`` as the fetch guard does and return an address it resolved to."""
-    bracketed = f"[{host}]" if ":" in host else host
     try:
-        addresses = check_server_fetch(f"http://{bracketed}:{port}/")
+        addresses = check_server_host(host, port)
     except UnsafeURL as exc:
         raise _Refused(403, exc.message) from exc
     return addresses[0], port

@@ -111,8 +111,17 @@ def check_server_fetch(
     (connect to one of these). Raises UnsafeURL."""
     validate_media_url(url)
     parts = urlsplit(url)
-    host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    return check_server_host(parts.hostname or "", port, allow_private=allow_private, resolver=resolver)
+
+
+def check_server_host(
+    host: str, port: int, *, allow_private: bool | None = None, resolver=socket.getaddrinfo
+) -> list[str]:
+    """The same check for a host and port the server is about to connect to that is not an
+    http(s) URL (an RTMP source, a proxied CONNECT). Returns the addresses; raises UnsafeURL."""
+    if not host:
+        raise UnsafeURL("url: the URL has no host.", details={"url": ["Host has no address."]})
     allow = settings.FETCH_ALLOW_PRIVATE_NETWORKS if allow_private is None else allow_private
     try:
         infos = resolver(host, port, type=socket.SOCK_STREAM)

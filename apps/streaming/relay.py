@@ -42,7 +42,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 
 from apps.core.fetchproxy import FetchProxy
-from apps.core.netguard import UnsafeURL, check_server_fetch
+from apps.core.netguard import UnsafeURL, check_server_host
 from apps.core.redis import RedisUnavailable
 from apps.streaming import cluster, failover, ingest, keys, publishers
 from apps.streaming.models import Stream
@@ -64,8 +64,7 @@ def pinned_source(url: str) -> str:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     port = parts.port or SOURCE_SCHEMES[scheme]
-    host = parts.hostname or ""
-    address = check_server_fetch(f"http://{f'[{host}]' if ':' in host else host}:{port}/")[0]
+    address = check_server_host(parts.hostname or "", port)[0]
     netloc = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
     return urlunsplit((scheme, netloc, parts.path, parts.query, ""))
 

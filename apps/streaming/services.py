@@ -27,7 +27,7 @@ from apps.core import events, ratelimit, realtime
 from apps.core.context import Origin
 from apps.core.errors import InvalidInput, NotFound, NotInRoom, PermissionDenied, RateLimited
 from apps.core.ids import new_id
-from apps.core.netguard import UnsafeURL, check_server_fetch, validate_media_url
+from apps.core.netguard import UnsafeURL, check_server_host, validate_media_url
 from apps.core.redis import RedisUnavailable
 from apps.permissions.rules import ADMIN, RANK, RoomActor
 from apps.rooms import services as room_services
@@ -92,11 +92,9 @@ def clean_source_url(url: object) -> str:
     # The same shape rules as a playlist URL, judged with an http(s) stand-in for the scheme.
     standin = ("https" if scheme.lower() in ("https", "rtmps") else "http") + ":" + rest
     validate_media_url(standin, field="source_url")
-    port = urlsplit(standin).port or SOURCE_SCHEMES[scheme.lower()]
-    host = urlsplit(standin).hostname or ""
-    host = f"[{host}]" if ":" in host else host
+    parts = urlsplit(standin)
     try:
-        check_server_fetch(f"http://{host}:{port}/")
+        check_server_host(parts.hostname or "", parts.port or SOURCE_SCHEMES[scheme.lower()])
     except UnsafeURL as exc:
         reason = exc.details.get("url", [exc.message])[0]
         raise UnsafeURL(f"source_url: {reason}", details={"source_url": [reason]}) from exc

@@ -141,6 +141,8 @@ def test_cloud_metadata_stays_refused_even_with_private_networks_allowed(proxy, 
         (b"CONNECT example.com:99999 HTTP/1.1\r\n\r\n", b"400"),
         (b"GET http://127.0.0.1:notaport/ HTTP/1.1\r\n\r\n", b"400"),
         (b"NONSENSE\r\n\r\n", b"400"),
+        (b"CONNECT :80 HTTP/1.1\r\n\r\n", b"403"),  # no host
+        (b"CONNECT \x01bad:80 HTTP/1.1\r\n\r\n", b"403"),  # resolves to nothing
         (b"GET http://x/ HTTP/1.1\r\n" + b"X: " + b"a" * MAX_HEAD + b"\r\n\r\n", b"431"),
     ],
 )

@@ -23,6 +23,7 @@ from apps.core.netguard import (
     MAX_URL_LENGTH,
     UnsafeURL,
     check_server_fetch,
+    check_server_host,
     validate_media_url,
 )
 from apps.rooms import services
@@ -434,3 +435,13 @@ def test_allow_private_literal_metadata_is_still_refused(settings):
     settings.FETCH_ALLOW_PRIVATE_NETWORKS = True
     _refused("http://169.254.169.254/latest/meta-data/iam/", resolver=numeric_only)
     assert check_server_fetch("http://10.0.0.1/", resolver=numeric_only) == ["10.0.0.1"]
+
+
+def test_a_host_and_port_are_checked_as_a_url_would_be(settings):
+    """check_server_host: the same rules for what is not an http(s) URL (an RTMP source)."""
+    settings.FETCH_ALLOW_PRIVATE_NETWORKS = False
+    assert check_server_host("2002:808:808::1", 1935, resolver=numeric_only) == ["2002:808:808::1"]
+    for host in ("127.0.0.1", "169.254.169.254", ""):
+        with pytest.raises(UnsafeURL):
+            check_server_host(host, 1935, resolver=numeric_only)
+    assert check_server_host("10.0.0.1", 1935, allow_private=True, resolver=numeric_only) == ["10.0.0.1"]
