@@ -4,30 +4,16 @@ SIGTERM or SIGINT, then leaves the cluster and hands its streams over before it 
 
 from __future__ import annotations
 
-import io
-import signal
-import sys
-import threading
 from typing import Any
 
 from django.core.management.base import BaseCommand
 
 from apps.streaming import relay
+from apps.streaming.management.until_stopped import run_until_stopped
 
 
 class Command(BaseCommand):
     help = "Pull this node's pulled live streams into its RTMP server (runs until SIGTERM)."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        # Log lines reach a process manager as they happen, not when a block buffer fills.
-        for stream in (sys.stdout, sys.stderr):
-            if isinstance(stream, io.TextIOWrapper):
-                stream.reconfigure(line_buffering=True)
-        stop = threading.Event()
-
-        def ask_to_stop(signum: int, frame: object) -> None:
-            stop.set()
-
-        signal.signal(signal.SIGTERM, ask_to_stop)
-        signal.signal(signal.SIGINT, ask_to_stop)
-        relay.run(stop)
+        run_until_stopped(relay.run)
