@@ -95,6 +95,9 @@ WS_PUBLIC_URL = env.str("WS_PUBLIC_URL", default="")
 # 0 = automatic: 1 on SQLite (concurrent writers lock it), 4 on PostgreSQL; never more than
 # the psycopg pool minus one (DB_POOL_MAX_SIZE) when a pool is configured.
 WS_DB_THREADS = env.int("WS_DB_THREADS", default=0)
+# How many reconnects a second the nodes that stay should get when a `ws` node stops: its
+# server_shutdown spreads its sockets' reconnects over sockets / this (apps/rooms/lifecycle.py).
+WS_RECONNECTS_PER_SECOND = env.float("WS_RECONNECTS_PER_SECOND", default=250.0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -10,6 +10,8 @@ What it shows (the issue "The web page: watch together in a browser"):
 - a member without PLAY_CONTROL has no play/seek controls and a forced attempt is refused; the
   controls appear when the bit is granted and go when it is taken away;
 - joining with a password, as a guest; HLS through hls.js; reconnecting after a server restart;
+- the member list of every page ends right after a crowd larger than a hello's first page came
+  and went, for pages open from the start and for one opened in the middle of it;
 - no Content-Security-Policy violation or script error on any page; screenshots (desktop and
   phone) in artifacts/.
 
@@ -18,9 +20,13 @@ Without Chromium or ffmpeg the module skips, unless CI is set: then it fails.
 
 from __future__ import annotations
 
+import asyncio
+import random
+import threading
 import time
 
 import pytest
+import websockets
 
 from tests import browser_support as bs
 from tests.browser_media import make_test_media, media_server
@@ -665,3 +671,102 @@ def test_reconnects_after_server_restart(party, server, api):
     b.get_by_test_id("chat-input").fill("back again")
     b.get_by_test_id("chat-send").click()
     a.get_by_test_id("chat-message").filter(has_text="back again").wait_for()
+
+
+def test_a_playing_video_keeps_playing_through_a_server_restart(party, media, server, api):
+    """A rolling restart moves every socket (server_shutdown, close 1012, reconnect within the
+    window it gives): the page keeps the video playing through the move and never pauses it."""
+    a, b, room = party["a"].page, party["b"].page, party["room"]
+    alice = party["accounts"]["alice"]
+    movie = add_movie(a, media["mp4"], "Through a restart")
+    api.set_playback(alice, room, movie_id=movie, playing=True, position=2.0)
+    for page in (a, b):
+        bs.wait_playing(page, at_least=2.5)
+        page.evaluate(
+            """() => { window.__pauses = 0;
+                document.querySelector('[data-testid=player]').addEventListener('pause', () => { window.__pauses += 1; }); }"""
+        )
+    before = {page: bs.current_time(page) for page in (a, b)}
+    server.restart()
+    for page in (a, b):
+        bs.wait_connected(page, timeout=20_000)
+        page.wait_for_function(
+            "(t) => document.querySelector('[data-testid=player]').currentTime > t + 3", arg=before[page]
+        )
+        assert page.evaluate("window.__pauses") == 0
+        assert not page.evaluate("document.querySelector('[data-testid=player]').paused")
+    assert bs.playing_offset(a, b) < 0.3
+    api.set_playback(alice, room, playing=False)
+    b.wait_for_function("() => document.querySelector('[data-testid=player]').paused")
+
+
+CROWD = 56
+PAGE_SIZE = 50  # apps.rooms.roster.PAGE_SIZE: how many a hello lists
+
+
+def test_member_lists_end_right_after_a_crowd_comes_and_goes(party, browser, server, api):
+    """A crowd joins the room at once (sockets of their own, synctv.v2 like the page) and a third
+    of it leaves again, while A and B watch and C opens the room in the middle of it: C's hello
+    has the first page (the others it can only learn from the pages its script asks for), while
+    the batches of changes keep coming.
+    Every page ends listing online exactly the sockets still open."""
+    room = party["room"]
+    crowd = [api.register(f"crowd{i}") for i in range(CROWD)]
+    carol = api.register("crowdwatcher")
+    for who in (*crowd, carol):
+        api.join(who, room, password="popcorn42")
+    url = server.base.replace("http", "ws", 1) + f"/ws/rooms/{room}/"
+    halfway, finished, release = threading.Event(), threading.Event(), threading.Event()
+    still_open: dict[str, object] = {}
+    rng = random.Random(14)
+    # Everyone arrives within 1.5 s; the leavers go after that, so the room passes the first page.
+    delays = [(rng.random() * 1.5, 1.5 + rng.random()) for _ in crowd]
+
+    async def swarm():
+        async def member(i, who):
+            await asyncio.sleep(delays[i][0])
+            ws = await websockets.connect(
+                url, origin=server.base, subprotocols=["synctv.v2", "synctv.v1", f"bearer.{who.access}"]
+            )
+            assert '"type":"hello"' in await ws.recv()
+            still_open[who.id] = ws
+            if len(still_open) >= PAGE_SIZE:  # C comes now: its hello cannot list everyone
+                halfway.set()
+            if i % 3 == 0:
+                await asyncio.sleep(delays[i][1] - delays[i][0])
+                del still_open[who.id]
+                await ws.close()
+
+        await asyncio.gather(*(member(i, who) for i, who in enumerate(crowd)))
+        finished.set()
+        while not release.is_set():
+            await asyncio.sleep(0.05)
+        for ws in list(still_open.values()):
+            await ws.close()
+
+    crowd_thread = threading.Thread(target=lambda: asyncio.run(swarm()), daemon=True)
+    crowd_thread.start()
+    c = bs.open_page(browser, "C", account=carol)
+    try:
+        assert halfway.wait(30), "the crowd did not arrive"
+        c.page.goto(f"{server.base}/rooms/{room}/")
+        bs.wait_connected(c.page)
+        assert finished.wait(30), "the crowd did not finish"
+        expected = sorted({party["accounts"]["alice"].id, party["accounts"]["bob"].id, carol.id, *still_open})
+        for watcher in (party["a"], party["b"], c):
+            watcher.page.wait_for_function(
+                """(ids) => {
+                  const rows = [...document.querySelectorAll('[data-testid=member].online')];
+                  const have = rows.map((row) => row.dataset.userId).sort();
+                  return have.length === ids.length && have.every((id, i) => id === ids[i]);
+                }""",
+                arg=expected,
+                timeout=15_000,
+            )
+            count = watcher.page.locator("[data-online-count]").text_content()
+            assert count == f"({len(expected)} online)", (watcher.name, count)
+        assert not c.problems, c.problems
+    finally:
+        release.set()
+        crowd_thread.join(10)
+        c.close()

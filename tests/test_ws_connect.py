@@ -17,16 +17,19 @@ from apps.accounts.selectors import authenticate_access_token
 from apps.accounts.tests.factories import TEST_ORIGIN, make_user
 from apps.core import ratelimit
 from apps.permissions.flags import Perm
-from apps.rooms import dbthreads, selectors, services
+from apps.rooms import dbthreads, greeting, selectors, services
 from apps.rooms.consumers import RoomConsumer
 from apps.rooms.dbthreads import resolve_db_threads
 from apps.rooms.models import ChatMessage, RoomMember
 from apps.rooms.serializers import MemberSerializer, RoomSerializer
 
-# What connect reads once the token is verified: the room with its member count, the membership,
-# the playback state, the chat history. (Authentication itself is apps.accounts' business: one
-# query for the user and session, or none when its per-process cache answers.)
+# What connect reads once the token is verified: the room with its member count, the playback
+# state, the chat history (apps.rooms.greeting.read_room: read once per node for the sockets that
+# join in the same moment) and the membership (each socket's own). (Authentication itself is
+# apps.accounts' business: one query for the user and session, or none when its per-process cache
+# answers.)
 CONNECT_QUERIES = 4
+JOINING_A_FRESH_READING_QUERIES = 1
 
 
 @pytest.fixture
@@ -61,18 +64,20 @@ def authenticated(token: str, room_id: str) -> RoomConsumer:
     return consumer
 
 
-def connect_reads(consumer: RoomConsumer) -> tuple[RoomConsumer, dict, list[dict]]:
-    """What RoomConsumer.connect reads after authentication, on its database threads, in order."""
-    consumer.room, consumer.actor = consumer._load_room_and_actor(with_counts=True)
-    hello, history = consumer._hello_and_history()
-    return consumer, hello, history
+def connect_reads(consumer: RoomConsumer, reading=None) -> tuple[RoomConsumer, dict, list[dict]]:
+    """What RoomConsumer.connect reads after authentication, on its database threads, in order:
+    the room's reading (unless one is fresh: ``reading``), then the socket's own actor."""
+    reading = reading or greeting.read_room(consumer.room_id)
+    consumer.room = greeting.shared_room(reading)
+    consumer.actor, member = consumer._actor_and_member()
+    return consumer, greeting.hello(reading, member), reading.history
 
 
-def measured(token: str, room_id: str):
+def measured(token: str, room_id: str, reading=None):
     connect_reads(authenticated(token, room_id))  # warm-up: the key store and the like load once
     consumer = authenticated(token, room_id)
     with CaptureQueriesContext(connection) as ctx:
-        consumer, hello, history = connect_reads(consumer)
+        consumer, hello, history = connect_reads(consumer, reading)
     return len(ctx.captured_queries), [q["sql"][:120] for q in ctx.captured_queries], consumer, hello, history
 
 
@@ -107,6 +112,17 @@ def test_connect_query_count_does_not_grow_with_the_room(busy_room):
     large, sql, _, hello, history = measured(token, room.pk)
     assert hello["room"]["member_count"] == 10 and len(history) == 10
     assert large == small == CONNECT_QUERIES, sql
+
+
+def test_a_socket_joining_while_the_rooms_reading_is_fresh_reads_only_its_membership(busy_room):
+    room, members = busy_room
+    reading = greeting.read_room(room.pk)
+    for user, token in members:
+        count, sql, consumer, hello, history = measured(token, room.pk, reading)
+        assert count == JOINING_A_FRESH_READING_QUERIES, sql
+        assert hello["member"] == dict(MemberSerializer(RoomMember.objects.get(room=room, user=user)).data)
+        assert consumer.room is not reading.room and consumer.room.pk == room.pk
+        assert len(history) == 4
 
 
 def test_a_site_admin_without_a_membership_gets_the_same_room(busy_room):

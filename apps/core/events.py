@@ -108,7 +108,11 @@ class Hello(TypedDict):
     member: Mapping[str, Any]  # MemberSerializer, or a site admin's stand-in
     room: Mapping[str, Any]  # RoomSerializer
     playback: PlaybackState
-    members_online: list[dict[str, Any]]  # presence entries (apps.rooms.hub.Presence)
+    members_online: list[dict[str, Any]]  # presence entries (apps.rooms.presence), by username
+    # synctv.v2 only: the list above is the first page; how many are online, and where the next
+    # page starts (a ``members`` request), or None when the list is complete.
+    members_count: NotRequired[int]
+    members_next: NotRequired[str | None]
 
 
 @_builds("hello")
@@ -126,6 +130,42 @@ def hello(
         "playback": playback,
         "members_online": members_online,
     }
+
+
+class MembersChanged(TypedDict):
+    """synctv.v2: who came and went since the last one (at most a few a second per room), as
+    presence entries (the shape of ``hello.members_online``) and user ids; ``count`` is how many
+    are online after it. A user is in at most one of the two lists."""
+
+    type: Literal["members_changed"]
+    joined: list[dict[str, Any]]
+    left: list[str]
+    count: int | None  # None for a member without VIEW_MEMBER_LIST (told only about themselves)
+
+
+@_builds("members_changed")
+def members_changed(*, joined: list[dict[str, Any]], left: list[str], count: int | None) -> MembersChanged:
+    return {"type": "members_changed", "joined": joined, "left": left, "count": count}
+
+
+class MembersPage(TypedDict):
+    """The answer to a ``members`` request: the next page of who is online, by username."""
+
+    type: Literal["members_page"]
+    members: list[dict[str, Any]]
+    next: str | None  # the ``after`` of the following page, None on the last one
+    count: int
+    ref: NotRequired[str | int | None]
+
+
+@_builds("members_page")
+def members_page(
+    *, members: list[dict[str, Any]], next: str | None, count: int, ref: str | int | None = None
+) -> MembersPage:
+    page: MembersPage = {"type": "members_page", "members": members, "next": next, "count": count}
+    if ref is not None:
+        page["ref"] = ref
+    return page
 
 
 class Pong(TypedDict):
@@ -281,11 +321,19 @@ class ServerShutdown(TypedDict):
     type: Literal["server_shutdown"]  # then close 1012
     message: str
     reconnect_after_ms: int
+    # Reconnect at a random moment within this many ms after reconnect_after_ms: the node sizes
+    # it from the sockets it holds so that they do not all arrive at once (apps.rooms.lifecycle).
+    reconnect_window_ms: int
 
 
 @_builds("server_shutdown")
-def server_shutdown(*, message: str, reconnect_after_ms: int) -> ServerShutdown:
-    return {"type": "server_shutdown", "message": message, "reconnect_after_ms": reconnect_after_ms}
+def server_shutdown(*, message: str, reconnect_after_ms: int, reconnect_window_ms: int) -> ServerShutdown:
+    return {
+        "type": "server_shutdown",
+        "message": message,
+        "reconnect_after_ms": reconnect_after_ms,
+        "reconnect_window_ms": reconnect_window_ms,
+    }
 
 
 class PublisherChanged(TypedDict):
@@ -339,6 +387,26 @@ class SessionsRevoked(TypedDict):
 @_builds("_sessions_revoked")
 def sessions_revoked() -> SessionsRevoked:
     return {"type": "_sessions_revoked"}
+
+
+class PresenceChanged(TypedDict):
+    """On a room's channel: users whose first connection arrived (``joined``, their presence
+    entries) or whose last one left (``left``, user ids), numbered ``v`` in the order Redis
+    applied them (None when announced by this process only: no Redis). Published by presence's
+    Lua scripts in this exact shape (apps.rooms.presence); each node's roster applies it and
+    tells its sockets in batches (apps.rooms.roster)."""
+
+    type: Literal["_presence"]
+    v: int | None
+    joined: list[dict[str, Any]]
+    left: list[str]
+
+
+@_builds("_presence")
+def presence_changed(
+    *, version: int | None, joined: list[dict[str, Any]], left: list[str]
+) -> PresenceChanged:
+    return {"type": "_presence", "v": version, "joined": joined, "left": left}
 
 
 PUBLIC = frozenset(k for k, v in VOCABULARY.items() if not v.internal and not v.reserved)

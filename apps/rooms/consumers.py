@@ -26,7 +26,7 @@ from apps.core.context import Origin
 from apps.core.errors import ApplicationError, NotFound, UserBanned
 from apps.permissions.flags import Perm
 from apps.permissions.rules import RoomActor
-from apps.rooms import greeting, messages, selectors, services
+from apps.rooms import greeting, messages, roster, selectors, services
 from apps.rooms.dbthreads import database_sync_to_async
 from apps.rooms.hub import direct_protocol, hub
 from apps.rooms.models import Room
@@ -36,7 +36,11 @@ from apps.rooms.serializers import user_ref
 
 logger = logging.getLogger(__name__)
 
-SUBPROTOCOL = "synctv.v1"
+# synctv.v2 (preferred when offered): the hello lists the first page of who is online, with the
+# count; the rest on request (``members``); arrivals and departures come as ``members_changed``
+# batches. synctv.v1: the hello lists everyone, and member_joined / member_left one by one.
+SUBPROTOCOLS = (roster.V2, roster.V1)
+SUBPROTOCOL = roster.V1  # what a client that offers no version gets
 BEARER_PREFIX = "bearer."
 CHAT_HISTORY = 50
 CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND = 4401, 4403, 4404
@@ -60,6 +64,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = "__room_hub_only__"
 
     connection_id = ""
+    protocol = SUBPROTOCOL
     user = None
     room = None
     actor = None
@@ -72,6 +77,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
     _ready = True  # the ready state members were last told (presence starts everyone ready)
     _ready_wanted = True  # the latest the client sent
     _ready_later: asyncio.Task | None = None  # a rate-limited change waiting to go out
+    _roster: roster.Roster | None = None  # who is online, as this node knows it (after the hello)
+    _reading: greeting.RoomReading | None = None  # the room's part of the hello, while connecting
+    _member: dict[str, Any] | None = None  # the hello's member, while connecting
 
     async def dispatch(self, message):
         # channels' AsyncConsumer.dispatch awaits aclose_old_connections() (a hop to the sync
@@ -111,7 +119,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         return self.actor is not None and self.actor.is_member and self.actor.can(Perm.VIEW_MEMBER_LIST)
 
     def _subprotocol(self) -> str | None:
-        return SUBPROTOCOL if SUBPROTOCOL in (self.scope.get("subprotocols") or ()) else None
+        offered = self.scope.get("subprotocols") or ()
+        for protocol in SUBPROTOCOLS:
+            if protocol in offered:
+                self.protocol = protocol
+                return protocol
+        return None
 
     async def connect(self) -> None:
         try:
@@ -190,37 +203,35 @@ class RoomConsumer(AsyncWebsocketConsumer):
         for channel in self._channels:
             await hub.subscribe(channel, self)
         try:
-            # The room once, with its member count, for the actor AND the hello (so the hello's
-            # room settings and the member's effective permissions come from the same row).
-            self.room, self.actor = await database_sync_to_async(self._load_room_and_actor)(with_counts=True)
+            # The room's part of the hello, read once per node for the sockets joining now; the
+            # actor from the same room row (so the hello's room settings and the member's
+            # effective permissions agree), with its membership: one query of its own.
+            self._reading = await greeting.readings.get(self.room_id)
         except NotFound:
             await self._unsubscribe()
             raise Refused(CLOSE_NOT_FOUND, "No such room.") from None
+        self.room = greeting.shared_room(self._reading)
+        self.actor, self._member = await database_sync_to_async(self._actor_and_member)()
         if not self.actor.is_member:
             await self._unsubscribe()
             raise Refused(CLOSE_FORBIDDEN, "You are not a member of this room.")
 
     async def _greet(self) -> None:
-        """Online in presence, then the hello, the chat history, what was held meanwhile, and the
-        room told (once per user: a second tab is not a second arrival)."""
+        """Online in presence (which tells the room, once per user: a second tab is not a second
+        arrival), then the hello, the chat history and what was held meanwhile."""
         self.connection_id = hub.presence.new_connection_id()
-        first = await hub.presence.join(self.room.pk, self.connection_id, self._presence_info(ready=True))
-        hello, history = await database_sync_to_async(self._hello_and_history)()
-        online = await hub.presence.online(self.room.pk)
-        if not self.sees_members():  # the field stays, with themselves only
-            online = [info for info in online if info.get("user_id") == self.user.pk]
-        hello["members_online"] = online
+        await hub.presence.join(self.room.pk, self.connection_id, self._presence_info(ready=True))
+        hello, history = greeting.hello(self._reading, self._member), self._reading.history
+        self._reading = self._member = None  # the socket keeps neither
+        self._roster = await hub.roster(self.room.pk)
+        # Who is online, into the hello; from then on the roster tells this socket what changes.
+        self._roster.greet(self, hello, self._presence_info(ready=True))
         await self.send_json_event(hello)
         for chat in history:
             await self.send_json_event(chat)
         await self._replay_pending(
             last_chat=history[-1]["id"] if history else 0, version=hello["playback"]["version"]
         )
-        if first and not self._closing:
-            await hub.publish(
-                realtime.room_channel(self.room.pk),
-                events.member_joined(user=self._user_ref(), role=self.actor_role()),
-            )
 
     async def _replay_pending(self, *, last_chat: int, version: int) -> None:
         """The events held while connecting, in order, acted on; sent unless the hello or the
@@ -237,14 +248,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.send_json_event(event)
         self._pending = None
 
-    def _load_room_and_actor(self, *, with_counts: bool = False) -> tuple[Room, RoomActor]:
-        """The room and this socket's actor: 2 queries (the membership row comes with this
-        socket's user and the room attached, so serialising it reads nothing more)."""
-        room = selectors.room_get(self.room_id, with_counts=with_counts)
+    def _load_room_and_actor(self) -> tuple[Room, RoomActor]:
+        """The room, read again, and this socket's actor in it: 2 queries (the membership row
+        comes with this socket's user and the room attached)."""
+        room = selectors.room_get(self.room_id)
         return room, selectors.room_actor(user=self.user, room=room, auth=self.claims)
 
-    def _hello_and_history(self) -> tuple[events.Hello, list[events.Chat]]:
-        return greeting.hello_and_history(room=self.room, actor=self.actor, user=self.user)
+    def _actor_and_member(self) -> tuple[RoomActor, dict[str, Any] | None]:
+        """This socket's actor in the room it holds, and its hello's ``member`` if it is one."""
+        actor = selectors.room_actor(user=self.user, room=self.room, auth=self.claims)
+        return actor, (greeting.member_payload(actor, self.user) if actor.is_member else None)
 
     def _user_ref(self) -> dict:
         return user_ref(self.user)
@@ -271,14 +284,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self._give_back_slot()
         for task in list(getattr(self, "_tasks", ())):
             task.cancel()
+        if self._roster is not None:
+            self._roster.forget(self)
         await self._unsubscribe()
         if self.room is None or self.user is None:
             return
-        if self.connection_id:
-            last = await hub.presence.leave(self.room.pk, self.connection_id, self.user.pk)
-            if last:
-                event = events.member_left(user=self._user_ref())
-                await hub.publish(realtime.room_channel(self.room.pk), event)
+        if self.connection_id:  # presence tells the room if it was this user's last socket
+            await hub.presence.leave(self.room.pk, self.connection_id, self.user.pk)
 
     # --- sending ----------------------------------------------------------------------------------
 
@@ -341,6 +353,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await database_sync_to_async(services.playback_update)(
             actor=self.actor, room=self.room, origin=self.origin, **message.changes()
         )  # the service announces the new state to the room after commit
+
+    async def on_members(self, message: messages.Members) -> None:
+        """The next page of who is online (VIEW_MEMBER_LIST, as REST ``members``)."""
+        services.require(self.actor, Perm.VIEW_MEMBER_LIST)
+        try:
+            members, after = self._roster.page(message.after, message.limit)
+        except roster.BadCursor:
+            return await self.send_error("invalid", "after: not a cursor this server gave.", message.ref)
+        count = len(self._roster.members)
+        await self.send_json_event(
+            events.members_page(members=members, next=after, count=count, ref=message.ref)
+        )
 
     async def on_ready(self, message: messages.Ready) -> None:
         self._ready_wanted = message.ready
@@ -438,11 +462,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def _catch_up_on_members(self) -> None:
         """VIEW_MEMBER_LIST was just granted: tell this socket who is online, as the hello would
-        have (one ``member_joined`` each, with their ``ready`` state), so its list is right without
-        a reconnect. From here on the room's member events reach it as they happen."""
-        for info in await hub.presence.online(self.room.pk):
-            if info.get("user_id") == self.user.pk:
-                continue
+        have (``synctv.v2``: one ``members_changed`` with everyone; v1: one ``member_joined``
+        each, with their ``ready`` state), so its list is right without a reconnect. From here on
+        the roster's batches reach it like every other member's."""
+        room = self._roster
+        if room is None:
+            return
+        others = [info for info in room.everyone() if info["user_id"] != self.user.pk]
+        room.listen(self)
+        if self.protocol == roster.V2:
+            frame = events.members_changed(joined=others, left=[], count=len(room.members))
+            return await self.send_json_event(frame)
+        for info in others:
             await self.send_json_event(
                 events.member_joined(user=user_of(info), role=info.get("role"), ready=info.get("ready", True))
             )

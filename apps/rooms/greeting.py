@@ -1,19 +1,25 @@
 """What a socket is told when it joins a room: the ``hello`` and the chat history.
 
-Read on the consumer's database thread, 2 queries (the room and the membership are the ones the
-connect already loaded); the hello's ``members_online`` comes from presence afterwards
+The room's part (the room with its member count, the playback state, the chat history) is read
+once per node and shared by the sockets joining in the same moment (``RoomReadings``); each socket
+adds its own membership (1 query). ``members_online`` comes from the node's roster afterwards
 (docs/realtime.md, "Joining a room").
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from apps.accounts.models import User
-from apps.core import events
+from apps.core import events, realtime
 from apps.permissions.rules import RoomActor
 from apps.rooms import selectors, services
-from apps.rooms.models import Room
+from apps.rooms.dbthreads import database_sync_to_async
+from apps.rooms.models import PlaybackState, Room
 from apps.rooms.serializers import MemberSerializer, RoomSerializer, user_ref
 
 CHAT_HISTORY = 50  # lines of chat a joining socket gets
@@ -36,15 +42,91 @@ def member_payload(actor: RoomActor, user: User) -> dict[str, Any]:
     }
 
 
-def hello_and_history(*, room: Room, actor: RoomActor, user: User) -> tuple[events.Hello, list[events.Chat]]:
-    """The hello (``members_online`` empty, for the caller to fill) and the last chat lines."""
-    state = selectors.playback_get(room=room)
+SHARED_SECONDS = 1.0  # how long one reading of a room serves the sockets that join
+# Events that change nothing a hello holds: a reading outlives them.
+NOT_IN_THE_HELLO = frozenset({"_presence", "member_ready", "emoji", "members_changed", "publisher_changed"})
+
+
+@dataclass
+class RoomReading:
+    """The room's part of a hello, as read at ``read_at`` (monotonic)."""
+
+    room: Room
+    room_payload: dict[str, Any]
+    playback: PlaybackState
+    history: list[events.Chat]
+    read_at: float
+
+
+def read_room(room_id: str) -> RoomReading:
+    """The room with its member count, its playback row and its last chat lines: 3 queries."""
+    room = selectors.room_get(room_id, with_counts=True)
     rows = selectors.chat_history(room=room, limit=CHAT_HISTORY)
-    history = [services.chat_event(row, history=True) for row in rows]
-    hello = events.hello(
-        member=member_payload(actor, user),
-        room=dict(RoomSerializer(room).data),
-        playback=events.playback_state(selectors.playback_view(state)),
+    return RoomReading(
+        room=room,
+        room_payload=dict(RoomSerializer(room).data),
+        playback=selectors.playback_get(room=room),
+        history=[services.chat_event(row, history=True) for row in rows],
+        read_at=time.monotonic(),
+    )
+
+
+class RoomReadings:
+    """Per node: one reading of a room shared by the sockets that join while it is fresh.
+
+    Safe because every joiner subscribed to the room's channel before asking, and a reading
+    serves only until the hub hears an event about the room that a hello holds (``invalidate``),
+    or for SHARED_SECONDS at most: a change committed after the reading began arrives after it,
+    and either drops the reading before a later joiner takes it or is held by a joiner that
+    subscribed earlier and replayed after its hello (RoomConsumer._replay_pending)."""
+
+    def __init__(self) -> None:
+        self._by_room: dict[str, asyncio.Future[RoomReading]] = {}
+
+    async def get(self, room_id: str) -> RoomReading:
+        """A fresh reading of the room (NotFound if there is none). The Room in it is shared:
+        take ``copy.copy`` of it to keep."""
+        key = realtime.room_channel(room_id)
+        future = self._by_room.get(key)
+        if future is not None and future.done():
+            if future.exception() is None and time.monotonic() - future.result().read_at <= SHARED_SECONDS:
+                return future.result()
+            future = None
+        if future is None:
+            future = asyncio.ensure_future(database_sync_to_async(read_room)(room_id))
+            self._by_room[key] = future
+            future.add_done_callback(lambda f, key=key: self._forget_failure(key, f))
+        reading: RoomReading = await asyncio.shield(future)
+        return reading
+
+    def _forget_failure(self, key: str, future: asyncio.Future[RoomReading]) -> None:
+        if not future.cancelled() and future.exception() is not None and self._by_room.get(key) is future:
+            del self._by_room[key]
+
+    def invalidate(self, channel: str, kind: str | None = None) -> None:
+        """The hub heard an event of ``kind`` on the room's ``channel`` (None: it stops listening
+        to the room, or may have missed events)."""
+        if kind not in NOT_IN_THE_HELLO:
+            self._by_room.pop(channel, None)
+
+    def clear(self) -> None:
+        self._by_room.clear()
+
+
+readings = RoomReadings()
+
+
+def shared_room(reading: RoomReading) -> Room:
+    """A socket's own copy of the reading's room (services may set attributes on the one they get)."""
+    return copy.copy(reading.room)
+
+
+def hello(reading: RoomReading, member: dict[str, Any]) -> events.Hello:
+    """The hello from a reading and the socket's member payload (``members_online`` empty, for
+    the caller to fill); the playback position is where it is now."""
+    return events.hello(
+        member=member,
+        room=reading.room_payload,
+        playback=events.playback_state(selectors.playback_view(reading.playback)),
         members_online=[],
     )
-    return hello, history

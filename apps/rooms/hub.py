@@ -20,7 +20,10 @@ The job is split in three modules:
 - this one: subscriptions, publishing, the Redis reader, dispatch and the ASGI send path;
 - apps.rooms.frames: building a frame once and writing it straight to uvicorn's transports
   (``direct_protocol``);
-- apps.rooms.presence: who is online per room (Redis, or process memory without Redis).
+- apps.rooms.presence: who is online per room (Redis, or process memory without Redis);
+- apps.rooms.roster: who is online per room as this node knows it, and the batched member
+  events its sockets get (the hub hands it the ``_presence`` announcements and never passes
+  them to the sockets).
 Their public names are re-exported here, so ``from apps.rooms.hub import ...`` keeps working.
 """
 
@@ -41,6 +44,7 @@ from redis.backoff import NoBackoff
 
 from apps.core import events, realtime
 from apps.rooms.frames import DIRECT_WRITES, direct_protocol, text_frame, write_direct
+from apps.rooms.greeting import readings
 from apps.rooms.presence import (
     HEARTBEAT_SECONDS,
     PRESENCE_TTL_SECONDS,
@@ -48,6 +52,7 @@ from apps.rooms.presence import (
     Presence,
     RedisPresence,
 )
+from apps.rooms.roster import Roster, Rosters
 
 __all__ = [
     "HEARTBEAT_SECONDS",
@@ -94,6 +99,8 @@ class RoomHub:
         self._reader: asyncio.Task | None = None
         self._confirm: dict[str, asyncio.Future] = {}
         self.presence: Presence | None = None
+        self.rosters = Rosters(self.send_text)
+        self._reloading: asyncio.Future | None = None
         self.shutting_down = False
         self.stats = {"delivered": 0, "delivered_direct": 0, "dropped_slow": 0, "redis_reconnects": 0}
 
@@ -129,7 +136,14 @@ class RoomHub:
             self.presence = RedisPresence(self._redis)
         else:
             self.presence = LocalPresence()
+        self.presence.announce_locally = self.dispatch_event
         self.presence.start()
+
+    async def roster(self, room_id: str) -> Roster:
+        """This node's roster of the room, read once (the caller is subscribed to the room)."""
+        roster = self.rosters.get(room_id)
+        await roster.ensure_loaded(self.presence)
+        return roster
 
     @property
     def redis(self) -> aioredis.Redis | None:
@@ -142,11 +156,21 @@ class RoomHub:
                 seen[id(s)] = s
         return list(seen.values())
 
-    async def announce_shutdown(self, message: str, reconnect_after_ms: int) -> int:
-        """Tell every local socket the server is going away; new connections are refused from now."""
+    async def announce_shutdown(
+        self, message: str, reconnect_after_ms: int, reconnects_per_second: float
+    ) -> int:
+        """Tell every local socket the server is going away; new connections are refused from now.
+        Their reconnects are spread over a window sized from how many they are, so that the
+        nodes taking them over get ``reconnects_per_second`` at most (docs/operations.md)."""
         self.shutting_down = True
+        self.rosters.stop_telling()
         subscribers = self.local_subscribers()
-        text = realtime.encode(events.server_shutdown(message=message, reconnect_after_ms=reconnect_after_ms))
+        window_ms = reconnect_window_ms(len(subscribers), reconnects_per_second)
+        text = realtime.encode(
+            events.server_shutdown(
+                message=message, reconnect_after_ms=reconnect_after_ms, reconnect_window_ms=window_ms
+            )
+        )
         await self.send_many(subscribers, {"type": "websocket.send", "text": text})
         # This process leaves the cluster registry now (docs/security.md 6.2): failover need
         # not wait for its heartbeat's TTL. A thread: the Redis call is blocking.
@@ -187,6 +211,8 @@ class RoomHub:
         subs.discard(subscriber)
         if not subs:
             del self.channels[channel]
+            self.rosters.drop(channel)
+            readings.invalidate(channel)
             if self._pubsub is not None and self._connected is not None and self._connected.is_set():
                 with contextlib.suppress(OSError, aioredis.RedisError):
                     await self._pubsub.unsubscribe(channel)
@@ -216,6 +242,10 @@ class RoomHub:
 
     # --- delivery --------------------------------------------------------------------------------
 
+    async def dispatch_event(self, channel: str, event: Mapping[str, Any]) -> None:
+        """Deliver an event on this node only (presence without Redis, or while it is down)."""
+        await self.dispatch(channel, realtime.encode(event))
+
     async def dispatch(self, channel: str, text: str) -> None:
         subs = self.channels.get(channel)
         if not subs:
@@ -224,6 +254,9 @@ class RoomHub:
             event = json.loads(text)
         except ValueError:
             logger.error("undecodable event on %s dropped", channel)
+            return
+        readings.invalidate(channel, event.get("type"))
+        if self.rosters.on_event(channel, event):
             return
         wanted = []
         for sub in list(subs):
@@ -234,6 +267,9 @@ class RoomHub:
                 logger.exception("subscriber failed on %s", event.get("type"))
         if wanted:
             await self.send_many(wanted, {"type": "websocket.send", "text": text})
+
+    async def send_text(self, subscribers: list[Subscriber], text: str) -> None:
+        await self.send_many(subscribers, {"type": "websocket.send", "text": text})
 
     async def send_many(self, subscribers: list[Subscriber], message: dict) -> None:
         """Write one frame to many sockets in one pass: the frame is built once and written to
@@ -296,7 +332,9 @@ class RoomHub:
                 if attempt:
                     self.stats["redis_reconnects"] += 1
                     logger.info("hub reconnected to Redis; re-subscribed %d channel(s)", len(channels))
+                    readings.clear()
                     self._resync_local()
+                    self._reloading = asyncio.ensure_future(self.rosters.reload(self.presence))
                 attempt = 0
                 while True:
                     message = await self._pubsub.get_message(timeout=1.0)
@@ -319,6 +357,12 @@ class RoomHub:
                 with contextlib.suppress(Exception):
                     await self._pubsub.aclose()
                 await asyncio.sleep(delay)
+
+
+def reconnect_window_ms(sockets: int, per_second: float) -> int:
+    """How long the reconnects of ``sockets`` take at ``per_second``: at least half a second (a
+    few sockets still should not arrive in the same millisecond), at most a minute."""
+    return int(min(60_000, max(500, 1000 * sockets / max(per_second, 1.0))))
 
 
 hub = RoomHub()

@@ -14,11 +14,16 @@ import asyncio
 import logging
 import signal
 
+from django.conf import settings
+
 from apps.rooms.hub import hub
 
 logger = logging.getLogger(__name__)
 
-RECONNECT_AFTER_MS = 2000
+# A notice tells each socket to come back after RECONNECT_AFTER_MS, at a random moment of a window
+# sized from the node's socket count so that the nodes taking them over see at most
+# WS_RECONNECTS_PER_SECOND connects a second (hub.reconnect_window_ms; docs/operations.md).
+RECONNECT_AFTER_MS = 250
 _pending: set = set()  # keeps the notice task referenced until the process exits
 SHUTDOWN_MESSAGE = "This server is restarting; reconnect shortly."
 
@@ -32,7 +37,9 @@ def install_shutdown_notice() -> None:
     def on_sigterm() -> None:
         async def notify_then_exit() -> None:
             try:
-                count = await hub.announce_shutdown(SHUTDOWN_MESSAGE, RECONNECT_AFTER_MS)
+                count = await hub.announce_shutdown(
+                    SHUTDOWN_MESSAGE, RECONNECT_AFTER_MS, settings.WS_RECONNECTS_PER_SECOND
+                )
                 logger.info("shutdown notice sent to %d socket(s)", count)
                 await asyncio.sleep(0.1)  # let the frames leave before the close frames
             finally:

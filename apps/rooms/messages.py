@@ -133,9 +133,20 @@ class Ready(_ClientMessage):
     ready: bool
 
 
-ClientMessage = Annotated[Ping | Chat | Emoji | Playback | Sync | Ready, Field(discriminator="type")]
+class Members(_ClientMessage):
+    """The next page of who is online: ``after`` is the ``members_next`` of the hello or the
+    ``next`` of the last ``members_page``."""
+
+    type: Literal["members"]
+    after: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+
+
+ClientMessage = Annotated[
+    Ping | Chat | Emoji | Playback | Sync | Ready | Members, Field(discriminator="type")
+]
 _adapter: TypeAdapter = TypeAdapter(ClientMessage)
-CLIENT_TYPES = ("ping", "chat", "emoji", "playback", "sync", "ready")
+CLIENT_TYPES = ("ping", "chat", "emoji", "playback", "sync", "ready", "members")
 
 
 class BadMessage(Exception):
@@ -149,7 +160,9 @@ def _no_constants(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
-def parse(text: str | None, raw_bytes: bytes | None = None) -> Ping | Chat | Emoji | Playback | Sync | Ready:
+def parse(
+    text: str | None, raw_bytes: bytes | None = None
+) -> Ping | Chat | Emoji | Playback | Sync | Ready | Members:
     """Parse one client frame. Raises BadMessage with a human message (and the ref if any)."""
     if text is None:
         raise BadMessage("Binary frames are not accepted; send JSON text.")

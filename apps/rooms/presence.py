@@ -2,18 +2,28 @@
 
 The room hub (apps.rooms.hub) starts one presence per process: ``RedisPresence`` when Redis is
 configured, ``LocalPresence`` (process memory) in the embedded default. Consumers ``join`` on
-connect and ``leave`` on disconnect; both say whether that was the user's first / last
-connection in the room, the moments to announce ``member_joined`` / ``member_left``.
+connect and ``leave`` on disconnect. A user's first connection in a room and their last one are
+the moments the room hears of them: presence announces them as ``_presence {v, joined, left}`` on
+the room's channel, and each node's roster (apps.rooms.roster) turns those into the batched
+member events its sockets get (docs/realtime.md, "Who is online").
 
-Invariants (RedisPresence):
+Invariants (RedisPresence), per room:
 - ``presence:{room}`` is a hash connection id -> info (JSON), ``presence:{room}:seen`` a sorted
-  set connection id -> last heartbeat. A connection counts as online only while its heartbeat
-  is younger than PRESENCE_TTL_SECONDS.
-- Each process refreshes its own connections every HEARTBEAT_SECONDS and writes their entries
-  back only when Redis lost them (a restart, or swept while this node could not beat).
-- Entries older than the TTL belong to a dead node; whichever process removes one (ZREM wins
-  once) announces ``member_left``, exactly once, if that user has no live connection left.
-- While Redis is unreachable answers come from this process's own connections (``local``).
+  set connection id -> last heartbeat, ``presence:{room}:users`` a hash user id -> how many of
+  that user's connections are counted, ``presence:{room}:info`` a hash user id -> the info of the
+  user's latest connection (what the room's list shows), ``presence:{room}:v`` the room's
+  presence version.
+- Every change of those keys is one Lua script: a user's count goes 0 -> 1 and 1 -> 0 exactly
+  once per arrival and departure, whoever caused it (the socket's node, or a sweeper for a dead
+  node), and that transition bumps the version and PUBLISHes its ``_presence`` inside the script,
+  so every node receives the transitions in the order Redis applied them, numbered.
+- A join or a leave costs O(1) in Redis and in Python: nothing reads the whole room, except a
+  node's roster once when it first needs the room (``snapshot``).
+- Each process refreshes its own connections every HEARTBEAT_SECONDS and counts them again only
+  when Redis lost them (a restart, or swept while this node could not beat). Connections older
+  than PRESENCE_TTL_SECONDS belong to a dead node and are swept (by any node in the room).
+- While Redis is unreachable this process's own connections are the answer (``local``) and the
+  announcements reach this node only; the hub's resync reloads the rosters when Redis is back.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from django.conf import settings
@@ -37,12 +48,17 @@ HEARTBEAT_SECONDS = 5.0
 PRESENCE_TTL_SECONDS = 15.0
 KEY_TTL_SECONDS = 24 * 3600  # a room nobody joins again does not keep its keys forever
 
+Announce = Callable[[str, dict], Awaitable[None]]  # (channel, event) -> delivered on this node
+
 
 class Presence:
     """Who is online in a room, per connection. ``join``/``leave`` return True when the user's
-    first connection arrived / last one left (the moments to announce)."""
+    first connection arrived / last one left; presence itself announces those moments."""
 
     node_id = settings.SYNCTV_NODE_ID
+
+    def __init__(self) -> None:
+        self.announce_locally: Announce | None = None  # set by the hub: its local dispatch
 
     def new_connection_id(self) -> str:
         return f"{self.node_id}:{uuid.uuid4().hex[:12]}"
@@ -53,114 +69,237 @@ class Presence:
 
     async def leave(self, room_id: str, connection_id: str, user_id: str) -> bool: ...
 
-    async def online(self, room_id: str) -> list[dict]: ...
-
     async def set_info(self, room_id: str, connection_id: str, info: dict) -> None: ...
+
+    async def snapshot(self, room_id: str) -> tuple[int | None, list[dict]]:
+        """The room's presence version and who is online (one info per user), read together."""
+        ...
+
+    async def online(self, room_id: str) -> list[dict]:
+        """Who is online, one info per user, by username."""
+        return _by_name((await self.snapshot(room_id))[1])
+
+    async def _announce_here(self, room_id: str, *, joined: list[dict], left: list[str]) -> None:
+        if self.announce_locally is not None and (joined or left):
+            event = events.presence_changed(version=None, joined=joined, left=left)
+            await self.announce_locally(realtime.room_channel(room_id), event)
 
 
 class LocalPresence(Presence):
     """The embedded default (no Redis): one process, so its memory is the whole truth."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.rooms: dict[str, dict[str, dict]] = defaultdict(dict)
 
+    def _user_online(self, room_id: str, user_id: str) -> bool:
+        return any(i["user_id"] == user_id for i in self.rooms.get(room_id, {}).values())
+
     async def join(self, room_id, connection_id, info) -> bool:
-        conns = self.rooms[room_id]
-        first = not any(i["user_id"] == info["user_id"] for i in conns.values())
-        conns[connection_id] = info
+        first = not self._user_online(room_id, info["user_id"])
+        self.rooms[room_id][connection_id] = info
+        if first:
+            await self._announce_here(room_id, joined=[info], left=[])
         return first
 
     async def leave(self, room_id, connection_id, user_id) -> bool:
         conns = self.rooms.get(room_id, {})
-        conns.pop(connection_id, None)
+        if conns.pop(connection_id, None) is None:
+            return False
         if not conns:
             self.rooms.pop(room_id, None)
-        return not any(i["user_id"] == user_id for i in conns.values())
+        last = not self._user_online(room_id, user_id)
+        if last:
+            await self._announce_here(room_id, joined=[], left=[user_id])
+        return last
 
-    async def online(self, room_id) -> list[dict]:
-        return _dedupe(self.rooms.get(room_id, {}).values())
+    async def snapshot(self, room_id) -> tuple[int | None, list[dict]]:
+        return None, _one_per_user(self.rooms.get(room_id, {}).values())
 
     async def set_info(self, room_id, connection_id, info) -> None:
         if connection_id in self.rooms.get(room_id, {}):
             self.rooms[room_id][connection_id] = info
 
 
-def _dedupe(infos) -> list[dict]:
+def _one_per_user(infos) -> list[dict]:
     users: dict[str, dict] = {}
     for info in infos:
-        users.setdefault(info["user_id"], info)
-    return sorted(users.values(), key=lambda i: i.get("username", ""))
+        users[info["user_id"]] = info  # the latest connection's, as RedisPresence keeps it
+    return list(users.values())
+
+
+def _by_name(infos) -> list[dict]:
+    return sorted(infos, key=lambda i: (i.get("username", ""), i["user_id"]))
+
+
+# The scripts take the room's keys in this order (RedisPresence._keys) and its channel as the
+# last argument. Each announces a 0 -> 1 or 1 -> 0 transition in the shape of
+# events.presence_changed, built here because it must be published inside the script (the
+# tests in apps/rooms/tests/test_presence_redis.py hold the two to the same shape).
+_ANNOUNCE = """
+local function announce(joined, left, channel)
+  local v = redis.call('INCR', KEYS[5])
+  redis.call('PUBLISH', channel,
+    '{"type":"_presence","v":' .. v .. ',"joined":[' .. table.concat(joined, ',') ..
+    '],"left":[' .. table.concat(left, ',') .. ']}')
+end
+local function count_in(conn, uid, info)
+  redis.call('HSET', KEYS[1], conn, info)
+  redis.call('HSET', KEYS[4], uid, info)
+  return redis.call('HINCRBY', KEYS[3], uid, 1)
+end
+local function count_out(uid)
+  local n = redis.call('HINCRBY', KEYS[3], uid, -1)
+  if n > 0 then return false end
+  redis.call('HDEL', KEYS[3], uid)
+  redis.call('HDEL', KEYS[4], uid)
+  return true
+end
+"""
+
+# ARGV: connection, user id, info (JSON), now, channel. Returns 1 when this was the user's first.
+JOIN_SCRIPT = (
+    _ANNOUNCE
+    + """
+local counted = redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+if counted then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]); return 0 end
+if count_in(ARGV[1], ARGV[2], ARGV[3]) == 1 then
+  announce({ARGV[3]}, {}, ARGV[5])
+  return 1
+end
+return 0
+"""
+)
+
+# ARGV: connection, user id, channel. Returns 1 when this was the user's last connection; 0 when
+# they have another, or when a sweeper already removed this one (and announced it, if last).
+LEAVE_SCRIPT = (
+    _ANNOUNCE
+    + """
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+if count_out(ARGV[2]) then
+  announce({}, {cjson.encode(ARGV[2])}, ARGV[3])
+  return 1
+end
+return 0
+"""
+)
+
+# ARGV: now, key TTL, then this node's connections in the room. Refreshes the ones Redis still
+# counts and returns the others (lost to a restart, or swept while this node could not beat):
+# the caller joins them again.
+BEAT_SCRIPT = """
+local missing = {}
+for i = 3, #ARGV do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
+    redis.call('ZADD', KEYS[2], ARGV[1], ARGV[i])
+  else
+    table.insert(missing, ARGV[i])
+  end
+end
+for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ARGV[2]) end
+return missing
+"""
+
+# ARGV: the oldest heartbeat still alive, channel. Removes the connections of dead nodes; the
+# users left with none are announced in one message. Returns how many connections it removed.
+SWEEP_SCRIPT = (
+    _ANNOUNCE
+    + """
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
+local left = {}
+for _, conn in ipairs(stale) do
+  redis.call('ZREM', KEYS[2], conn)
+  local raw = redis.call('HGET', KEYS[1], conn)
+  redis.call('HDEL', KEYS[1], conn)
+  if raw then
+    local uid = cjson.decode(raw).user_id
+    if count_out(uid) then table.insert(left, cjson.encode(uid)) end
+  end
+end
+if #left > 0 then announce({}, left, ARGV[2]) end
+return #stale
+"""
+)
+
+# Who is online, with the version it is the state after.
+SNAPSHOT_SCRIPT = """
+return {tonumber(redis.call('GET', KEYS[5]) or '0'), redis.call('HVALS', KEYS[4])}
+"""
 
 
 class RedisPresence(Presence):
-    """``presence:{room}`` hash conn -> info, ``presence:{room}:seen`` sorted set conn -> last
-    heartbeat. Every process refreshes its own connections every HEARTBEAT_SECONDS; entries older
-    than PRESENCE_TTL_SECONDS belong to a dead node and are swept (the sweeper that removes one
-    announces member_left, exactly once, if that user has no live connection left)."""
+    """The room's keys in Redis, changed only by the scripts above (see the module docstring).
+    Every process refreshes its own connections every HEARTBEAT_SECONDS and sweeps the rooms it
+    has sockets in."""
 
     def __init__(self, client: aioredis.Redis) -> None:
+        super().__init__()
         self.client = client
         self.local: dict[str, dict[str, dict]] = defaultdict(dict)  # room -> conn -> info
         self._task: asyncio.Task | None = None
+        self._join = client.register_script(JOIN_SCRIPT)
+        self._leave = client.register_script(LEAVE_SCRIPT)
+        self._beat = client.register_script(BEAT_SCRIPT)
+        self._sweep_script = client.register_script(SWEEP_SCRIPT)
+        self._snapshot = client.register_script(SNAPSHOT_SCRIPT)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._heartbeat_forever(), name="presence-heartbeat")
 
     @staticmethod
-    def _keys(room_id: str) -> tuple[str, str]:
-        return f"presence:{room_id}", f"presence:{room_id}:seen"
+    def _keys(room_id: str) -> list[str]:
+        base = f"presence:{room_id}"
+        return [base, f"{base}:seen", f"{base}:users", f"{base}:info", f"{base}:v"]
 
     async def join(self, room_id, connection_id, info) -> bool:
         self.local[room_id][connection_id] = info
-        hkey, zkey = self._keys(room_id)
         try:
-            before = await self._live_users(room_id)
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.hset(hkey, connection_id, json.dumps(info))
-                pipe.zadd(zkey, {connection_id: time.time()})
-                await pipe.execute()
+            return await self._count_in(room_id, connection_id, info, time.time())
         except (OSError, aioredis.RedisError):
             others = (i for c, i in self.local[room_id].items() if c != connection_id)
-            return not any(i["user_id"] == info["user_id"] for i in others)
-        return info["user_id"] not in before
+            first = not any(i["user_id"] == info["user_id"] for i in others)
+            if first:
+                await self._announce_here(room_id, joined=[info], left=[])
+            return first
+
+    async def _count_in(self, room_id: str, connection_id: str, info: dict, now: float) -> bool:
+        args = [connection_id, info["user_id"], json.dumps(info), now, realtime.room_channel(room_id)]
+        return bool(await self._join(keys=self._keys(room_id), args=args))
 
     async def leave(self, room_id, connection_id, user_id) -> bool:
-        self.local.get(room_id, {}).pop(connection_id, None)
-        if room_id in self.local and not self.local[room_id]:
+        conns = self.local.get(room_id, {})
+        conns.pop(connection_id, None)
+        if room_id in self.local and not conns:
             del self.local[room_id]
-        hkey, zkey = self._keys(room_id)
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.zrem(zkey, connection_id)
-                pipe.hdel(hkey, connection_id)
-                await pipe.execute()
-            return user_id not in await self._live_users(room_id)
+            args = [connection_id, user_id, realtime.room_channel(room_id)]
+            return bool(await self._leave(keys=self._keys(room_id), args=args))
         except (OSError, aioredis.RedisError):
-            return not any(i["user_id"] == user_id for i in self.local.get(room_id, {}).values())
+            last = not any(i["user_id"] == user_id for i in conns.values())
+            if last:
+                await self._announce_here(room_id, joined=[], left=[user_id])
+            return last
 
     async def set_info(self, room_id, connection_id, info) -> None:
         if connection_id not in self.local.get(room_id, {}):
             return
         self.local[room_id][connection_id] = info
+        hkey, _seen, _users, ukey, _v = self._keys(room_id)
         with contextlib.suppress(OSError, aioredis.RedisError):
-            await self.client.hset(self._keys(room_id)[0], connection_id, json.dumps(info))
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hset(hkey, connection_id, json.dumps(info))
+                pipe.hset(ukey, info["user_id"], json.dumps(info))
+                await pipe.execute()
 
-    async def _live_infos(self, room_id: str) -> list[dict]:
-        hkey, zkey = self._keys(room_id)
-        conns = await self.client.zrangebyscore(zkey, time.time() - PRESENCE_TTL_SECONDS, "+inf")
-        if not conns:
-            return []
-        raw = await self.client.hmget(hkey, conns)
-        return [json.loads(r) for r in raw if r]
-
-    async def _live_users(self, room_id: str) -> set[str]:
-        return {i["user_id"] for i in await self._live_infos(room_id)}
-
-    async def online(self, room_id) -> list[dict]:
+    async def snapshot(self, room_id) -> tuple[int | None, list[dict]]:
         try:
-            return _dedupe(await self._live_infos(room_id))
+            version, raw = await self._snapshot(keys=self._keys(room_id))
         except (OSError, aioredis.RedisError):
-            return _dedupe(self.local.get(room_id, {}).values())
+            return None, _one_per_user(self.local.get(room_id, {}).values())
+        return int(version), [json.loads(r) for r in raw]
 
     async def _heartbeat_forever(self) -> None:
         while True:
@@ -173,50 +312,22 @@ class RedisPresence(Presence):
                 logger.warning("presence heartbeat failed: %s", type(exc).__name__)
 
     async def _beat_and_sweep(self) -> None:
+        # Only the timestamps move on a beat: rewriting every entry cost a few ms of the event
+        # loop per 1,000 sockets, every 5 s, in the middle of fan-outs (bench/ws/README.md).
         now = time.time()
-        rooms = list(self.local.items())
-        if not rooms:
-            return
-        beating = [(room_id, conns) for room_id, conns in rooms if conns]
-        async with self.client.pipeline(transaction=False) as pipe:
-            for room_id, conns in beating:
-                hkey, zkey = self._keys(room_id)
-                pipe.zadd(zkey, dict.fromkeys(conns, now))
-                pipe.expire(hkey, KEY_TTL_SECONDS)
-                pipe.expire(zkey, KEY_TTL_SECONDS)
-            added = (await pipe.execute())[::3]
-        # ZADD counts the members it had to ADD: our connections are written on join, so any
-        # added here were lost (a Redis restart, or swept while this node could not beat).
-        # Only then are their entries written back; rewriting every entry on every beat cost a
-        # few ms of the event loop per 1,000 sockets, every 5 s, in the middle of fan-outs.
-        lost = [(room_id, conns) for (room_id, conns), n in zip(beating, added, strict=True) if n]
-        if lost:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for room_id, conns in lost:
-                    hkey, _zkey = self._keys(room_id)
-                    pipe.hset(hkey, mapping={c: json.dumps(i) for c, i in conns.items()})
-                    pipe.expire(hkey, KEY_TTL_SECONDS)
-                await pipe.execute()
-        for room_id, _conns in rooms:
+        for room_id, conns in list(self.local.items()):
+            if not conns:
+                continue
+            missing = await self._beat(keys=self._keys(room_id), args=[now, KEY_TTL_SECONDS, *conns])
+            for connection_id in missing:
+                info = conns.get(connection_id)
+                if info is not None:  # else it left meanwhile
+                    await self._count_in(room_id, connection_id, info, now)
             await self._sweep(room_id, now)
 
     async def _sweep(self, room_id: str, now: float) -> None:
-        # The process's hub publishes the announcement (to every node, or this one while Redis
-        # is down). Imported here: the hub module imports this one to start presence.
-        from apps.rooms.hub import hub
-
-        hkey, zkey = self._keys(room_id)
-        stale = await self.client.zrangebyscore(zkey, "-inf", now - PRESENCE_TTL_SECONDS)
-        for conn in stale:
-            if not await self.client.zrem(zkey, conn):
-                continue  # another node swept it first
-            raw = await self.client.hget(hkey, conn)
-            await self.client.hdel(hkey, conn)
-            if not raw:
-                continue
-            info = json.loads(raw)
-            if info["user_id"] not in await self._live_users(room_id):
-                await hub.publish(realtime.room_channel(room_id), events.member_left(user=user_of(info)))
+        args = [now - PRESENCE_TTL_SECONDS, realtime.room_channel(room_id)]
+        await self._sweep_script(keys=self._keys(room_id), args=args)
 
 
 def user_of(info: dict) -> events.UserRef:

@@ -19,8 +19,8 @@ import {
 import { loadMovies, playlistParts, renderPlaylist } from "./room/playlist.js";
 import { fillSettings, renderRoom, renderRoomActions, settingsParts } from "./room/settings.js";
 import {
-  acceptHello, memberOffline, memberOnline, memberReady, onPermissionsChange, roomId, S, setPermissions,
-  setPlayback,
+  acceptHello, memberOffline, memberOnline, memberReady, membersChanged, membersPage, onPermissionsChange, roomId,
+  S, setPermissions, setPlayback,
 } from "./room/store.js";
 
 const connState = $("[data-testid=connection-state]");
@@ -83,6 +83,7 @@ function onMessage(msg) {
       break;
     case "hello":
       acceptHello(msg);
+      askForMoreMembers(msg.members_next);
       renderRoom();
       setPermissions(msg.member.effective_permissions, msg.member.role);
       startPings();
@@ -117,6 +118,19 @@ function onMessage(msg) {
       maybeResume(msg.user.id);
       renderMembers();
       break;
+    case "members_changed":
+      membersChanged(msg);
+      for (const userId of msg.left || []) maybeResume(userId);
+      if (S.members && (msg.joined || []).some((info) => !S.members.some((m) => m.user.id === info.user_id))) {
+        loadMembersSoon();
+      }
+      renderMembers();
+      break;
+    case "members_page":
+      membersPage(msg.members);
+      askForMoreMembers(msg.next);
+      renderMembers();
+      break;
     case "member_ready":
       memberReady(msg.user.id, msg.ready);
       renderMembers();
@@ -146,6 +160,12 @@ function onMessage(msg) {
     default:
       break;
   }
+}
+
+// synctv.v2: the hello lists the first page of who is online; the rest comes page by page. The
+// batches of changes (`members_changed`) keep what we have current meanwhile.
+function askForMoreMembers(after) {
+  if (after && S.socket && S.socket.open) S.socket.send({ type: "members", after });
 }
 
 function onServerError(msg) {

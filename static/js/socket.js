@@ -42,7 +42,8 @@ export class RoomSocket {
     this.setState(this.attempt ? "reconnecting" : "connecting");
     let ws;
     try {
-      ws = new WebSocket(this.url, ["synctv.v1", `bearer.${token}`]);
+      // synctv.v2: who is online comes in pages and batched changes (room.js, store.js).
+      ws = new WebSocket(this.url, ["synctv.v2", "synctv.v1", `bearer.${token}`]);
     } catch {
       this.schedule();
       return;
@@ -55,7 +56,13 @@ export class RoomSocket {
       try { msg = JSON.parse(event.data); } catch { return; }
       if (!msg || typeof msg.type !== "string") return;
       if (msg.type === "hello") { this.attempt = 0; this.setState("connected"); }
-      if (msg.type === "server_shutdown") this.shutdownDelay = Number(msg.reconnect_after_ms) || 2000;
+      if (msg.type === "server_shutdown") {
+        // Come back at a random moment of the window the server gives (sized from how many
+        // sockets it had), so the nodes taking them over are not hit all at once.
+        const window = Number(msg.reconnect_window_ms);
+        this.shutdownDelay = (Number(msg.reconnect_after_ms) || 2000)
+          + Math.random() * (Number.isFinite(window) && window > 0 ? window : 1000);
+      }
       this.onMessage(msg);
     });
     ws.addEventListener("close", (event) => this.closed(ws, event.code));
@@ -78,7 +85,7 @@ export class RoomSocket {
       return;
     }
     if (this.shutdownDelay !== null) {
-      const delay = this.shutdownDelay + Math.random() * 1000;
+      const delay = this.shutdownDelay;
       this.shutdownDelay = null;
       this.attempt = Math.max(this.attempt, 1);
       this.setState("reconnecting");

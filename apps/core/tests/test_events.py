@@ -22,6 +22,7 @@ from apps.core import events
 from apps.core.tests.helpers import ROOT, server_modules
 
 CONSUMER = ROOT / "apps" / "rooms" / "consumers.py"
+ROSTER = ROOT / "apps" / "rooms" / "roster.py"  # acts on _presence, which never reaches a socket
 SCRIPTS = ROOT / "static" / "js"
 BUILDERS = {kind.builder: kind.type for kind in events.VOCABULARY.values()}
 
@@ -72,9 +73,9 @@ def handled_by_scripts() -> set[str]:
 
 
 def handled_by_consumer() -> set[str]:
-    """Internal types the consumer compares an event's type with."""
+    """Internal types the consumer (or the hub's rosters) compares an event's type with."""
     found = set()
-    for node in ast.walk(_tree(CONSUMER)):
+    for node in (*ast.walk(_tree(CONSUMER)), *ast.walk(_tree(ROSTER))):
         if isinstance(node, ast.Compare):
             for operand in (node.left, *node.comparators):
                 if isinstance(operand, ast.Constant) and isinstance(operand.value, str):
@@ -88,7 +89,7 @@ def handled_by_consumer() -> set[str]:
 
 def test_the_vocabulary_has_public_internal_and_reserved_types():
     assert {"hello", "playback", "chat", "error", "kicked", "server_shutdown"} <= events.PUBLIC
-    assert events.INTERNAL == {"_member_removed", "_room_closed", "_sessions_revoked"}
+    assert events.INTERNAL == {"_member_removed", "_room_closed", "_sessions_revoked", "_presence"}
     assert set(events.RESERVED) == set()  # publisher_changed is sent by failover (apps/streaming)
     assert not events.PUBLIC & events.INTERNAL and not events.PUBLIC & set(events.RESERVED)
 
@@ -239,8 +240,20 @@ STATE = (
             '{"type":"error","code":"connection_refused","message":"full","ref":4,"details":{"close_code":4429}}',
         ),
         (
-            events.server_shutdown(message="bye", reconnect_after_ms=2000),
-            '{"type":"server_shutdown","message":"bye","reconnect_after_ms":2000}',
+            events.server_shutdown(message="bye", reconnect_after_ms=2000, reconnect_window_ms=500),
+            '{"type":"server_shutdown","message":"bye","reconnect_after_ms":2000,"reconnect_window_ms":500}',
+        ),
+        (
+            events.members_changed(joined=[{"user_id": "u1"}], left=["u2"], count=7),
+            '{"type":"members_changed","joined":[{"user_id":"u1"}],"left":["u2"],"count":7}',
+        ),
+        (
+            events.members_page(members=[], next=None, count=0),
+            '{"type":"members_page","members":[],"next":null,"count":0}',
+        ),
+        (
+            events.presence_changed(version=3, joined=[], left=["u1"]),
+            '{"type":"_presence","v":3,"joined":[],"left":["u1"]}',
         ),
         (
             events.member_removed(user_id="u1", reason="kicked"),

@@ -48,7 +48,7 @@ from apps.audit.models import AuditEvent
 from apps.core import ratelimit, realtime
 from apps.core.tests.helpers import client_for
 from apps.permissions.flags import Perm
-from apps.rooms import consumers, dbthreads, services
+from apps.rooms import consumers, dbthreads, greeting, services
 from apps.rooms.hub import RoomHub
 from apps.rooms.models import Invite, Movie, PlaybackState, Room, RoomMember
 
@@ -453,6 +453,7 @@ def local_hub(monkeypatch, settings):
     monkeypatch.setattr(dbthreads, "db_executor", lambda: None)
     hub = RoomHub()
     monkeypatch.setattr(consumers, "hub", hub)
+    greeting.readings.clear()  # a room read by an earlier test's hub is not this one's
     monkeypatch.setattr(realtime, "_local_hub", None)
     monkeypatch.setattr(realtime, "get_redis", lambda: None)
     return hub

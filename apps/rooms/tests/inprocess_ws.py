@@ -7,14 +7,15 @@ from __future__ import annotations
 ORIGIN = (b"origin", b"http://localhost:8000")
 
 
-def ws_scope(room_id: str, token: str) -> dict:
-    """The scope of a browser's socket to ``room_id`` with ``token`` as its bearer subprotocol."""
+def ws_scope(room_id: str, token: str, versions: tuple[str, ...] = ("synctv.v1",)) -> dict:
+    """The scope of a browser's socket to ``room_id`` with ``token`` as its bearer subprotocol,
+    offering the protocol ``versions``."""
     return {
         "type": "websocket",
         "path": f"/ws/rooms/{room_id}/",
         "query_string": b"",
         "headers": [ORIGIN],
-        "subprotocols": ["synctv.v1", f"bearer.{token}"],
+        "subprotocols": [*versions, f"bearer.{token}"],
         "client": ("127.0.0.1", 40000),
         "server": ("127.0.0.1", 8000),
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from asgiref.testing import ApplicationCommunicator
 
 from apps.accounts.tests.factories import TEST_ORIGIN, make_user
@@ -34,18 +34,19 @@ def room_with_bob():
 
 def change_right_after_the_read(monkeypatch, change) -> None:
     """``change(room)`` runs (and commits, and publishes) just after the connect read the room and
-    the membership: before this fix, the socket subscribed only after that read."""
-    read = consumers.RoomConsumer._load_room_and_actor
+    the membership (apps.rooms.greeting's reading, then the socket's own actor): before this fix,
+    the socket subscribed only after that read."""
+    read = consumers.RoomConsumer._actor_and_member
     done = []
 
-    def read_then_change(self, **kwargs):
-        loaded = read(self, **kwargs)
-        if not done:  # the connect's read only, not the reloads the change itself causes
+    def read_then_change(self):
+        loaded = read(self)
+        if not done:  # the connect's read only
             done.append(True)
-            change(loaded[0])
+            change(self.room)
         return loaded
 
-    monkeypatch.setattr(consumers.RoomConsumer, "_load_room_and_actor", read_then_change)
+    monkeypatch.setattr(consumers.RoomConsumer, "_actor_and_member", read_then_change)
 
 
 def frames_until_close(room_id: str, token: str, seconds: float = 5.0) -> tuple[list[dict], int | None]:
@@ -105,3 +106,37 @@ def test_a_permission_given_while_the_socket_connects_reaches_it(monkeypatch, lo
     updates = [f for f in frames if f["type"] == "member_updated" and f["member"]["user"]["id"] == bob.pk]
     assert updates, [f["type"] for f in frames]
     assert updates[-1]["member"]["effective_permissions"] & int(Perm.PLAY_CONTROL)
+
+
+def test_a_joiner_after_a_change_gets_a_fresh_reading_of_the_room(local_hub, room_with_bob):
+    """The room's part of the hello is read once per node for the sockets joining together
+    (apps.rooms.greeting.readings); a change the hub hears about drops that reading, so a socket
+    that joins right after the change is greeted with it, not with the shared old one."""
+    from synctv.asgi import application
+
+    room, creator, _bob, token = room_with_bob
+
+    async def hello_of(socket) -> dict:
+        await socket.send_input({"type": "websocket.connect"})
+        assert (await socket.receive_output(timeout=10))["type"] == "websocket.accept"
+        return json.loads((await socket.receive_output(timeout=10))["text"])
+
+    async def run():
+        first = ApplicationCommunicator(application, ws_scope(room.pk, token))
+        before = (await hello_of(first))["playback"]["version"]
+        actor = await sync_to_async(selectors.room_actor)(user=creator, room=room)
+        await sync_to_async(services.playback_update)(
+            actor=actor, room=room, position=30.0, playing=True, origin=TEST_ORIGIN
+        )
+        while True:  # the change reached the hub (the first socket is told)
+            frame = json.loads((await first.receive_output(timeout=5))["text"])
+            if frame["type"] == "playback":
+                break
+        second = ApplicationCommunicator(application, ws_scope(room.pk, token))
+        hello = await hello_of(second)
+        assert hello["playback"]["version"] == before + 1 and hello["playback"]["playing"] is True
+        for socket in (first, second):
+            await socket.send_input({"type": "websocket.disconnect", "code": 1000})
+            await socket.wait(timeout=5)
+
+    async_to_sync(run)()

@@ -25,7 +25,7 @@ from asgiref.testing import ApplicationCommunicator
 from apps.accounts.tests.factories import TEST_ORIGIN, make_user
 from apps.core import ratelimit
 from apps.permissions.flags import Perm
-from apps.rooms import consumers, selectors, services
+from apps.rooms import consumers, roster, selectors, services
 from apps.rooms.tests.inprocess_ws import ws_scope
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("local_hub")]
@@ -36,13 +36,15 @@ MEMBER_EVENTS = ("member_joined", "member_left", "member_updated", "member_ready
 class Sock:
     """One WebSocket through synctv.asgi.application; every frame it got is kept in ``frames``."""
 
-    def __init__(self, room_id: str, token: str, label: str) -> None:
+    def __init__(
+        self, room_id: str, token: str, label: str, versions: tuple[str, ...] = ("synctv.v1",)
+    ) -> None:
         from synctv.asgi import application
 
         self.label = label
         self.frames: list[dict] = []
         self.close_code: int | None = None
-        self.comm = ApplicationCommunicator(application, ws_scope(room_id, token))
+        self.comm = ApplicationCommunicator(application, ws_scope(room_id, token, versions))
 
     async def open(self) -> Sock:
         await self.comm.send_input({"type": "websocket.connect"})
@@ -160,6 +162,48 @@ def test_without_view_member_list_the_socket_tells_nothing_about_other_members(r
             ("member_left", bob.pk),
         }
         assert expected <= heard, heard
+        await c.close()
+        await owner.close()
+
+    async_to_sync(scenario)()
+
+
+def test_synctv_v2_without_view_member_list_hears_only_about_itself(room_of_three):
+    """The same rule on synctv.v2: the hello lists herself with no count, the batches carry only
+    her own arrival with no count, and a ``members`` request is refused like REST ``members``."""
+    room, users, tokens = room_of_three
+    creator, bob, carol = users["creator"], users["bob"], users["carol"]
+    v2 = ("synctv.v2", "synctv.v1")
+
+    async def scenario():
+        owner = Sock(room.pk, tokens["creator"], "creator", v2)
+        owner_hello = await owner.hello()
+        assert owner_hello["members_count"] == 1 and owner_hello["members_next"] is None
+        c = Sock(room.pk, tokens["carol"], "carol", v2)
+        hello = await c.hello()
+        assert [i["user_id"] for i in hello["members_online"]] == [carol.pk]
+        assert "members_count" not in hello and "members_next" not in hello
+        b = Sock(room.pk, tokens["bob"], "bob", v2)
+        bob_hello = await b.hello()
+        assert bob_hello["members_count"] == 3
+        assert {i["user_id"] for i in bob_hello["members_online"]} == {creator.pk, bob.pk, carol.pk}
+        await c.send({"type": "members", "ref": "m1"})
+        await b.close()
+        quiet = roster.FLUSH_SECONDS + 0.3
+        await c.settle(quiet)
+        await owner.settle(quiet)
+        refusal = c.of("error")[0]
+        assert (refusal["code"], refusal["ref"]) == ("permission_denied", "m1"), refusal
+        for frame in c.of("members_changed"):
+            assert frame["count"] is None and frame["left"] == []
+            assert [i["user_id"] for i in frame["joined"]] == [carol.pk]
+        told = [
+            (tuple(i["user_id"] for i in f["joined"]), tuple(f["left"])) for f in owner.of("members_changed")
+        ]
+        assert any(carol.pk in joined for joined, _left in told) and any(
+            bob.pk in left for _j, left in told
+        ), told
+        assert not c.of("member_joined", "member_left")
         await c.close()
         await owner.close()
 
@@ -311,20 +355,20 @@ def test_a_connect_that_fails_gives_its_slot_back(room_of_three, monkeypatch):
 
     room, _users, tokens = room_of_three
     cap = ratelimit.MAX_SOCKETS_PER_USER_ROOM
-    real_load = consumers.RoomConsumer._load_room_and_actor
+    real_load = consumers.RoomConsumer._actor_and_member
 
     def database_down(self, **kwargs):
         raise OperationalError("server closed the connection unexpectedly")
 
     async def scenario():
-        monkeypatch.setattr(consumers.RoomConsumer, "_load_room_and_actor", database_down)
+        monkeypatch.setattr(consumers.RoomConsumer, "_actor_and_member", database_down)
         for i in range(cap + 1):
             failing = Sock(room.pk, tokens["bob"], f"bob-fail{i}")
             await failing.comm.send_input({"type": "websocket.connect"})
             with pytest.raises(OperationalError):
                 await failing.comm.wait(timeout=10)
         assert not ratelimit.socket_slots, ratelimit.socket_slots
-        monkeypatch.setattr(consumers.RoomConsumer, "_load_room_and_actor", real_load)
+        monkeypatch.setattr(consumers.RoomConsumer, "_actor_and_member", real_load)
         back = Sock(room.pk, tokens["bob"], "bob-back")
         await back.hello()  # the database is back: so is bob
         await back.close()
@@ -334,8 +378,8 @@ def test_a_connect_that_fails_gives_its_slot_back(room_of_three, monkeypatch):
 
 
 def test_connect_churn_is_limited_per_user_and_room(room_of_three):
-    """Each connect and its leave are announced to the whole room: one user cycling a socket must
-    not flood the room with member_joined/member_left. Past the ws_connect burst the connect is refused
+    """Each connect and its leave reach the whole room (batched): one user cycling a socket must
+    not make the room's presence churn. Past the ws_connect burst the connect is refused
     (4429, retry_after) before anything is read or announced; others are not affected."""
     room, _users, tokens = room_of_three
 
@@ -354,9 +398,13 @@ def test_connect_churn_is_limited_per_user_and_room(room_of_three):
         assert refusal["details"]["retry_after"] >= 1
         assert (await extra.next())["type"] == "<closed>"
         await extra.close()
-        await owner.settle()
-        joins = [f for f in owner.of("member_joined") if about(f) == _users["bob"].pk]
-        assert len(joins) == ratelimit.SOCKET_ALLOWANCES["ws_connect"].burst, len(joins)
+        await owner.settle(quiet=roster.FLUSH_SECONDS + 0.3)
+        # Told in batches (apps.rooms.roster): a join and its leave within one batch are not told
+        # at all; what was told ends with bob gone, and the refused connect joined nothing.
+        told = [f["type"] for f in owner.of("member_joined", "member_left") if about(f) == _users["bob"].pk]
+        assert told.count("member_joined") <= ratelimit.SOCKET_ALLOWANCES["ws_connect"].burst, told
+        assert not told or told[-1] == "member_left", told
+        assert _users["bob"].pk not in {i["user_id"] for i in await consumers.hub.presence.online(room.pk)}
         carol = Sock(room.pk, tokens["carol"], "carol")
         await carol.hello()
         for s in (carol, owner):

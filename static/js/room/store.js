@@ -133,6 +133,17 @@ export function acceptHello(msg) {
   S.online = new Map((msg.members_online || []).map((info) => [info.user_id, { ...info }]));
 }
 
+/** `members_changed` (synctv.v2): who came and went since the last batch. */
+export function membersChanged(msg) {
+  for (const userId of msg.left || []) S.online.delete(userId);
+  for (const info of msg.joined || []) S.online.set(info.user_id, { ...info });
+}
+
+/** `members_page`, or the hello's first page: more of who is online (the socket asks for the rest). */
+export function membersPage(members) {
+  for (const info of members || []) S.online.set(info.user_id, { ...info });
+}
+
 /** Takes a playback state unless it is older than ours; true when taken. */
 export function setPlayback(state) {
   if (S.playback && state.version < S.playback.version) return false;
