@@ -34,6 +34,7 @@ function parseArgs(argv) {
     n: 100, events: 60, interval: 250, deflate: false, concurrency: 32,
     rates: '250,500,1000', phase: 10, perRoom: 10, rooms: 0, roomSize: 0, settle: 6, label: '',
     extra: 0, maxConnectMs: 2000, receiver: 'ws',
+    protocol: 'v2', inflight: 0, nodeTree: '', nodeTreeCommit: '', nodeTreeDiff: '', maxWait: 90,
   };
   for (let i = 2; i < argv.length; i++) {
     const k = argv[i].replace(/^--/, '');
@@ -44,11 +45,21 @@ function parseArgs(argv) {
   }
   a.ports = String(a.ports).split(',').filter(Boolean).map(Number);
   a.pids = String(a.pids).split(',').filter(Boolean).map(Number);
+  if (a.inflight > 0) a.concurrency = a.inflight; // --inflight: handshakes in flight (alias)
   return a;
 }
 const args = parseArgs(process.argv);
 if (!['ws', 'raw'].includes(args.receiver)) throw new Error(`--receiver ${args.receiver}: ws | raw`);
 const RAW = args.receiver === 'raw';
+if (!['v1', 'v2'].includes(args.protocol)) throw new Error(`--protocol ${args.protocol}: v1 | v2`);
+// --protocol v2 (default) offers synctv.v2 first and synctv.v1 as fallback (a v1-only server picks
+// synctv.v1); v1 offers synctv.v1 only (every run before the option). What the server accepted is
+// recorded per socket (ws.protocol) and summarised as `ws.protocol` in the output.
+function offeredProtocols(token) {
+  return args.protocol === 'v1' ? ['synctv.v1', `bearer.${token}`] : ['synctv.v2', 'synctv.v1', `bearer.${token}`];
+}
+const acceptedProtocols = {}; // accepted subprotocol -> sockets (every hello, reconnects included)
+function noteProtocol(ws) { const p = ws.protocol || '(none)'; acceptedProtocols[p] = (acceptedProtocols[p] || 0) + 1; return p; }
 const layout = JSON.parse(fs.readFileSync(args.layout, 'utf8'));
 const ORIGIN = 'http://localhost:8000';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -72,8 +83,15 @@ function machineTicks() { // [busy, total] jiffies of the whole machine, from /p
   const total = v.reduce((a, b) => a + b, 0);
   return [total - idle, total];
 }
+const lastCpu = new Map(); // pid -> last reading: a node that exited (move: node B) keeps its last value
+function cpuSecondsKept(pid) {
+  try { const v = cpuSeconds(pid); lastCpu.set(pid, v); return v; } catch (err) {
+    if (lastCpu.has(pid)) return lastCpu.get(pid);
+    throw err;
+  }
+}
 function cpuSnap() {
-  return { t: performance.now(), nodes: args.pids.map(cpuSeconds), client: process.cpuUsage(), machine: machineTicks() };
+  return { t: performance.now(), nodes: args.pids.map(cpuSecondsKept), client: process.cpuUsage(), machine: machineTicks() };
 }
 function cpuDelta(a, b) {
   const wall = (b.t - a.t) / 1000;
@@ -299,7 +317,7 @@ function attachRaw(ws, onText, onClose) {
 function openSocket(port, roomId, token, onFrame) {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const ws = new WebSocket(`ws://${args.host}:${port}/ws/rooms/${roomId}/`, ['synctv.v1', `bearer.${token}`], {
+    const ws = new WebSocket(`ws://${args.host}:${port}/ws/rooms/${roomId}/`, offeredProtocols(token), {
       origin: ORIGIN, perMessageDeflate: args.deflate, skipUTF8Validation: true, handshakeTimeout: 30000,
     });
     let hello = false;
@@ -325,6 +343,7 @@ function openSocket(port, roomId, token, onFrame) {
           lastFrameAt = now;
           counters.frames++;
           hello = true;
+          noteProtocol(ws);
           const msg = JSON.parse(buf.toString());
           // --receiver raw: the frames after this one leave ws's Receiver (see attachRaw).
           if (RAW && !attachRaw(ws, handle, closedEarly)) counters.raw_not_attached++;
@@ -688,14 +707,458 @@ async function idle() {
   return result;
 }
 
+// --- joins and moves (fill, move): sockets whose every frame is looked at -------------------------
+// The type of a server frame: the encoder writes "type" first ({"type":"playback",...}).
+const P_TYPE = Buffer.from('{"type":"');
+function frameType(buf) {
+  if (startsWith(buf, P_TYPE)) {
+    const end = buf.indexOf(0x22, P_TYPE.length);
+    if (end > 0) return buf.toString('latin1', P_TYPE.length, end);
+  }
+  try { return String(JSON.parse(buf.toString()).type); } catch { return '?'; }
+}
+const userIdOf = (m) => (m == null ? undefined : typeof m === 'number' ? m : m.user_id ?? (m.user ? m.user.id : m.id));
+
+// Open one socket for fill/move. h.onHello(msg, buf, now) once; h.onFrame(type, buf, now) for every
+// later frame; h.onClose(code, now) when it closes after its hello. Resolves {ws, protocol,
+// connect_ms, hello_bytes} on the hello; rejects with err.kind = 'close <code>' (a refusal: the
+// server accepts, sends `error`, closes with a 44xx/1013 code), 'http <status>' or the socket
+// error's code (ECONNREFUSED...).
+function openTracked(port, roomId, token, h) {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const ws = new WebSocket(`ws://${args.host}:${port}/ws/rooms/${roomId}/`, offeredProtocols(token), {
+      origin: ORIGIN, perMessageDeflate: args.deflate, skipUTF8Validation: true, handshakeTimeout: 30000,
+    });
+    let hello = false, done = false, refusal = '';
+    const fail = (kind, message) => {
+      if (done) return;
+      done = true;
+      const err = new Error(message || kind);
+      err.kind = kind;
+      reject(err);
+      if (ws.readyState !== WebSocket.CLOSED) ws.terminate();
+    };
+    ws.on('message', (buf) => {
+      const now = performance.now();
+      lastFrameAt = now;
+      counters.frames++;
+      if (!hello) {
+        if (startsWith(buf, P_HELLO)) {
+          hello = true; done = true;
+          const protocol = noteProtocol(ws);
+          const msg = JSON.parse(buf.toString());
+          if (h.onHello) h.onHello(msg, buf, now);
+          resolve({ ws, protocol, t0, connect_ms: now - t0, hello_bytes: buf.length });
+          return;
+        }
+        if (startsWith(buf, P_ERROR)) { refusal = buf.toString().slice(0, 200); return; } // the close code follows
+      }
+      const type = frameType(buf);
+      if (type === 'error') {
+        counters.errors++;
+        if (buf.indexOf('"rate_limited"') >= 0) counters.rate_limited++;
+      }
+      if (h.onFrame) h.onFrame(type, buf, now);
+    });
+    ws.on('unexpected-response', (_req, res) => fail(`http ${res.statusCode}`));
+    ws.on('error', (err) => { if (!hello) fail(err.code || 'error', err.message); });
+    ws.on('close', (code) => {
+      if (!hello) fail(`close ${code}`, `closed ${code} before hello ${refusal}`);
+      else if (h.onClose) h.onClose(code, performance.now(), ws);
+    });
+  });
+}
+
+// Run fn(i) for i in [0, count) with at most args.concurrency in flight.
+async function pool(count, fn) {
+  let next = 0;
+  const worker = async () => { while (next < count) { const i = next++; await fn(i); } };
+  await Promise.all(Array.from({ length: Math.min(args.concurrency, count) }, worker));
+}
+
+// --- scenario: fill a room (joins) ---------------------------------------------------------------
+// N members of the fan-out room connect (alternating over the nodes, --concurrency/--inflight
+// handshakes in flight); every frame each socket receives until --settle s after the last hello is
+// counted by type, and each socket keeps the set of members it believes online (v1: the hello's
+// members_online + member_joined/member_left; v2: the hello's first page + members_changed, and
+// `members` requests for the rest while members_next is set). Correct = the socket ends with
+// exactly the N members.
+async function fill() {
+  const room = layout.fanout;
+  const n = Math.min(args.n, room.members.length);
+  const idx = new Map(); // user id -> member index
+  for (let i = 0; i < n; i++) idx.set(layout.users[room.members[i]].id, i);
+  const KINDS = ['hello', 'member_joined', 'member_left', 'members_changed', 'other'];
+  const frames = Object.fromEntries(KINDS.map((k) => [k, { count: 0, bytes: 0 }]));
+  const otherTypes = {};
+  const fetch = { requests: 0, request_bytes: 0, pages: 0, page_bytes: 0, members_in_pages: 0, sockets_fetching: 0, incomplete: 0 };
+  const have = Array.from({ length: n }, () => new Uint8Array(n));
+  const cnt = new Int32Array(n);
+  const strangers = new Array(n).fill(null); // ids outside the N (Set, lazily)
+  const serverCount = new Int32Array(n).fill(-1); // v2: the last members_count / count the server told
+  const fetching = new Uint8Array(n); // v2: a `members` request outstanding
+  const helloAt = new Float64Array(n).fill(NaN);
+  const connectMs = [];
+  let counting = true, largestHello = 0, helloPageMax = 0, helloWithNext = 0, closedEarly = 0;
+  const sockets = new Array(n);
+  const add = (s, m) => {
+    const id = userIdOf(m);
+    const j = idx.get(id);
+    if (j === undefined) { (strangers[s] ||= new Set()).add(id); return; }
+    if (!have[s][j]) { have[s][j] = 1; cnt[s]++; }
+  };
+  const del = (s, m) => {
+    const id = userIdOf(m);
+    const j = idx.get(id);
+    if (j === undefined) { if (strangers[s]) strangers[s].delete(id); return; }
+    if (have[s][j]) { have[s][j] = 0; cnt[s]--; }
+  };
+  const askMore = (s, ws, cursor) => {
+    const text = JSON.stringify({ type: 'members', after: cursor });
+    fetch.requests++; fetch.request_bytes += text.length;
+    fetching[s] = 1;
+    ws.send(text);
+  };
+  const handlers = (s) => ({
+    onHello: (msg, buf, now) => {
+      helloAt[s] = now;
+      if (counting) { frames.hello.count++; frames.hello.bytes += buf.length; }
+      largestHello = Math.max(largestHello, buf.length);
+      const page = msg.members_online || [];
+      helloPageMax = Math.max(helloPageMax, page.length);
+      for (const m of page) add(s, m);
+      if (typeof msg.members_count === 'number') serverCount[s] = msg.members_count;
+      if (msg.members_next != null) {
+        helloWithNext++; fetch.sockets_fetching++;
+        // the ws resolves right after onHello: send on the next tick
+        setImmediate(() => { if (sockets[s]) askMore(s, sockets[s].ws, msg.members_next); });
+      }
+    },
+    onFrame: (type, buf) => {
+      const kind = KINDS.includes(type) && type !== 'hello' ? type : type === 'members_page' ? 'page' : 'other';
+      if (kind === 'page') { fetch.pages++; fetch.page_bytes += buf.length; }
+      else if (counting) {
+        frames[kind].count++; frames[kind].bytes += buf.length;
+        if (kind === 'other') otherTypes[type] = (otherTypes[type] || 0) + 1;
+      }
+      if (kind === 'member_joined') add(s, JSON.parse(buf.toString()).user);
+      else if (kind === 'member_left') del(s, JSON.parse(buf.toString()).user);
+      else if (kind === 'members_changed') {
+        const msg = JSON.parse(buf.toString());
+        for (const m of msg.joined || []) add(s, m);
+        for (const m of msg.left || []) del(s, m);
+        if (typeof msg.count === 'number') serverCount[s] = msg.count;
+      } else if (kind === 'page') {
+        const msg = JSON.parse(buf.toString());
+        fetch.members_in_pages += (msg.members || []).length;
+        for (const m of msg.members || []) add(s, m);
+        if (typeof msg.count === 'number') serverCount[s] = msg.count;
+        fetching[s] = 0;
+        if (msg.next != null && sockets[s]) askMore(s, sockets[s].ws, msg.next);
+      } else if (type === 'error' && fetching[s]) {
+        fetching[s] = 0; fetch.incomplete++; // a `members` request the server did not take
+      }
+    },
+    onClose: (_code, _now, ws) => { if (!ws._benchClosing) closedEarly++; },
+  });
+  const errors = [];
+  const before = cpuSnap();
+  const t0 = performance.now();
+  await pool(n, async (i) => {
+    try {
+      const r = await openTracked(args.ports[i % args.ports.length], room.id, layout.users[room.members[i]].token, handlers(i));
+      sockets[i] = r;
+      connectMs.push(r.connect_ms);
+    } catch (err) { errors.push(`${i}: ${err.kind} ${err.message}`.slice(0, 200)); }
+  });
+  const opened = sockets.filter(Boolean).length;
+  let lastHello = -Infinity;
+  for (const t of helloAt) if (t > lastHello) lastHello = t;
+  const atFill = cpuSnap(); // the pool ends with the last hello (each connect waits for its hello)
+  const fillMs = lastHello - t0;
+  // SETTLE s after the last hello, and until every `members` fetch is through (at most 10 s more).
+  await sleep(Math.max(0, lastHello + args.settle * 1000 - performance.now()));
+  const fetchDeadline = performance.now() + 10000;
+  while (fetching.some(Boolean) && performance.now() < fetchDeadline) await sleep(20);
+  counting = false;
+  const settled = cpuSnap();
+  const fillCpu = cpuDelta(before, atFill);
+  const nodeCpu = fillCpu.node_cpu_s.reduce((a, b) => a + b, 0);
+  let complete = 0, serverCountRight = 0, withStrangers = 0;
+  const short = [];
+  for (let s = 0; s < n; s++) {
+    if (!sockets[s]) continue;
+    const st = strangers[s] ? strangers[s].size : 0;
+    if (st) withStrangers++;
+    if (cnt[s] === n && st === 0) complete++; else short.push(cnt[s] + st - n);
+    if (serverCount[s] === n) serverCountRight++;
+  }
+  const presence = frames.hello.count + frames.member_joined.count + frames.member_left.count + frames.members_changed.count;
+  const presenceBytes = frames.hello.bytes + frames.member_joined.bytes + frames.member_left.bytes + frames.members_changed.bytes;
+  log(`${opened}/${n} in ${round(fillMs / 1000, 2)} s (${args.protocol} offered, ${Object.keys(acceptedProtocols)} accepted); ` +
+    `${presence} presence deliveries; ${complete}/${opened} sockets with all ${n} members`);
+  closeAll(sockets);
+  const drain_ms = await waitIdle(60000, 300);
+  return {
+    scenario: 'fill', members: n, nodes: args.ports.length, protocol_offered: args.protocol, settle_s: args.settle,
+    inflight: args.concurrency,
+    connect: { requested: n, opened, errors: errors.length, first_errors: errors.slice(0, 5), connect_ms: summary(connectMs) },
+    fill_ms: round(fillMs, 1), connects_per_s: round(opened / (fillMs / 1000), 1),
+    cpu: fillCpu, node_cpu_ms_per_connect: round((nodeCpu * 1000) / Math.max(1, opened), 2),
+    client_cpu_ms_per_connect: round((fillCpu.client_cpu_s * 1000) / Math.max(1, opened), 2),
+    cpu_fill_and_settle: cpuDelta(before, settled),
+    frames, other_types: otherTypes, presence_deliveries: presence, presence_bytes: presenceBytes,
+    frames_total: presence + frames.other.count, presence_deliveries_per_socket: round(presence / Math.max(1, opened), 1),
+    largest_hello_bytes: largestHello, hello_page_max: helloPageMax, hellos_with_next: helloWithNext,
+    members_fetch: fetch,
+    sockets_with_all_members: complete, sockets_short: short.length,
+    short_by: short.length ? summary(short.map((x) => Math.abs(x))) : null,
+    sockets_with_unknown_members: withStrangers, sockets_server_count_right: serverCountRight,
+    closed_early: closedEarly, drain_after_close_ms: drain_ms, counters: { ...counters },
+  };
+}
+
+// --- scenario: a node stops while the room plays (move) ------------------------------------------
+// N members over node A and node B (alternating; member 0, the room creator, is the sender, on A).
+// After every hello and --settle s the sender changes playback every --interval ms (100); after
+// 3 s of that node B (second of --pids) gets SIGTERM. Each client of B reconnects to A the way the
+// page does: reconnect_after_ms + uniform [0, reconnect_window_ms] (no window from the server:
+// [0, 1000] as static/js/socket.js) from the notice, then backoff on refusals.
+async function move() {
+  const room = layout.fanout;
+  const n = Math.min(args.n, room.members.length);
+  if (args.ports.length !== 2 || args.pids.length !== 2) throw new Error('move: --ports A,B --pids A,B');
+  const [portA, portB] = args.ports;
+  const pidB = args.pids[1];
+  const interval = args.interval;
+  const MAXV = 1 + Math.ceil(((args.maxWait + 60) * 1000) / interval);
+  const sendAt = new Float64Array(MAXV).fill(NaN);
+  let v0 = null, sent = 0, killAt = NaN, allBackAt = NaN, stopping = false, dupes = 0, maxK = -1;
+  let positionUnmatched = 0;
+  const senderRefused = {}; // error code -> changes of the sender the server refused (no version)
+  const clients = [];
+  for (let i = 0; i < n; i++) {
+    clients.push({
+      i, token: layout.users[room.members[i]].token, moves: i % 2 === 1, ws: null,
+      got: new Uint8Array(MAXV), arrivals: [], lastPbBeforeNotice: NaN, noticeAt: NaN, notice: null,
+      closeAt: NaN, closeCode: null, rehelloAt: NaN, rehelloVersion: null, firstPbAfter: NaN,
+      attempts: 0, plannedDelay: NaN, gaveUp: false,
+    });
+  }
+  const deliveries = []; // [k, latency ms, client index]
+  const notices = [];
+  const refusals = {}; // reason (close code / error) -> count
+  const closes = {}; // close code of the moved clients' old socket -> count
+  let closedWithoutNotice = 0, unexpectedCloses = 0;
+  const onPlayback = (c, buf, now) => {
+    if (v0 === null) return;
+    const k = intAfter(buf, '"version":') - v0 - 1;
+    if (k < 0 || k >= MAXV) return;
+    if (c.got[k]) { dupes++; return; }
+    c.got[k] = 1;
+    c.gotCount = (c.gotCount || 0) + 1;
+    if (k > maxK) maxK = k;
+    c.arrivals.push(now);
+    // The send it answers, from the position (10 + 1.5 × send index): a refused send makes no
+    // version, so version k is not send k once the server refused one.
+    const p = buf.indexOf('"position":');
+    const j = p < 0 ? -1 : Math.round((parseFloat(buf.toString('latin1', p + 11, p + 40)) - 10) / 1.5);
+    if (j >= 0 && j < MAXV && !isNaN(sendAt[j])) deliveries.push([j, now - sendAt[j], c.i]);
+    else positionUnmatched++;
+    if (isNaN(c.noticeAt)) c.lastPbBeforeNotice = now;
+    if (!isNaN(c.rehelloAt) && isNaN(c.firstPbAfter)) c.firstPbAfter = now;
+  };
+  const reconnect = async (c) => {
+    const ref = isNaN(c.noticeAt) ? c.closeAt : c.noticeAt;
+    const after = c.notice ? Number(c.notice.reconnect_after_ms) || 2000 : 2000;
+    const win = c.notice && c.notice.reconnect_window_ms != null ? Number(c.notice.reconnect_window_ms) : 1000;
+    c.plannedDelay = after + Math.random() * win;
+    await sleep(Math.max(0, ref + c.plannedDelay - performance.now()));
+    let attempt = 1; // as the page after server_shutdown: the next backoff starts at 0.5-1 s
+    while (!stopping) {
+      c.attempts++;
+      try {
+        const r = await openTracked(portA, room.id, c.token, handlers(c, true));
+        c.ws = r.ws;
+        return;
+      } catch (err) {
+        refusals[err.kind] = (refusals[err.kind] || 0) + 1;
+        const ceiling = Math.min(15000, 500 * 2 ** attempt);
+        attempt++;
+        await sleep(ceiling / 2 + Math.random() * (ceiling / 2));
+      }
+    }
+    c.gaveUp = true;
+  };
+  const handlers = (c, again) => ({
+    onHello: (msg, _buf, now) => {
+      if (again) { c.rehelloAt = now; c.rehelloVersion = msg.playback && msg.playback.version; }
+      else c.helloVersion = msg.playback && msg.playback.version;
+    },
+    onFrame: (type, buf, now) => {
+      if (type === 'playback') onPlayback(c, buf, now);
+      else if (type === 'error' && c.i === 0) {
+        let code = '?';
+        try { code = JSON.parse(buf.toString()).code || '?'; } catch { /* counted as '?' */ }
+        senderRefused[code] = (senderRefused[code] || 0) + 1;
+      } else if (type === 'server_shutdown') {
+        const msg = JSON.parse(buf.toString());
+        if (isNaN(c.noticeAt)) { c.noticeAt = now; c.notice = msg; }
+        if (notices.length < 3) notices.push(msg);
+      }
+    },
+    onClose: (code, now, ws) => {
+      if (ws._benchClosing) return;
+      if (c.moves && !again && isNaN(c.closeAt)) {
+        c.closeAt = now; c.closeCode = code;
+        closes[code] = (closes[code] || 0) + 1;
+        if (isNaN(c.noticeAt)) closedWithoutNotice++;
+        reconnect(c);
+      } else { unexpectedCloses++; counters.closed_early++; }
+    },
+  });
+  const errors = [];
+  let initiallyOpened = 0;
+  const t0 = performance.now();
+  await pool(n, async (i) => {
+    const c = clients[i];
+    try { c.ws = (await openTracked(c.moves ? portB : portA, room.id, c.token, handlers(c, false))).ws; initiallyOpened++; }
+    catch (err) { errors.push(`${i}: ${err.kind} ${err.message}`.slice(0, 200)); }
+  });
+  const connectWall = (performance.now() - t0) / 1000;
+  const sender = clients[0];
+  if (!sender.ws) throw new Error('sender did not connect');
+  const quiet_ms = await waitIdle();
+  await sleep(args.settle * 1000);
+  v0 = sender.helloVersion;
+  const moved = clients.filter((c) => c.moves && c.ws);
+  const stayed = clients.filter((c) => !c.moves && c.ws && c.i !== 0);
+  log(`${clients.filter((c) => c.ws).length}/${n} connected in ${round(connectWall, 1)} s (${moved.length} on B); ` +
+    `playback every ${interval} ms; SIGTERM to node B (pid ${pidB}) in 3 s`);
+  const snaps = { start: cpuSnap() };
+  const tStart = performance.now() + 20;
+  const sending = (async () => {
+    for (let k = 0; k < MAXV && !stopping; k++) {
+      const wait = tStart + k * interval - performance.now();
+      if (wait > 0) await sleep(wait);
+      if (stopping) break;
+      sendAt[k] = performance.now();
+      sender.ws.send(JSON.stringify({ type: 'playback', playing: k % 2 === 0, position: 10 + k * 1.5 }));
+      sent++;
+    }
+  })();
+  await sleep(Math.max(0, tStart + 3000 - performance.now()));
+  snaps.kill = cpuSnap();
+  killAt = performance.now();
+  process.kill(pidB, 'SIGTERM');
+  // Until every moved client has its new hello (or gave up / --max-wait s), then 2 s more.
+  const deadline = killAt + args.maxWait * 1000;
+  while (performance.now() < deadline && moved.some((c) => isNaN(c.rehelloAt) && !c.gaveUp)) await sleep(50);
+  allBackAt = Math.max(...moved.map((c) => (isNaN(c.rehelloAt) ? -Infinity : c.rehelloAt)));
+  snaps.back = cpuSnap();
+  await sleep(2000);
+  stopping = true;
+  await sending;
+  // Until every change sent is accounted for at the sender (its own copy of the event, or an
+  // `error`: a refused change gets no version) and every client that stayed on A has every
+  // version (a backlogged node delivers them seconds late); 30 s at most.
+  const tLastSend = performance.now();
+  const refusedCount = () => Object.values(senderRefused).reduce((a, b) => a + b, 0);
+  const stayedComplete = () => stayed.every((c) => { for (let k = 0; k <= maxK; k++) if (!c.got[k]) return false; return true; });
+  while (performance.now() - tLastSend < 30000 && !((sender.gotCount || 0) + refusedCount() >= sent && stayedComplete())) await sleep(50);
+  await sleep(300);
+  const drainAfterStopMs = performance.now() - tLastSend;
+  snaps.end = cpuSnap();
+  const sentK = maxK + 1; // the versions the sends made (refused sends make none)
+
+  // Versions every client that stayed on A got as an event: the reference.
+  const everyA = new Uint8Array(sentK).fill(1);
+  for (const c of stayed) for (let k = 0; k < sentK; k++) if (!c.got[k]) everyA[k] = 0;
+  let refCount = 0; for (let k = 0; k < sentK; k++) refCount += everyA[k];
+  const noticeToHello = [], closeToHello = [], gap = [], missed = [], missedAfterHello = [], planned = [];
+  let movedBack = 0;
+  for (const c of moved) {
+    if (!isNaN(c.plannedDelay)) planned.push(c.plannedDelay);
+    if (isNaN(c.rehelloAt)) continue;
+    movedBack++;
+    if (!isNaN(c.noticeAt)) noticeToHello.push(c.rehelloAt - c.noticeAt);
+    if (!isNaN(c.closeAt)) closeToHello.push(c.rehelloAt - c.closeAt);
+    if (!isNaN(c.firstPbAfter) && !isNaN(c.lastPbBeforeNotice)) gap.push(c.firstPbAfter - c.lastPbBeforeNotice);
+    let m = 0, ma = 0;
+    for (let k = 0; k < sentK; k++) {
+      if (!everyA[k] || c.got[k]) continue;
+      m++;
+      if (c.rehelloVersion !== null && v0 + 1 + k > c.rehelloVersion) ma++; // not covered by the new hello
+    }
+    missed.push(m); missedAfterHello.push(ma);
+  }
+  // Clients that stayed on A: send -> arrival, before the SIGTERM / from it to the last moved hello
+  // / the 2 s after; and each one's longest silence between two playback events from the SIGTERM
+  // to 2 s after the last moved hello.
+  const phaseOf = (j) => (sendAt[j] < killAt ? 'before' : sendAt[j] <= allBackAt ? 'during' : 'after'); // j: send index
+  const lat = { stayed: { before: [], during: [], after: [] }, moved: { before: [], during: [], after: [] } };
+  for (const [j, d, i] of deliveries) lat[clients[i].moves ? 'moved' : 'stayed'][phaseOf(j)].push(d);
+  const stayedGap = [], stayedMissing = [];
+  for (const c of stayed) {
+    let g = 0, prev = NaN;
+    for (const t of c.arrivals) {
+      if (t >= killAt && t <= allBackAt + 2000 && !isNaN(prev)) g = Math.max(g, t - prev);
+      prev = t;
+    }
+    stayedGap.push(g);
+    let miss = 0; for (let k = 0; k < sentK; k++) if (!c.got[k]) miss++;
+    stayedMissing.push(miss);
+  }
+  const sumLat = (o) => Object.fromEntries(Object.entries(o).map(([p, v]) => [p, summary(v)]));
+  const result = {
+    scenario: 'move', members: n, nodes: 2, protocol_offered: args.protocol, interval_ms: interval, settle_s: args.settle,
+    connect: { requested: n, opened: initiallyOpened, errors: errors.length, first_errors: errors.slice(0, 5), wall_s: round(connectWall, 2) },
+    quiet_before_ms: quiet_ms, moved: moved.length, stayed: stayed.length, sent, versions: sentK, sender_refused: senderRefused, duplicates: dupes,
+    deliveries_without_send: positionUnmatched,
+    server_shutdown: notices[0] || null, notices_received: moved.filter((c) => !isNaN(c.noticeAt)).length,
+    closed_without_notice: closedWithoutNotice, old_socket_close_codes: closes,
+    notice_to_close_ms: summary(moved.filter((c) => !isNaN(c.noticeAt) && !isNaN(c.closeAt)).map((c) => c.closeAt - c.noticeAt)),
+    sigterm_to_last_close_ms: round(Math.max(...moved.map((c) => c.closeAt || -Infinity)) - killAt, 1),
+    planned_delay_ms: summary(planned),
+    moved_back: movedBack, gave_up: moved.filter((c) => c.gaveUp).length,
+    attempts: moved.reduce((a, c) => a + c.attempts, 0), refusals,
+    notice_to_hello_ms: summary(noticeToHello), close_to_hello_ms: summary(closeToHello),
+    sigterm_to_last_hello_ms: round(allBackAt - killAt, 1),
+    event_gap_ms: summary(gap), event_gap_measured: gap.length,
+    versions_every_a_client_got: refCount,
+    missed_as_event: summary(missed), missed_as_event_total: missed.reduce((a, b) => a + b, 0),
+    missed_not_covered_by_hello_total: missedAfterHello.reduce((a, b) => a + b, 0),
+    latency_ms: { stayed_on_a: sumLat(lat.stayed), moved: sumLat(lat.moved) },
+    stayed_longest_silence_ms: summary(stayedGap), stayed_missing_events_total: stayedMissing.reduce((a, b) => a + b, 0),
+    cpu: { before_kill: cpuDelta(snaps.start, snaps.kill), move: cpuDelta(snaps.kill, snaps.back), after: cpuDelta(snaps.back, snaps.end) },
+    drain_after_last_send_ms: round(drainAfterStopMs, 0),
+    unexpected_closes: unexpectedCloses, counters: { ...counters },
+  };
+  log(`moved ${movedBack}/${moved.length}; notice->hello p50 ${result.notice_to_hello_ms.p50} p99 ${result.notice_to_hello_ms.p99} ` +
+    `max ${result.notice_to_hello_ms.max} ms; gap p50 ${result.event_gap_ms.p50} p99 ${result.event_gap_ms.p99} ms; refusals ${JSON.stringify(refusals)}`);
+  closeAll(clients.map((c) => (c.ws ? { ws: c.ws } : null)));
+  result.drain_after_close_ms = await waitIdle(60000, 300);
+  return result;
+}
+
 (async () => {
-  const run = { fanout, chat, idle, storm }[args.scenario];
+  const run = { fanout, chat, idle, storm, fill, move }[args.scenario];
   if (!run) throw new Error(`unknown --scenario ${args.scenario}`);
   const result = await run();
   result.label = args.label || undefined;
   result.client = {
     node: process.version, ws: require('ws/package.json').version, concurrency: args.concurrency, receiver: args.receiver,
+    protocol_offered: args.protocol,
   };
+  // What the server accepted (the most frequent subprotocol over every hello), and the counts.
+  const acc = Object.entries(acceptedProtocols).sort((x, y) => y[1] - x[1]);
+  result.ws = { protocol: acc.length ? acc[0][0] : null, accepted: acceptedProtocols, offered: offeredProtocols('<token>').slice(0, -1) };
+  // Where the nodes ran (bench/ws/run NODE_TREE): the tree, its HEAD and, if its tracked files differ
+  // from HEAD, a short hash of `git diff HEAD` (untracked files are not seen).
+  if (args.nodeTree) {
+    result.node_tree = { path: args.nodeTree, commit: args.nodeTreeCommit || null, uncommitted_diff: args.nodeTreeDiff || null };
+  }
   const text = JSON.stringify(result, null, 1);
   if (args.out) fs.writeFileSync(args.out, text);
   process.stdout.write(text + '\n');

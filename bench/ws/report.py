@@ -169,6 +169,80 @@ def storm_table(r: dict) -> list[str]:
     ]
 
 
+def tree(r: dict) -> str:
+    """Where the nodes ran (bench/ws/run NODE_TREE): commit, and the path unless it is this checkout."""
+    t = r.get("node_tree") or {}
+    if not t:
+        return "—"
+    here = str(Path(__file__).resolve().parents[2])
+    dirty = f" + diff {t['uncommitted_diff']}" if t.get("uncommitted_diff") else ""
+    return f"`{t.get('commit') or '?'}`{dirty}" + ("" if t.get("path") == here else f" ({t.get('path')})")
+
+
+def ms3(s: dict | None) -> str:
+    """p50 / p99 / max of a load.js summary, in ms."""
+    if not s or not s.get("n"):
+        return "—"
+    return f"{f(s['p50'], 0)} / {f(s['p99'], 0)} / {f(s['max'], 0)} ms"
+
+
+def fill_table(rows: list[dict]) -> list[str]:
+    lines = [
+        "| members (nodes) | protocol offered → accepted | nodes from | fill time | connects/s | connect → hello p50 / p99 / max "
+        "| node CPU per connect | client CPU per connect | PG+Redis+other CPU | presence deliveries (per socket) "
+        "| hello / joined / left / changed / other | largest hello | members fetch (requests, pages) "
+        "| sockets with all N members |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in sorted(rows, key=lambda r: (r["members"], r["protocol_offered"] != "v2")):
+        fr, c, fe = r["frames"], r["connect"], r["members_fetch"]
+        kinds = " / ".join(
+            f"{fr[k]['count']:,} ({fr[k]['bytes'] / 1024 / 1024:,.1f} MiB)"
+            for k in ("hello", "member_joined", "member_left", "members_changed", "other")
+        )
+        lines.append(
+            f"| {c['opened']:,}/{r['members']:,} ({r['nodes']}) | {r['protocol_offered']} → {(r.get('ws') or {}).get('protocol')} "
+            f"| {tree(r)} | **{f(r['fill_ms'] / 1000, 2)} s** | {f(r['connects_per_s'], 0)} | {ms3(c['connect_ms'])} "
+            f"| **{f(r['node_cpu_ms_per_connect'], 1)} ms** | {f(r['client_cpu_ms_per_connect'], 1)} ms | {busy(r['cpu'])} "
+            f"| **{r['presence_deliveries']:,}** ({f(r['presence_deliveries_per_socket'], 0)}), "
+            f"{r['presence_bytes'] / 1024 / 1024:,.1f} MiB | {kinds} | {r['largest_hello_bytes'] / 1024:,.1f} KiB "
+            f"| {fe['requests']:,}, {fe['pages']:,} ({fe['page_bytes'] / 1024:,.0f} KiB) "
+            f"| {r['sockets_with_all_members']:,}/{c['opened']:,} |"
+        )
+    return lines
+
+
+def move_table(rows: list[dict]) -> list[str]:
+    lines = [
+        "| members (moved) | protocol → accepted | nodes from | changes sent → applied (refused) | server_shutdown "
+        "| notice → new hello p50 / p99 / max "
+        "| SIGTERM → last hello | refusals (attempts) | event gap p50 / p99 / max | versions missed as event "
+        "(not covered by the hello) | stayed on A: send → arrival before / during the move "
+        "| stayed on A: longest silence p50 / max |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        refused = ", ".join(f"{k} {v}" for k, v in sorted((r.get("sender_refused") or {}).items())) or "none"
+        sd = r.get("server_shutdown") or {}
+        notice = (
+            f"after {sd.get('reconnect_after_ms')} ms, window {sd.get('reconnect_window_ms', '— (0–1,000 ms used)')}"
+            if sd
+            else "none"
+        )
+        refusals = ", ".join(f"{k}: {v}" for k, v in sorted(r["refusals"].items())) or "none"
+        lat = r["latency_ms"]["stayed_on_a"]
+        lines.append(
+            f"| {r['members']:,} ({r['moved_back']}/{r['moved']} back) | {r['protocol_offered']} → {(r.get('ws') or {}).get('protocol')} "
+            f"| {tree(r)} | {r['sent']:,} → {r.get('versions', r['sent']):,} ({refused}) | {notice} "
+            f"| **{ms3(r['notice_to_hello_ms'])}** | {f(r['sigterm_to_last_hello_ms'] / 1000, 2)} s "
+            f"| {refusals} ({r['attempts']:,}) | **{ms3(r['event_gap_ms'])}** "
+            f"| {r['missed_as_event_total']:,} ({r['missed_not_covered_by_hello_total']:,}) "
+            f"| {ms3(lat.get('before'))}; {ms3(lat.get('during'))} "
+            f"| {f(r['stayed_longest_silence_ms'].get('p50'), 0)} / {f(r['stayed_longest_silence_ms'].get('max'), 0)} ms |"
+        )
+    return lines
+
+
 def verdicts(fan: list[dict], idle: list[dict]) -> list[str]:
     out = ["| target | measured | |", "| --- | --- | --- |"]
     big = sorted(
@@ -213,6 +287,8 @@ def main() -> None:
     chat = load(out, "chat.json")
     idle = load(out, "idle-*.json")
     storm = load(out, "storm.json")
+    fill = load(out, "fill-*.json")
+    move = load(out, "move-*.json")
     md = [
         "# WebSocket benchmark results",
         "",
@@ -262,6 +338,33 @@ def main() -> None:
         ]
     if storm:
         md += ["## Playback storm", "", *storm_table(storm[0]), ""]
+    if fill:
+        md += [
+            "## Fill: N members join one room",
+            "",
+            "`bench/ws/run fill`: the members of the fan-out room connect over 2 fresh nodes (alternating, "
+            "32 handshakes in flight). Fill time = first connect started → last `hello`. Node CPU per connect = "
+            "both nodes' CPU during the fill ÷ sockets. Presence deliveries = the `hello`, `member_joined`, "
+            "`member_left` and `members_changed` frames all sockets received until SETTLE s after the last hello "
+            "(frame count, MiB); the `members` fetch (v2: the rest of the list after the hello's first page) "
+            "is counted apart. Sockets with all N members: each socket's own member list at the end (README).",
+            "",
+            *fill_table(fill),
+            "",
+        ]
+    if move:
+        md += [
+            "## Move: node B stops while the room plays",
+            "",
+            "`bench/ws/run move`: members over nodes A and B, the sender on A changes playback every 100 ms; "
+            "node B gets SIGTERM and its clients reconnect to A as the page does. Notice → new hello per moved "
+            "client; event gap = the last `playback` event before the notice → the first after the new hello; "
+            "versions missed = playback versions every client on A got as events that a moved client did not "
+            "(those newer than its new hello's state in brackets: real losses). Latencies p50 / p99 / max.",
+            "",
+            *move_table(move),
+            "",
+        ]
     print("\n".join(md))
 
 
