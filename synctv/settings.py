@@ -98,6 +98,8 @@ WS_DB_THREADS = env.int("WS_DB_THREADS", default=0)
 # How many reconnects a second the nodes that stay should get when a `ws` node stops: its
 # server_shutdown spreads its sockets' reconnects over sockets / this (apps/rooms/lifecycle.py).
 WS_RECONNECTS_PER_SECOND = env.float("WS_RECONNECTS_PER_SECOND", default=250.0)
+# Connects a `ws` process works on at once; more wait their turn (apps/rooms/consumers.py).
+WS_CONNECTS_IN_FLIGHT = env.int("WS_CONNECTS_IN_FLIGHT", default=8)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

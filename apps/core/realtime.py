@@ -58,6 +58,23 @@ def encode(event: Mapping[str, Any]) -> str:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+def encode_value(value: Any) -> str:
+    """One JSON value as ``encode`` writes it, to be spliced into events later (``encode_with``)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+_SPLICE = "\x00splice\x00"
+_SPLICED = json.dumps(_SPLICE)
+
+
+def encode_with(event: Mapping[str, Any], key: str, items: list[str]) -> str:
+    """``encode(event)`` with ``event[key]`` the JSON array of ``items``, values already encoded
+    by ``encode_value``: a list of member entries is encoded once per entry, not once per frame
+    (apps.rooms.roster). ``event[key]`` itself is ignored."""
+    text = encode({**event, key: _SPLICE})
+    return text.replace(_SPLICED, "[" + ",".join(items) + "]", 1)
+
+
 def set_local_hub(hub) -> None:
     global _local_hub
     _local_hub = hub

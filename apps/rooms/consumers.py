@@ -149,14 +149,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
         client = self.scope.get("client") or (None, None)
         headers = dict(self.scope.get("headers") or ())
         self.origin = Origin(ip=client[0], user_agent=headers.get(b"user-agent", b"").decode("latin-1")[:512])
-        try:
-            await self._admit()
-            await self._enter()
-        except Refused as refusal:
-            return await self._refuse(refusal)
-        await self.accept(self._subprotocol())
-        self.direct = direct_protocol(self.base_send)  # extensions are known once accepted
-        await self._greet()
+        # A few connects at a time (WS_CONNECTS_IN_FLIGHT): under a reconnect storm the others
+        # wait their turn here, and the events of the rooms already open are not queued behind
+        # hundreds of half-done connects on the event loop.
+        async with hub.admission:
+            try:
+                await self._admit()
+                await self._enter()
+            except Refused as refusal:
+                return await self._refuse(refusal)
+            await self.accept(self._subprotocol())
+            self.direct = direct_protocol(self.base_send)  # extensions are known once accepted
+            await self._greet()
 
     async def _admit(self) -> None:
         """Who is connecting, and may they open one more socket here? Cheapest checks first: no
@@ -225,8 +229,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self._reading = self._member = None  # the socket keeps neither
         self._roster = await hub.roster(self.room.pk)
         # Who is online, into the hello; from then on the roster tells this socket what changes.
-        self._roster.greet(self, hello, self._presence_info(ready=True))
-        await self.send_json_event(hello)
+        await self.send(text_data=self._roster.greet(self, hello, self._presence_info(ready=True)))
         for chat in history:
             await self.send_json_event(chat)
         await self._replay_pending(
@@ -358,13 +361,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         """The next page of who is online (VIEW_MEMBER_LIST, as REST ``members``)."""
         services.require(self.actor, Perm.VIEW_MEMBER_LIST)
         try:
-            members, after = self._roster.page(message.after, message.limit)
+            members, after = self._roster.page_json(message.after, message.limit)
         except roster.BadCursor:
             return await self.send_error("invalid", "after: not a cursor this server gave.", message.ref)
-        count = len(self._roster.members)
-        await self.send_json_event(
-            events.members_page(members=members, next=after, count=count, ref=message.ref)
-        )
+        page = events.members_page(members=[], next=after, count=len(self._roster.members), ref=message.ref)
+        await self.send(text_data=realtime.encode_with(page, "members", members))
 
     async def on_ready(self, message: messages.Ready) -> None:
         self._ready_wanted = message.ready

@@ -102,6 +102,7 @@ class RoomHub:
         self.rosters = Rosters(self.send_text)
         self._reloading: asyncio.Future | None = None
         self.shutting_down = False
+        self.admission = asyncio.Semaphore(settings.WS_CONNECTS_IN_FLIGHT)  # RoomConsumer._connect
         self.stats = {"delivered": 0, "delivered_direct": 0, "dropped_slow": 0, "redis_reconnects": 0}
 
     # --- lifecycle -------------------------------------------------------------------------------

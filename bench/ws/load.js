@@ -815,7 +815,7 @@ async function fill() {
     if (have[s][j]) { have[s][j] = 0; cnt[s]--; }
   };
   const askMore = (s, ws, cursor) => {
-    const text = JSON.stringify({ type: 'members', after: cursor });
+    const text = JSON.stringify({ type: 'members', after: cursor, limit: 200 }); // limit: as the page asks (static/js/room.js)
     fetch.requests++; fetch.request_bytes += text.length;
     fetching[s] = 1;
     ws.send(text);

@@ -165,7 +165,7 @@ function onMessage(msg) {
 // synctv.v2: the hello lists the first page of who is online; the rest comes page by page. The
 // batches of changes (`members_changed`) keep what we have current meanwhile.
 function askForMoreMembers(after) {
-  if (after && S.socket && S.socket.open) S.socket.send({ type: "members", after });
+  if (after && S.socket && S.socket.open) S.socket.send({ type: "members", after, limit: 200 });
 }
 
 function onServerError(msg) {

@@ -179,3 +179,26 @@ def test_reconnect_windows_grow_with_the_sockets_a_node_holds():
     assert reconnect_window_ms(0, 250) == 500
     assert reconnect_window_ms(500, 250) == 2000
     assert reconnect_window_ms(10**6, 250) == 60_000
+
+
+def test_a_hello_lists_the_first_page_or_everyone_and_its_own_entry_once():
+    async def scenario():
+        r, _sent = new_roster()
+        await r.ensure_loaded(Snapshot(0, [info(n) for n in range(0, 120, 2)]))  # 60 online
+        v2 = FakeSocket("u111")  # not in the roster yet: its arrival is on its way
+        hello = json.loads(r.greet(v2, {"type": "hello"}, info(111, username="zed")))
+        ids = [i["user_id"] for i in hello["members_online"]]
+        assert hello["members_count"] == 61 and hello["members_next"] is not None
+        assert "u111" not in ids and len(ids) == roster.PAGE_SIZE  # "zed": past the first page
+        early = FakeSocket("u03")
+        ids = [i["user_id"] for i in json.loads(r.greet(early, {"type": "hello"}, info(3)))["members_online"]]
+        assert ids[:3] == ["u00", "u02", "u03"] and len(ids) == roster.PAGE_SIZE + 1
+        v1 = FakeSocket("u04", roster.V1)
+        everyone = json.loads(r.greet(v1, {"type": "hello"}, info(4)))["members_online"]
+        assert len(everyone) == 60 and "members_count" not in everyone
+        blind = FakeSocket("u07", sees=False)
+        assert json.loads(r.greet(blind, {"type": "hello"}, info(7)))["members_online"] == [info(7)]
+        assert set(r.listeners) == {v2, early, v1, blind}
+        r.close()
+
+    run(scenario())
