@@ -411,3 +411,34 @@ def test_connect_churn_is_limited_per_user_and_room(room_of_three):
             await s.close()
 
     async_to_sync(scenario)()
+
+
+def test_connects_beyond_the_ones_in_flight_wait_their_turn(room_of_three, local_hub, monkeypatch):
+    """WS_CONNECTS_IN_FLIGHT: with one connect at a time, connects that arrive together are all
+    greeted, one after the other; none is refused."""
+    room, _users, tokens = room_of_three
+    local_hub.admission = asyncio.Semaphore(1)
+    admit, busy, most = consumers.RoomConsumer._admit, [0], [0]
+
+    async def counted_admit(self):
+        busy[0] += 1
+        most[0] = max(most[0], busy[0])
+        try:
+            await asyncio.sleep(0.01)
+            await admit(self)
+        finally:
+            busy[0] -= 1
+
+    monkeypatch.setattr(consumers.RoomConsumer, "_admit", counted_admit)
+
+    async def scenario():
+        sockets = [
+            Sock(room.pk, tokens[who], f"{who}{i}") for who in ("creator", "bob", "carol") for i in range(3)
+        ]
+        hellos = await asyncio.gather(*(s.hello() for s in sockets))
+        assert [h["type"] for h in hellos] == ["hello"] * len(sockets)
+        assert most[0] == 1
+        for s in sockets:
+            await s.close()
+
+    async_to_sync(scenario)()
