@@ -8,8 +8,9 @@ audit chain lock. These helpers send what the ORM would send for the three shape
 in both directions (``get_db_prep_save`` on the way in, the backend's and the field's converters
 on the way out), and keep the SQL text per model, field list and database.
 
-What they do not do: send model signals (``pre_save``/``post_save``), so never use them for a
-model django-auditlog or a receiver listens to (``RowStatements`` refuses those), run
+What they do not do: send model signals (``pre_save``/``post_save``), so never write with them a
+model django-auditlog or a receiver listens to (``lock``, ``update`` and ``insert`` refuse those;
+``find`` only reads), run
 ``Field.pre_save`` hooks other than the insert's, or touch related caches. Everything else should
 use the ORM.
 """
@@ -29,9 +30,26 @@ def lock(model: type[M], pk, *, using: str | None = None) -> M | None:
     """``model.objects.select_for_update().filter(pk=pk).first()``: the row, locked until the
     transaction ends (SQLite has no row locks: its write transaction holds the database)."""
     alias = using or router.db_for_write(model)
-    statements = _statements(model, alias)
+    statements = _writing(model, alias)
     with connections[alias].cursor() as cursor:
         cursor.execute(statements.lock_sql, [statements.pk_field.get_db_prep_value(pk, connections[alias])])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return model.from_db(alias, statements.attnames, statements.convert(row))
+
+
+def find(model: type[M], *, using: str | None = None, **equal) -> M | None:
+    """``model.objects.filter(**equal).first()`` for columns that are unique together (at most
+    one row matches, so no ordering is needed), by attname: ``find(RoomMember, room_id=…,
+    user_id=…)``. The room WebSocket reads each joining socket's membership this way."""
+    alias = using or router.db_for_read(model)
+    connection = connections[alias]
+    statements = _statements(model, alias)
+    sql, targets = statements.find_sql(tuple(equal))
+    params = [f.get_db_prep_value(equal[f.attname], connection) for f in targets]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return None
@@ -43,7 +61,7 @@ def update(instance: Model, fields: tuple[str, ...], *, using: str | None = None
     model = type(instance)
     alias = using or instance._state.db or router.db_for_write(model)
     connection = connections[alias]
-    statements = _statements(model, alias)
+    statements = _writing(model, alias)
     sql, targets = statements.update_sql(tuple(fields))
     params = [f.get_db_prep_save(getattr(instance, f.attname), connection) for f in targets]
     params.append(statements.pk_field.get_db_prep_value(instance.pk, connection))
@@ -56,7 +74,7 @@ def insert(instance: M, *, using: str | None = None) -> M:
     """``instance.save(force_insert=True)`` as one INSERT; an automatic primary key comes back
     with ``RETURNING`` (PostgreSQL, SQLite 3.35+)."""
     alias = using or router.db_for_write(type(instance))
-    statements = _statements(type(instance), alias)
+    statements = _writing(type(instance), alias)
     return _send_insert(instance, alias, statements, statements.insert_sql, [])
 
 
@@ -85,7 +103,7 @@ def insert_then(instance: M, sql: str, params: list, *, using: str | None = None
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
         return instance
-    statements = _statements(model, alias)
+    statements = _writing(model, alias)
     result = f"SELECT {statements.pk_column} FROM inserted" if statements.returns_pk else "SELECT NULL"  # noqa: S608 - a quoted name from model metadata
     combined = f"WITH inserted AS ({statements.insert_sql}), followed AS ({sql}) {result}"
     return _send_insert(instance, alias, statements, combined, params)
@@ -96,8 +114,6 @@ class RowStatements:
 
     def __init__(self, model: type[Model], alias: str) -> None:
         connection = connections[alias]
-        if signals.pre_save.has_listeners(model) or signals.post_save.has_listeners(model):
-            raise ValueError(f"{model.__name__} has save signal receivers; rows.* would skip them")
         qn = connection.ops.quote_name
         meta = model._meta
         self.connection = connection
@@ -124,6 +140,8 @@ class RowStatements:
             found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
             self._converters.append((column, found))
         self._updates: dict[tuple[str, ...], tuple[str, tuple]] = {}
+        self._finds: dict[tuple[str, ...], tuple[str, tuple]] = {}
+        self._columns = columns
 
     def insert_params(self, instance: Model, connection) -> list:
         return [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in self.insert_fields]
@@ -148,7 +166,27 @@ class RowStatements:
             )
         return cached
 
+    def find_sql(self, attnames: tuple[str, ...]) -> tuple[str, tuple]:
+        cached = self._finds.get(attnames)
+        if cached is None:
+            by_attname = {f.attname: f for f in self.fields}
+            targets = tuple(by_attname[name] for name in attnames)
+            qn = self.connection.ops.quote_name
+            where = " AND ".join(f"{qn(f.column)} = %s" for f in targets)
+            cached = self._finds[attnames] = (
+                f"SELECT {self._columns} FROM {self.table} WHERE {where} LIMIT 1",  # noqa: S608 - quoted names from model metadata; values are parameters
+                targets,
+            )
+        return cached
+
 
 @functools.cache
 def _statements(model: type[Model], alias: str) -> RowStatements:
     return RowStatements(model, alias)
+
+
+def _writing(model: type[Model], alias: str) -> RowStatements:
+    """The statements of a model that rows may write (``lock`` belongs to a write)."""
+    if signals.pre_save.has_listeners(model) or signals.post_save.has_listeners(model):
+        raise ValueError(f"{model.__name__} has save signal receivers; rows.* would skip them")
+    return _statements(model, alias)

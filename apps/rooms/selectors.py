@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.audit.models import AuditEvent
+from apps.core import rows
 from apps.core.errors import NotFound, NotInRoom
 from apps.permissions.rules import RoomActor, build_actor
 from apps.rooms.models import ChatMessage, MemberStatus, Movie, PlaybackState, Room, RoomMember
@@ -57,7 +58,9 @@ def membership(*, user: User | AnonymousUser | None, room: Room) -> RoomMember |
     effective permissions) queries nothing more."""
     if not isinstance(user, User):  # None or AnonymousUser: no membership anywhere
         return None
-    member = RoomMember.objects.filter(room=room, user=user).first()
+    # One row at most (one_membership_per_room); read without the ORM's query building, which
+    # cost more than the statement on every WebSocket connect (apps/core/rows.py).
+    member = rows.find(RoomMember, room_id=room.pk, user_id=user.pk)
     if member is not None:
         member.user, member.room = user, room
     return member

@@ -18,7 +18,7 @@ from apps.accounts.tests.factories import TEST_ORIGIN, make_user
 from apps.audit.models import AuditEvent
 from apps.core import rows
 from apps.rooms import services
-from apps.rooms.models import Movie, PlaybackState
+from apps.rooms.models import Movie, PlaybackState, RoomMember
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -123,10 +123,20 @@ def test_insert_then_runs_the_insert_even_when_the_next_statement_matches_nothin
     assert AuditEvent.objects.filter(pk=event.pk, action="test.nothing").exists()
 
 
-def test_models_with_save_receivers_are_refused():
+def test_models_with_save_receivers_are_refused_for_writes():
     # User has post_save receivers (django-auditlog, the authentication cache).
     with pytest.raises(ValueError, match="save signal receivers"):
-        rows.RowStatements(User, "default")
+        rows.lock(User, "x")
+
+
+def test_find_reads_the_row_the_orm_reads(room):
+    member = RoomMember.objects.filter(room=room).first()
+    found = rows.find(RoomMember, room_id=room.pk, user_id=member.user_id)
+    assert found is not None and found.pk == member.pk and found._state.adding is False
+    assert {f.attname: getattr(found, f.attname) for f in RoomMember._meta.concrete_fields} == {
+        f.attname: getattr(member, f.attname) for f in RoomMember._meta.concrete_fields
+    }
+    assert rows.find(RoomMember, room_id=room.pk, user_id="nobody") is None
 
 
 def test_the_statements_are_the_few_the_orm_would_send(room):
