@@ -3,6 +3,7 @@ playback state, chat history."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -66,8 +67,11 @@ def membership(*, user: User | AnonymousUser | None, room: Room) -> RoomMember |
     return member
 
 
-def room_actor(*, user: User | AnonymousUser | None, room: Room, auth: Token | None = None) -> RoomActor:
-    """The acting member for a request. A guest token opens only the room named in it."""
+def room_actor(
+    *, user: User | AnonymousUser | None, room: Room, auth: Token | Mapping[str, Any] | None = None
+) -> RoomActor:
+    """The acting member for a request. A guest token opens only the room named in it (``auth``:
+    the token, or at least its ``token_type`` and ``rid`` claims)."""
     if auth is not None and auth.get("token_type") == "guest" and auth.get("rid") != room.pk:
         return build_actor(user=user, room=room, member=None)
     return build_actor(user=user, room=room, member=membership(user=user, room=room))
