@@ -43,7 +43,6 @@ logger = logging.getLogger(__name__)
 SUBPROTOCOLS = (roster.V2, roster.V1)
 SUBPROTOCOL = roster.V1  # what a client that offers no version gets
 BEARER_PREFIX = "bearer."
-CHAT_HISTORY = 50
 CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND = 4401, 4403, 4404
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_INTERNAL_ERROR = 1011

@@ -199,14 +199,10 @@ class Roster:
     def everyone(self) -> list[dict]:
         return [self.members[user_id] for _name, user_id in self._order]
 
-    def page(self, after: str | None = None, limit: int = PAGE_SIZE) -> tuple[list[dict], str | None]:
-        """Members after the cursor ``after`` (None: from the start), by username, and the
-        cursor of the next page (None: this is the last). Raises BadCursor."""
-        keys, after = self._page_keys(after, limit)
-        return [self.members[user_id] for _name, user_id in keys], after
-
     def page_json(self, after: str | None = None, limit: int = PAGE_SIZE) -> tuple[list[str], str | None]:
-        """``page``, each entry as JSON (for realtime.encode_with)."""
+        """Members after the cursor ``after`` (None: from the start), by username, each entry as
+        JSON (for realtime.encode_with), and the cursor of the next page (None: this is the
+        last). Raises BadCursor."""
         keys, after = self._page_keys(after, limit)
         return [self._json[user_id] for _name, user_id in keys], after
 

@@ -80,15 +80,15 @@ def test_pages_go_by_username_and_end_with_no_cursor():
     async def scenario():
         r, _sent = new_roster()
         await r.ensure_loaded(Snapshot(0, [info(n) for n in (5, 1, 4, 2, 3)]))
-        first, after = r.page(limit=2)
-        assert [i["user_id"] for i in first] == ["u01", "u02"]
+        first, after = r.page_json(limit=2)
+        assert [json.loads(i)["user_id"] for i in first] == ["u01", "u02"]
         r.apply(presence(1, left=["u03"], joined=[info(0)]))  # changes between two pages
-        second, after = r.page(after, limit=2)
-        assert [i["user_id"] for i in second] == ["u04", "u05"] and after is None
+        second, after = r.page_json(after, limit=2)
+        assert [json.loads(i)["user_id"] for i in second] == ["u04", "u05"] and after is None
         with pytest.raises(roster.BadCursor):
-            r.page("bm90IGEgY3Vyc29y")  # base64 of "not a cursor"
+            r.page_json("bm90IGEgY3Vyc29y")  # base64 of "not a cursor"
         with pytest.raises(roster.BadCursor):
-            r.page("%%%")
+            r.page_json("%%%")
         r.close()
 
     run(scenario())
