@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from tests.procs import ROOT, base_env, free_port, running, wait_http
+from tests.procs import ROOT, base_env, free_port, procfile_command, running, wait_http
 from tests.procs import run as run_command
 
 CHROMIUM = os.environ.get("SYNCTV_CHROMIUM", "/usr/bin/chromium")
@@ -137,6 +137,28 @@ class Server:
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    def add_rtmp_settings(self) -> None:
+        """Free loopback ports for an `rtmp` process beside this server (RTMP ingest, HLS, its
+        control endpoint), and the settings that point the two at each other. Before ``start``."""
+        rtmp_port, hls_port = free_port(), free_port()
+        self.env.update(
+            RTMP_PORT=str(rtmp_port),
+            HLS_PORT=str(hls_port),
+            RTMP_CONTROL_PORT=str(free_port()),
+            RTMP_URL=f"rtmp://127.0.0.1:{rtmp_port}/live",
+            RTMP_CALLBACK_URL=self.base,
+            HLS_PUBLIC_URL=f"http://127.0.0.1:{hls_port}",
+        )
+
+    def start_rtmp(self, stack: ExitStack, log: Path) -> subprocess.Popen:
+        """The Procfile's `rtmp` process with this server's environment (``add_rtmp_settings``),
+        stopped with ``stack``; returns once its control endpoint answers."""
+        proc = stack.enter_context(running(procfile_command("rtmp"), env=self.env, log=log))
+        control = f"http://127.0.0.1:{self.env['RTMP_CONTROL_PORT']}/ping"
+        status = wait_http(control, proc=proc, log=log, timeout=30).status_code
+        assert status == 204, f"the rtmp process's control /ping answered {status}"
+        return proc
 
 
 @contextmanager

@@ -36,7 +36,7 @@ from websockets.sync.client import connect
 
 from apps.streaming.ring import HashRing
 from tests.browser_support import Api, Server
-from tests.procs import free_port, procfile_command, publish_test_pattern, running, wait_http
+from tests.procs import procfile_command, publish_test_pattern, running
 from tests.test_rtmp_e2e import _require_tools
 from tests.wsclient import PrivateRedis, scratch_database
 
@@ -63,18 +63,12 @@ def world(tmp_path_factory) -> Iterator[SimpleNamespace]:
         redis.start()
         stack.callback(redis.kill)
         server = Server(tmp)
-        rtmp_port, hls_port = free_port(), free_port()
+        server.add_rtmp_settings()
         server.env.update(
             DATABASE_URL=database_url,
             REDIS_URL=redis.url(0),
             CELERY_BROKER_URL=redis.url(1),
             SYNCTV_NODE_ID="web-1",
-            RTMP_PORT=str(rtmp_port),
-            HLS_PORT=str(hls_port),
-            RTMP_CONTROL_PORT=str(free_port()),
-            RTMP_URL=f"rtmp://127.0.0.1:{rtmp_port}/live",
-            RTMP_CALLBACK_URL=server.base,
-            HLS_PUBLIC_URL=f"http://127.0.0.1:{hls_port}",
             FETCH_ALLOW_PRIVATE_NETWORKS="true",  # the source is on loopback
             LOG_LEVEL="INFO",
         )
@@ -82,9 +76,7 @@ def world(tmp_path_factory) -> Iterator[SimpleNamespace]:
         server.start()
         stack.callback(server.stop)
         rtmp_log = tmp / "rtmp.log"
-        rtmp = stack.enter_context(running(procfile_command("rtmp"), env=server.env, log=rtmp_log))
-        control = f"http://127.0.0.1:{server.env['RTMP_CONTROL_PORT']}/ping"
-        assert wait_http(control, proc=rtmp, log=rtmp_log, timeout=30).status_code == 204
+        rtmp = server.start_rtmp(stack, rtmp_log)
 
         source_dir = tmp / "source"
         source_dir.mkdir()
@@ -97,7 +89,9 @@ def world(tmp_path_factory) -> Iterator[SimpleNamespace]:
         stack.callback(httpd.shutdown)
         # A relay's ffmpeg runs in a session of its own; one left behind by the SIGKILL below
         # is dropped by the RTMP server, and in any case ended here.
-        stack.callback(subprocess.run, ["pkill", "-f", f"127.0.0.1:{rtmp_port}/live/rl-"], check=False)
+        stack.callback(
+            subprocess.run, ["pkill", "-f", f"127.0.0.1:{server.env['RTMP_PORT']}/live/rl-"], check=False
+        )
         api = Api(server.base)
         owner, member = api.register("puller"), api.register("viewer")
         room = api.create_room(owner, "Pulled room")

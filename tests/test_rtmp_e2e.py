@@ -22,7 +22,7 @@ import pytest
 
 from apps.streaming import hls
 from tests.browser_support import Api, Server
-from tests.procs import free_port, procfile_command, publish_test_pattern, running, wait_http
+from tests.procs import publish_test_pattern
 
 pytestmark = [pytest.mark.slow]
 
@@ -55,25 +55,14 @@ def live(tmp_path_factory) -> Iterator[SimpleNamespace]:
     _require_tools()
     tmp = tmp_path_factory.mktemp("rtmp-e2e")
     server = Server(tmp)
-    rtmp_port, hls_port = free_port(), free_port()
-    server.env.update(
-        RTMP_PORT=str(rtmp_port),
-        HLS_PORT=str(hls_port),
-        RTMP_CONTROL_PORT=str(free_port()),
-        RTMP_URL=f"rtmp://127.0.0.1:{rtmp_port}/live",
-        RTMP_CALLBACK_URL=server.base,
-        HLS_PUBLIC_URL=f"http://127.0.0.1:{hls_port}",
-        HLS_SIGNING_SECRET=HLS_SECRET,
-        LOG_LEVEL="INFO",
-    )
+    server.add_rtmp_settings()
+    server.env.update(HLS_SIGNING_SECRET=HLS_SECRET, LOG_LEVEL="INFO")
     server.migrate()
     server.start()
     rtmp_log = tmp / "rtmp.log"
     with ExitStack() as stack:
         stack.callback(server.stop)
-        proc = stack.enter_context(running(procfile_command("rtmp"), env=server.env, log=rtmp_log))
-        control = f"http://127.0.0.1:{server.env['RTMP_CONTROL_PORT']}/ping"
-        assert wait_http(control, proc=proc, log=rtmp_log, timeout=30).status_code == 204
+        proc = server.start_rtmp(stack, rtmp_log)
         api = Api(server.base)
         owner = api.register("streamer")
         room = api.create_room(owner, "Live room")

@@ -51,7 +51,7 @@ from livebench import log, machine, percentile  # noqa: E402
 from apps.core.realtime import room_channel  # noqa: E402
 from apps.streaming.ring import HashRing  # noqa: E402
 from tests.browser_support import Api, Server  # noqa: E402
-from tests.procs import free_port, procfile_command, running, wait_http  # noqa: E402
+from tests.procs import procfile_command, running  # noqa: E402
 from tests.test_relay_e2e import NODES, _hls_source, _Quiet  # noqa: E402
 from tests.test_rtmp_e2e import MODULE  # noqa: E402
 from tests.wsclient import PrivateRedis, scratch_database  # noqa: E402
@@ -70,18 +70,12 @@ def start(stack: ExitStack) -> SimpleNamespace:
     private.start()
     stack.callback(private.kill)
     server = Server(OUT)
-    rtmp_port, hls_port = free_port(), free_port()
+    server.add_rtmp_settings()
     server.env.update(
         DATABASE_URL=database_url,
         REDIS_URL=private.url(0),
         CELERY_BROKER_URL=private.url(1),
         SYNCTV_NODE_ID="web-1",
-        RTMP_PORT=str(rtmp_port),
-        HLS_PORT=str(hls_port),
-        RTMP_CONTROL_PORT=str(free_port()),
-        RTMP_URL=f"rtmp://127.0.0.1:{rtmp_port}/live",
-        RTMP_CALLBACK_URL=server.base,
-        HLS_PUBLIC_URL=f"http://127.0.0.1:{hls_port}",
         FETCH_ALLOW_PRIVATE_NETWORKS="true",  # the source is on loopback
         LOG_LEVEL="INFO",
     )
@@ -90,9 +84,7 @@ def start(stack: ExitStack) -> SimpleNamespace:
     server.start()
     stack.callback(server.stop)
     rtmp_log = OUT / "rtmp.log"
-    rtmp = stack.enter_context(running(procfile_command("rtmp"), env=server.env, log=rtmp_log))
-    control = f"http://127.0.0.1:{server.env['RTMP_CONTROL_PORT']}/ping"
-    assert wait_http(control, proc=rtmp, log=rtmp_log, timeout=30).status_code == 204
+    server.start_rtmp(stack, rtmp_log)
 
     source_dir = OUT / "source"
     source_dir.mkdir()
@@ -117,7 +109,7 @@ def start(stack: ExitStack) -> SimpleNamespace:
         member=member,
         room=room,
         redis=client,
-        rtmp_pattern=f"127.0.0.1:{rtmp_port}/live/rl-",
+        rtmp_pattern=f"127.0.0.1:{server.env['RTMP_PORT']}/live/rl-",
         source_url=f"http://127.0.0.1:{httpd.server_address[1]}/index.m3u8",
         relays={},
         starts=dict.fromkeys(NODES, 0),

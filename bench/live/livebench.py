@@ -43,7 +43,7 @@ sys.path[:0] = [str(ROOT), str(HERE)]
 import procstat  # noqa: E402
 
 from tests.browser_support import Api, Server  # noqa: E402
-from tests.procs import free_port, procfile_command, publish_test_pattern, running, wait_http  # noqa: E402
+from tests.procs import publish_test_pattern  # noqa: E402
 from tests.test_rtmp_e2e import MODULE  # noqa: E402
 
 OUT = HERE / "out"
@@ -132,14 +132,8 @@ def start(stack: ExitStack) -> SimpleNamespace:
     """The app (uvicorn, embedded default, its var/ under bench/live/out) and the `rtmp` process,
     as the e2e test's ``live`` fixture starts them; an owner with a room and a member in it."""
     server = Server(OUT)
-    rtmp_port, hls_port = free_port(), free_port()
+    server.add_rtmp_settings()
     server.env.update(
-        RTMP_PORT=str(rtmp_port),
-        HLS_PORT=str(hls_port),
-        RTMP_CONTROL_PORT=str(free_port()),
-        RTMP_URL=f"rtmp://127.0.0.1:{rtmp_port}/live",
-        RTMP_CALLBACK_URL=server.base,
-        HLS_PUBLIC_URL=f"http://127.0.0.1:{hls_port}",
         HLS_SIGNING_SECRET=secrets.token_urlsafe(32),
         LOG_LEVEL="INFO",  # on_publish logs "rtmp publish of stream <id> started" at INFO
         PYTHONDONTWRITEBYTECODE="1",
@@ -149,15 +143,14 @@ def start(stack: ExitStack) -> SimpleNamespace:
     stack.callback(server.stop)
     server.start()
     rtmp_log = OUT / "rtmp.log"
-    rtmp = stack.enter_context(running(procfile_command("rtmp"), env=server.env, log=rtmp_log))
-    control = f"http://127.0.0.1:{server.env['RTMP_CONTROL_PORT']}/ping"
-    if wait_http(control, proc=rtmp, log=rtmp_log, timeout=30).status_code != 204:
-        raise SystemExit("the rtmp process does not answer its control /ping")
+    rtmp = server.start_rtmp(stack, rtmp_log)
     api = Api(server.base)
     owner, member = api.register("streamer"), api.register("viewer")
     room = api.create_room(owner, "Live bench")
     api.join(member, room["id"])
-    log(f"app on {server.base}, rtmp on :{rtmp_port} (pid {rtmp.pid}), HLS on :{hls_port}")
+    log(
+        f"app on {server.base}, rtmp on :{server.env['RTMP_PORT']} (pid {rtmp.pid}), HLS on :{server.env['HLS_PORT']}"
+    )
     return SimpleNamespace(
         server=server, rtmp=rtmp, rtmp_log=rtmp_log, api=api, owner=owner, member=member, room=room,
         hls_dir=OUT / "var" / "rtmp" / "hls",
