@@ -76,6 +76,16 @@ def _plays_on(page, seconds: float, timeout: float) -> float:
     return state["time"]
 
 
+def _recovered(page, watcher, *, waited_up_to: float, plays_for: float) -> None:
+    """The page left "waiting" within ``waited_up_to`` ms, plays on by ``plays_for`` s, was
+    never reloaded and logged no problem."""
+    page.wait_for_selector(WAITING, state="hidden", timeout=waited_up_to)
+    _plays_on(page, plays_for, timeout=45_000)
+    assert page.locator(WAITING).is_hidden()
+    assert page.evaluate(SAME_PAGE) == ["same page", 1, "navigate"]  # never reloaded
+    assert not watcher.problems, watcher.problems
+
+
 def _timeline(page, t0: float) -> list[str]:
     """The page's HLS and status traffic, seconds since ``t0``: printed when a test fails."""
     lines: list[str] = []
@@ -141,11 +151,7 @@ def test_streamer_stops_then_comes_back_without_a_reload(live, browser, tmp_path
         publisher = publish_test_pattern(created["publish_url"], tmp_path / "again.log", seconds=120)
         _wait(lambda: _status(live, stream_id)["live"], 10, "live again", live)
         # The page polls every POLL_MS while waiting; the stream's first segment takes a few s.
-        page.wait_for_selector(WAITING, state="hidden", timeout=30_000)
-        _plays_on(page, 2, timeout=45_000)
-        assert page.locator(WAITING).is_hidden()
-        assert page.evaluate(SAME_PAGE) == ["same page", 1, "navigate"]  # never reloaded
-        assert not watcher.problems, watcher.problems
+        _recovered(page, watcher, waited_up_to=30_000, plays_for=2)
     except Exception:
         _evidence("test_browser_live_recovery_comeback", watcher, live.server, timeline)
         raise
@@ -222,11 +228,7 @@ def test_expired_signed_url_is_recovered_after_an_outage(live, browser, tmp_path
         assert blocked and blocked[-1] - outage > short_ttl, blocked
         assert refused, "no HLS request was refused"
 
-        page.wait_for_selector(WAITING, state="hidden", timeout=10_000)
-        _plays_on(page, 3, timeout=45_000)
-        assert page.locator(WAITING).is_hidden()
-        assert page.evaluate(SAME_PAGE) == ["same page", 1, "navigate"]  # never reloaded
-        assert not watcher.problems, watcher.problems
+        _recovered(page, watcher, waited_up_to=10_000, plays_for=3)
     except Exception:
         _evidence("test_browser_live_recovery_expired", watcher, live.server, timeline)
         raise
