@@ -228,12 +228,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
         """Online in presence (which tells the room, once per user: a second tab is not a second
         arrival), then the hello, the chat history and what was held meanwhile."""
         self.connection_id = hub.presence.new_connection_id()
-        await hub.presence.join(self.room.pk, self.connection_id, self._presence_info(ready=True))
+        me = self._presence_info(ready=True)
+        await hub.presence.join(self.room.pk, self.connection_id, me)
         hello, history = greeting.hello(self._reading, self._member), self._reading.history
         self._reading = self._member = None  # the socket keeps neither
         self._roster = await hub.roster(self.room.pk)
         # Who is online, into the hello; from then on the roster tells this socket what changes.
-        await self.send(text_data=self._roster.greet(self, hello, self._presence_info(ready=True)))
+        await self.send(text_data=self._roster.greet(self, hello, me))
         for chat in history:
             await self.send_json_event(chat)
         await self._replay_pending(

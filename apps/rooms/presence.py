@@ -75,10 +75,6 @@ class Presence:
         """The room's presence version and who is online (one info per user), read together."""
         ...
 
-    async def online(self, room_id: str) -> list[dict]:
-        """Who is online, one info per user, by username."""
-        return _by_name((await self.snapshot(room_id))[1])
-
     async def _announce_here(self, room_id: str, *, joined: list[dict], left: list[str]) -> None:
         if self.announce_locally is not None and (joined or left):
             event = events.presence_changed(version=None, joined=joined, left=left)
@@ -126,10 +122,6 @@ def _one_per_user(infos) -> list[dict]:
     for info in infos:
         users[info["user_id"]] = info  # the latest connection's, as RedisPresence keeps it
     return list(users.values())
-
-
-def _by_name(infos) -> list[dict]:
-    return sorted(infos, key=lambda i: (i.get("username", ""), i["user_id"]))
 
 
 # The scripts take the room's keys in this order (RedisPresence._keys) and its channel as the
