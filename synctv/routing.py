@@ -3,7 +3,8 @@
 from django.urls import path, re_path
 
 from apps.core import events, realtime
-from apps.rooms.consumers import CLOSE_NOT_FOUND, SUBPROTOCOL, RoomConsumer
+from apps.rooms.consumers import RoomConsumer
+from apps.rooms.handshake import CLOSE_NOT_FOUND, SUBPROTOCOL
 
 
 async def unknown_path(scope, receive, send) -> None:

@@ -15,7 +15,6 @@ import logging
 import math
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -29,6 +28,19 @@ from apps.permissions.rules import RoomActor
 from apps.rooms import greeting, messages, roster, selectors, services
 from apps.rooms.dbthreads import database_sync_to_async
 from apps.rooms.frames import release_handshake
+from apps.rooms.handshake import (  # the close codes are read as consumers.CLOSE_* too
+    CLOSE_FORBIDDEN,
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_NOT_FOUND,
+    CLOSE_SERVICE_RESTART,
+    CLOSE_TOO_MANY_SOCKETS,
+    CLOSE_TRY_AGAIN_LATER,
+    CLOSE_UNAUTHORIZED,
+    SUBPROTOCOL,
+    Refused,
+    protocol_offered,
+    token_from,
+)
 from apps.rooms.hub import direct_protocol, hub
 from apps.rooms.models import Room
 from apps.rooms.moderation import escape
@@ -37,26 +49,8 @@ from apps.rooms.serializers import user_ref
 
 logger = logging.getLogger(__name__)
 
-# synctv.v2 (preferred when offered): the hello lists the first page of who is online, with the
-# count; the rest on request (``members``); arrivals and departures come as ``members_changed``
-# batches. synctv.v1: the hello lists everyone, and member_joined / member_left one by one.
-SUBPROTOCOLS = (roster.V2, roster.V1)
-SUBPROTOCOL = roster.V1  # what a client that offers no version gets
-BEARER_PREFIX = "bearer."
-CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND = 4401, 4403, 4404
-CLOSE_TRY_AGAIN_LATER = 1013
-CLOSE_INTERNAL_ERROR = 1011
-CLOSE_TOO_MANY_SOCKETS = 4429  # a user's socket cap or connect churn (apps.core.ratelimit)
 # Member events tell who is in the room: they need VIEW_MEMBER_LIST, as REST ``members`` does.
 MEMBER_EVENTS = frozenset({"member_joined", "member_left", "member_updated", "member_ready"})
-
-
-class Refused(Exception):
-    """A connect that is turned away: the close code, the reason and details for the client."""
-
-    def __init__(self, code: int, reason: str, **details: Any) -> None:
-        super().__init__(reason)
-        self.code, self.reason, self.details = code, reason, details
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
@@ -96,12 +90,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # --- connect / disconnect -----------------------------------------------------------------
 
     def _token(self) -> str | None:
-        for proto in self.scope.get("subprotocols") or ():
-            if proto.startswith(BEARER_PREFIX):
-                return proto[len(BEARER_PREFIX) :]
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        values = query.get("token")
-        return values[0] if values else None
+        return token_from(self.scope)
 
     async def _refuse(self, refusal: Refused) -> None:
         # A close code only reaches the client after the handshake: accept, say why, close.
@@ -120,12 +109,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         return self.actor is not None and self.actor.is_member and self.actor.can(Perm.VIEW_MEMBER_LIST)
 
     def _subprotocol(self) -> str | None:
-        offered = self.scope.get("subprotocols") or ()
-        for protocol in SUBPROTOCOLS:
-            if protocol in offered:
-                self.protocol = protocol
-                return protocol
-        return None
+        protocol = protocol_offered(self.scope)
+        if protocol is not None:
+            self.protocol = protocol
+        return protocol
 
     async def connect(self) -> None:
         try:
@@ -167,7 +154,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         """Who is connecting, and may they open one more socket here? Cheapest checks first: no
         database read for a socket that is refused for its token, its churn or its count."""
         if hub.shutting_down:
-            raise Refused(1012, "This server is restarting; reconnect shortly.")
+            raise Refused(CLOSE_SERVICE_RESTART, "This server is restarting; reconnect shortly.")
         token = self._token()
         if not token:
             raise Refused(CLOSE_UNAUTHORIZED, "No token: send a bearer.<token> subprotocol.")
