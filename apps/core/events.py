@@ -4,9 +4,13 @@ Two kinds, told apart by the name, as apps.core.realtime says:
 
 - **public** (``playback``, ``chat``, ...): frames a client receives on the room WebSocket,
   handled by ``static/js`` (the ``case "type":`` of the page's message switch);
-- **internal** (``_member_removed``, ``_room_closed``, ``_sessions_revoked``): messages between
-  the processes of the server, published on a room's or a user's channel; the room consumer
-  (apps.rooms.consumers ``_act_on``) acts on them and no client ever sees one.
+- **internal** (``_member_removed``, ``_room_closed``, ``_sessions_revoked``, ``_presence``):
+  messages between the processes of the server, published on a room's or a user's channel; the
+  room consumer (apps.rooms.consumers ``_act_on``) or the node's roster (apps.rooms.roster, for
+  ``_presence``) acts on them and no client ever sees one.
+
+Not here: ``node_leaving`` on ``cluster:events`` (apps.streaming.cluster), which no server
+process reads; it is there for operators and the failover benchmark to watch.
 
 Services, the consumer and the hub build events only here, so a frame's keys are written once.
 apps/core/tests/test_events.py reads the code and the page's scripts to prove that every type is

@@ -12,3 +12,11 @@ def new_id() -> str:
         value = secrets.token_urlsafe(12)
         if not value.startswith("-"):
             return value
+
+
+def plausible_id(value: object) -> bool:
+    """Could ``value`` be one of our ids? Short, non-empty strings without a NUL byte (PostgreSQL
+    refuses a NUL in a query with an error, which would be a 500). Selectors answer NotFound for
+    anything else before asking the database. Up to 32 characters: rows created with longer ids
+    than ``new_id`` makes (fixtures, imports) still resolve."""
+    return isinstance(value, str) and 0 < len(value) <= 32 and "\x00" not in value

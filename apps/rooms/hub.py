@@ -173,7 +173,7 @@ class RoomHub:
             )
         )
         await self.send_many(subscribers, {"type": "websocket.send", "text": text})
-        # This process leaves the cluster registry now (docs/security.md 6.2): failover need
+        # This process leaves the cluster registry now (docs/streaming.md, "Nodes"): failover need
         # not wait for its heartbeat's TTL. A thread: the Redis call is blocking.
         from apps.streaming.cluster import stop_heartbeat
 

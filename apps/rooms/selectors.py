@@ -14,18 +14,13 @@ from apps.accounts.models import User
 from apps.audit.models import AuditEvent
 from apps.core import rows
 from apps.core.errors import NotFound, NotInRoom
+from apps.core.ids import plausible_id
 from apps.permissions.rules import RoomActor, build_actor
 from apps.rooms.models import ChatMessage, MemberStatus, Movie, PlaybackState, Room, RoomMember
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser
     from rest_framework_simplejwt.tokens import Token
-
-
-def _plausible_id(value: object) -> bool:
-    """Ids are short strings; a NUL byte cannot be in one (and PostgreSQL refuses it in a query
-    with an error, which would be a 500)."""
-    return isinstance(value, str) and len(value) <= 32 and "\x00" not in value
 
 
 def _with_counts(qs: QuerySet[Room]) -> QuerySet[Room]:
@@ -35,7 +30,7 @@ def _with_counts(qs: QuerySet[Room]) -> QuerySet[Room]:
 
 
 def room_get(room_id: object, *, with_counts: bool = False) -> Room:
-    if not _plausible_id(room_id):
+    if not plausible_id(room_id):
         raise NotFound("No such room.")
     qs = _with_counts(Room.objects.all()) if with_counts else Room.objects.select_related("creator")
     room = qs.filter(pk=room_id).first()
@@ -113,7 +108,7 @@ def member_list(*, room: Room, status: str | None = MemberStatus.ACTIVE) -> Quer
 
 
 def member_get(*, room: Room, user_id: object) -> RoomMember:
-    if not _plausible_id(user_id):
+    if not plausible_id(user_id):
         raise NotFound("No such member.")
     member = RoomMember.objects.select_related("user", "room").filter(room=room, user_id=user_id).first()
     if member is None:
@@ -126,7 +121,7 @@ def movie_list(*, room: Room) -> QuerySet[Movie]:
 
 
 def movie_get(*, room: Room, movie_id: object) -> Movie:
-    if not _plausible_id(movie_id):
+    if not plausible_id(movie_id):
         raise NotFound("No such movie.")
     movie = Movie.objects.select_related("added_by").filter(room=room, pk=movie_id).first()
     if movie is None:

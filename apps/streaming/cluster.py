@@ -7,8 +7,10 @@ them needs no SCAN. An entry whose key expired belongs to a dead process and is 
 index by whoever lists next. The processes of one node share its id (``SYNCTV_NODE_ID``), so the
 gunicorn workers of a node all refresh one entry.
 
-``leave`` removes entries at once and publishes a ``NodeLeaving`` message on ``cluster:events``
-(docs/security.md 6.2): the failover job then no longer waits for the TTL.
+``leave`` removes entries at once (docs/streaming.md, "Nodes"): the failover job, which reads the
+registry, then no longer waits for the TTL. It also publishes a ``NodeLeaving`` message on
+``cluster:events``, an observer channel: no server process subscribes to it (the registry is the
+truth); operators (``redis-cli subscribe cluster:events``) and the failover benchmark watch it.
 
 Liveness is the key's TTL, kept by Redis: no clock of any node is compared with another's.
 Without REDIS_URL (the embedded default: one process) the registry lives in process memory.

@@ -1,4 +1,4 @@
-"""Publisher failover (docs/security.md 4.3; docs/streaming.md, "Failover"): a service the
+"""Publisher failover (docs/streaming.md, "Failover"): a service the
 Celery beat job runs every few seconds (apps.streaming.tasks).
 
 A publisher has failed when the RTMP server has not vouched for it (``on_update``) for

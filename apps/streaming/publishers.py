@@ -1,5 +1,5 @@
 """The publisher registry: which node publishes each live stream, and the failover lock
-(docs/streaming.md, "Cluster"; docs/security.md 4.3).
+(docs/streaming.md, "Publishers").
 
 Keys (by the stream's opaque id, never its key: a stream key appears in no Redis key or log):
 - ``stream:publisher:{stream}`` -> node id, TTL PUBLISHER_TTL_SECONDS. ``claim`` sets it only if

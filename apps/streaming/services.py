@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 SOURCE_SCHEMES = {"rtmp": 1935, "rtmps": 443, "http": 80, "https": 443}
 # A publisher the RTMP server has not vouched for (on_publish, on_update) in this long is gone
-# (docs/security.md 4.3): a new publisher may take the stream over.
+# (docs/streaming.md, "Failover"): a new publisher may take the stream over.
 PUBLISHER_SILENT_SECONDS = 30
 
 
