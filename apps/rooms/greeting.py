@@ -9,6 +9,7 @@ adds its own membership (1 query). ``members_online`` comes from the node's rost
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ from apps.permissions.rules import RoomActor
 from apps.rooms import selectors, services
 from apps.rooms.dbthreads import database_sync_to_async
 from apps.rooms.models import PlaybackState, Room
-from apps.rooms.serializers import MemberSerializer, RoomSerializer, user_ref
+from apps.rooms.serializers import RoomSerializer, member_view, user_ref
 
 CHAT_HISTORY = 50  # lines of chat a joining socket gets
 
@@ -32,7 +33,7 @@ def actor_role(actor: RoomActor) -> str:
 def member_payload(actor: RoomActor, user: User) -> dict[str, Any]:
     """The hello's ``member``: the membership row, or what stands for it for a site admin."""
     if actor.member is not None:
-        return dict(MemberSerializer(actor.member).data)
+        return member_view(actor.member)
     return {
         "user": user_ref(user),
         "role": "site_admin",
@@ -94,7 +95,7 @@ class RoomReadings:
         if future is None:
             future = asyncio.ensure_future(database_sync_to_async(read_room)(room_id))
             self._by_room[key] = future
-            future.add_done_callback(lambda f, key=key: self._forget_failure(key, f))
+            future.add_done_callback(functools.partial(self._forget_failure, key))
         reading: RoomReading = await asyncio.shield(future)
         return reading
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import extend_schema_field
 from pydantic import ValidationError
 from rest_framework import serializers
@@ -183,7 +185,28 @@ class InviteSerializer(serializers.Serializer):
     uses = serializers.IntegerField()
 
 
+_DATETIME = serializers.DateTimeField()  # DRF's own rendering of a datetime (settings-aware)
+
+
+def member_view(member: RoomMember) -> dict[str, Any]:
+    """A membership as REST (``MemberSerializer``) and the socket's ``hello`` show it. Written out
+    because a ModelSerializer builds its fields again for every instance it renders (~0.4 ms of a
+    WebSocket connect's node CPU; bench/ws/README.md, "Joins and moves");
+    apps/rooms/tests/test_member_view.py holds it equal to the declared fields' own rendering."""
+    return {
+        "user": user_ref(member.user),
+        "role": str(member.role),
+        "status": str(member.status),
+        "permissions_added": int(member.permissions_added),
+        "permissions_removed": int(member.permissions_removed),
+        "effective_permissions": effective_permissions(room=member.room, member=member),
+        "joined_at": _DATETIME.to_representation(member.joined_at),
+    }
+
+
 class MemberSerializer(serializers.ModelSerializer):
+    """Output. The fields below document it (OpenAPI); ``member_view`` renders it."""
+
     user = UserRefSerializer()
     effective_permissions = serializers.SerializerMethodField()
 
@@ -201,6 +224,9 @@ class MemberSerializer(serializers.ModelSerializer):
 
     def get_effective_permissions(self, member) -> int:
         return effective_permissions(room=member.room, member=member)
+
+    def to_representation(self, instance: RoomMember) -> dict[str, Any]:
+        return member_view(instance)
 
 
 class MemberUpdateSerializer(RefuseUnknownFields, serializers.Serializer):
