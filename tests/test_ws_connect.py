@@ -6,9 +6,13 @@ threads run the consumers' database calls. Runs on the embedded SQLite default a
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -210,9 +214,41 @@ def test_this_process_uses_the_threads_its_database_allows(db):
         if connection.vendor == "sqlite":
             assert executor is None and call._thread_sensitive
         else:
-            assert executor is not None and not call._thread_sensitive and call._executor is executor
+            assert isinstance(call, dbthreads.OnDatabaseThreads) and call.executor is executor
             pool = connection.settings_dict.get("OPTIONS", {}).get("pool")
             if isinstance(pool, dict):
                 assert executor._max_workers < pool["max_size"]
     finally:
         dbthreads.db_executor.cache_clear()
+
+
+def test_a_database_call_runs_on_a_database_thread_as_channels_would(db, monkeypatch):
+    """The lean hop keeps what channels' DatabaseSyncToAsync gives a consumer: the call runs on
+    one of the database threads, not the event loop's; old connections are closed before and
+    after it; the caller's context variables are visible; its exception reaches the caller."""
+    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ws-db-test")
+    closed: list[str] = []
+    monkeypatch.setattr(
+        dbthreads, "close_old_connections", lambda: closed.append(threading.current_thread().name)
+    )
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+
+    def seen() -> tuple[str, str]:
+        return threading.current_thread().name, marker.get()
+
+    def fails() -> None:
+        raise LookupError("from the database thread")
+
+    async def scenario() -> tuple[str, str]:
+        marker.set("the caller's")
+        result = await dbthreads.OnDatabaseThreads(seen, executor)()
+        with pytest.raises(LookupError, match="from the database thread"):
+            await dbthreads.OnDatabaseThreads(fails, executor)()
+        return result
+
+    try:
+        thread, value = async_to_sync(scenario)()
+    finally:
+        executor.shutdown(wait=True)
+    assert thread.startswith("ws-db-test") and value == "the caller's"
+    assert len(closed) == 4 and all(name.startswith("ws-db-test") for name in closed)

@@ -10,6 +10,8 @@ writers there fail with "database is locked".
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
 import logging
 from collections.abc import Callable
@@ -18,7 +20,7 @@ from typing import Any
 
 from channels.db import DatabaseSyncToAsync
 from django.conf import settings
-from django.db import connections
+from django.db import close_old_connections, connections
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +58,39 @@ def db_executor() -> ThreadPoolExecutor | None:
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ws-db")
 
 
-def database_sync_to_async(func: Callable[..., Any]) -> DatabaseSyncToAsync:
-    """channels' ``database_sync_to_async`` (old connections closed before and after each call),
-    on this process's consumer database threads (see above)."""
+class OnDatabaseThreads:
+    """``func`` as a coroutine function run on the consumer database threads: what channels'
+    ``DatabaseSyncToAsync`` does there (old connections closed before and after the call, the
+    caller's context variables visible), without asgiref's machinery around it. asgiref copies
+    every context variable back after each call and routes exceptions through a thread handler
+    built for nested ``async_to_sync``, which nothing on this path uses; that costs ~50 µs of
+    CPU per call on top of the ~140 µs the thread hand-over itself costs, and a WebSocket
+    connect makes two calls (bench/ws/README.md, "Joins and moves"). A cancelled caller stops
+    waiting; a call already running finishes on its thread, as under asgiref."""
+
+    __slots__ = ("executor", "func")
+
+    def __init__(self, func: Callable[..., Any], executor: ThreadPoolExecutor) -> None:
+        self.func, self.executor = func, executor
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        call = functools.partial(_closing_old_connections, functools.partial(self.func, *args, **kwargs))
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self.executor, context.run, call)
+
+
+def _closing_old_connections(call: Callable[[], Any]) -> Any:
+    close_old_connections()
+    try:
+        return call()
+    finally:
+        close_old_connections()
+
+
+def database_sync_to_async(func: Callable[..., Any]) -> DatabaseSyncToAsync | OnDatabaseThreads:
+    """``func`` on this process's consumer database threads (see above), old connections closed
+    before and after each call; on SQLite channels' ``database_sync_to_async`` (its one thread)."""
     executor = db_executor()
     if executor is None:
         return DatabaseSyncToAsync(func)
-    return DatabaseSyncToAsync(func, thread_sensitive=False, executor=executor)
+    return OnDatabaseThreads(func, executor)
