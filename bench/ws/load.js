@@ -34,7 +34,7 @@ function parseArgs(argv) {
     n: 100, events: 60, interval: 250, deflate: false, concurrency: 32,
     rates: '250,500,1000', phase: 10, perRoom: 10, rooms: 0, roomSize: 0, settle: 6, label: '',
     extra: 0, maxConnectMs: 2000, receiver: 'ws',
-    protocol: 'v2', inflight: 0, nodeTree: '', nodeTreeCommit: '', nodeTreeDiff: '', maxWait: 90,
+    protocol: 'v2', fetch: 'all', inflight: 0, nodeTree: '', nodeTreeCommit: '', nodeTreeDiff: '', maxWait: 90,
   };
   for (let i = 2; i < argv.length; i++) {
     const k = argv[i].replace(/^--/, '');
@@ -52,6 +52,10 @@ const args = parseArgs(process.argv);
 if (!['ws', 'raw'].includes(args.receiver)) throw new Error(`--receiver ${args.receiver}: ws | raw`);
 const RAW = args.receiver === 'raw';
 if (!['v1', 'v2'].includes(args.protocol)) throw new Error(`--protocol ${args.protocol}: v1 | v2`);
+// fill, v2: --fetch all (default) asks for every page of the member list after the hello, as the
+// web page does; --fetch none asks for nothing (a client that shows the count and the first page),
+// so the node CPU per connect is the connect and the presence batches alone.
+if (!['all', 'none'].includes(args.fetch)) throw new Error(`--fetch ${args.fetch}: all | none`);
 // --protocol v2 (default) offers synctv.v2 first and synctv.v1 as fallback (a v1-only server picks
 // synctv.v1); v1 offers synctv.v1 only (every run before the option). What the server accepted is
 // recorded per socket (ws.protocol) and summarised as `ws.protocol` in the output.
@@ -829,8 +833,9 @@ async function fill() {
       helloPageMax = Math.max(helloPageMax, page.length);
       for (const m of page) add(s, m);
       if (typeof msg.members_count === 'number') serverCount[s] = msg.members_count;
-      if (msg.members_next != null) {
-        helloWithNext++; fetch.sockets_fetching++;
+      if (msg.members_next != null) helloWithNext++;
+      if (msg.members_next != null && args.fetch === 'all') {
+        fetch.sockets_fetching++;
         // the ws resolves right after onHello: send on the next tick
         setImmediate(() => { if (sockets[s]) askMore(s, sockets[s].ws, msg.members_next); });
       }
@@ -902,6 +907,7 @@ async function fill() {
   const drain_ms = await waitIdle(60000, 300);
   return {
     scenario: 'fill', members: n, nodes: args.ports.length, protocol_offered: args.protocol, settle_s: args.settle,
+    members_fetched: args.fetch,
     inflight: args.concurrency,
     connect: { requested: n, opened, errors: errors.length, first_errors: errors.slice(0, 5), connect_ms: summary(connectMs) },
     fill_ms: round(fillMs, 1), connects_per_s: round(opened / (fillMs / 1000), 1),

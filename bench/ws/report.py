@@ -186,6 +186,15 @@ def ms3(s: dict | None) -> str:
     return f"{f(s['p50'], 0)} / {f(s['p99'], 0)} / {f(s['max'], 0)} ms"
 
 
+def fetched(r: dict) -> str:
+    """The fill's member-page fetches; "none asked" for a run with ``--fetch none`` (the connect
+    alone: its sockets hold the first page and the batches, not the whole list)."""
+    if r.get("members_fetched") == "none":
+        return "none asked"
+    fe = r["members_fetch"]
+    return f"{fe['requests']:,}, {fe['pages']:,} ({fe['page_bytes'] / 1024:,.0f} KiB)"
+
+
 def fill_table(rows: list[dict]) -> list[str]:
     lines = [
         "| members (nodes) | protocol offered → accepted | nodes from | fill time | connects/s | connect → hello p50 / p99 / max "
@@ -194,8 +203,10 @@ def fill_table(rows: list[dict]) -> list[str]:
         "| sockets with all N members |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for r in sorted(rows, key=lambda r: (r["members"], r["protocol_offered"] != "v2")):
-        fr, c, fe = r["frames"], r["connect"], r["members_fetch"]
+    for r in sorted(
+        rows, key=lambda r: (r["members"], r["protocol_offered"] != "v2", r.get("members_fetched") == "none")
+    ):
+        fr, c = r["frames"], r["connect"]
         kinds = " / ".join(
             f"{fr[k]['count']:,} ({fr[k]['bytes'] / 1024 / 1024:,.1f} MiB)"
             for k in ("hello", "member_joined", "member_left", "members_changed", "other")
@@ -206,7 +217,7 @@ def fill_table(rows: list[dict]) -> list[str]:
             f"| **{f(r['node_cpu_ms_per_connect'], 1)} ms** | {f(r['client_cpu_ms_per_connect'], 1)} ms | {busy(r['cpu'])} "
             f"| **{r['presence_deliveries']:,}** ({f(r['presence_deliveries_per_socket'], 0)}), "
             f"{r['presence_bytes'] / 1024 / 1024:,.1f} MiB | {kinds} | {r['largest_hello_bytes'] / 1024:,.1f} KiB "
-            f"| {fe['requests']:,}, {fe['pages']:,} ({fe['page_bytes'] / 1024:,.0f} KiB) "
+            f"| {fetched(r)} "
             f"| {r['sockets_with_all_members']:,}/{c['opened']:,} |"
         )
     return lines
