@@ -92,6 +92,12 @@ def api():
 
 
 @pytest.fixture
+def no_api_limit(settings):
+    """For tables of cases that send more than the 100 requests a minute one address may make."""
+    settings.RATELIMITS = {**settings.RATELIMITS, "api": "100000/m"}
+
+
+@pytest.fixture
 def redis_client():
     from apps.core.redis import get_redis
 

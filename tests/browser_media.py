@@ -21,6 +21,8 @@ from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tests.procs import QuietRequests
+
 FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
 DURATION = 60
 
@@ -60,13 +62,10 @@ def make_test_media(folder: Path) -> dict[str, Path]:
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-class RangeHandler(SimpleHTTPRequestHandler):
+class RangeHandler(QuietRequests, SimpleHTTPRequestHandler):
     """Static files with single-range requests (206) and open CORS."""
 
     protocol_version = "HTTP/1.1"
-
-    def log_message(self, format, *args):  # quiet
-        pass
 
     def end_headers(self):
         self.send_header("Access-Control-Allow-Origin", "*")

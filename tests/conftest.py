@@ -1,10 +1,17 @@
-"""Fixtures shared by the tests that drive a real browser (tests/browser_support.py)."""
+"""Fixtures shared by the tests that drive a real browser (tests/browser_support.py) and by the
+WebSocket cluster tests (tests/wsclient.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests import browser_support as bs
+
+
+@pytest.fixture(scope="module")
+def nodes(cluster):
+    """The first two nodes of the module's ``cluster`` (tests/wsclient.py, ``cluster_fixture``)."""
+    return cluster.nodes[0], cluster.nodes[1]
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,25 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
+T = TypeVar("T")
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin"
+
+
+class QuietRequests:
+    """Mixed into an http.server handler class (first): no line on stderr per request, so the
+    test log stays readable and never shows a request's query string (codes, tokens)."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
 
 
 def free_port() -> int:
@@ -82,6 +94,27 @@ def running(command: str, *, env: dict, cwd: Path = ROOT, log: Path):
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float = 10.0,
+    interval: float = 0.1,
+    message: str = "condition",
+    *,
+    context: Callable[[], str] | None = None,
+) -> T:
+    """Call ``predicate()`` every ``interval`` seconds until it returns something truthy, and
+    return that. After ``timeout`` seconds: AssertionError naming ``message``, followed by
+    ``context()`` if given (a server's log, say)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    detail = f"\n{context()}" if context is not None else ""
+    raise AssertionError(f"timed out waiting for {message} (within {timeout}s){detail}")
 
 
 def wait_http(url: str, *, proc: subprocess.Popen, log: Path, timeout: float) -> httpx.Response:

@@ -36,7 +36,7 @@ from websockets.sync.client import connect
 
 from apps.streaming.ring import HashRing
 from tests.browser_support import Api, Server
-from tests.procs import procfile_command, publish_test_pattern, running
+from tests.procs import QuietRequests, procfile_command, publish_test_pattern, running, wait_until
 from tests.test_rtmp_e2e import _require_tools
 from tests.wsclient import PrivateRedis, scratch_database
 
@@ -48,9 +48,8 @@ HANDOVER_WITHIN = 2.0
 FAILOVER_WITHIN = 45.0
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
+class _Quiet(QuietRequests, http.server.SimpleHTTPRequestHandler):
+    pass
 
 
 @pytest.fixture(scope="module")
@@ -144,13 +143,9 @@ def _logs(world) -> str:
     return "\n".join(parts)
 
 
-def _wait(predicate, timeout: float, what: str, world) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not within {timeout}s\n{_logs(world)}")
+def _wait(predicate, timeout: float, what: str, world):
+    """``wait_until`` every 0.2 s; a failure shows every process's log."""
+    return wait_until(predicate, timeout, 0.2, what, context=lambda: _logs(world))
 
 
 def _live_on(world, stream_id: str, node: str) -> bool:

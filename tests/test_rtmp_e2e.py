@@ -22,7 +22,7 @@ import pytest
 
 from apps.streaming import hls
 from tests.browser_support import Api, Server
-from tests.procs import publish_test_pattern
+from tests.procs import publish_test_pattern, wait_until
 
 pytestmark = [pytest.mark.slow]
 
@@ -85,15 +85,13 @@ def _status(live, stream_id: str, who=None, expect=200) -> dict:
     )
 
 
-def _wait(predicate, timeout: float, what: str, live) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(0.2)
-    raise AssertionError(
-        f"{what} not within {timeout}s\n{live.server.log_tail()}\n{live.rtmp_log.read_text()[-3000:]}"
-    )
+def _wait(predicate, timeout: float, what: str, live):
+    """``wait_until`` every 0.2 s; a failure shows the server's and nginx-rtmp's logs."""
+
+    def logs() -> str:
+        return f"{live.server.log_tail()}\n{live.rtmp_log.read_text()[-3000:]}"
+
+    return wait_until(predicate, timeout, 0.2, what, context=logs)
 
 
 def _playlist_with_segment(url: str) -> str | None:

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from apps.permissions.flags import DEFAULT_MEMBER, Perm
-from tests.wsclient import Api, close_all, cluster_with, db_scalar, join, run
+from tests.wsclient import Api, close_all, cluster_fixture, db_scalar, join, run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -21,15 +21,7 @@ ADD_WORD = (
 )
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with cluster_with(tmp_path_factory.mktemp("ws-chat"), "n1", "n2") as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def nodes(cluster):
-    return cluster.nodes[0], cluster.nodes[1]
+cluster = cluster_fixture("ws-chat", "n1", "n2")
 
 
 def _rows(cluster, room) -> list[str]:

@@ -16,22 +16,14 @@ import time
 import pytest
 
 from apps.permissions.flags import DEFAULT_MEMBER, Perm
-from tests.wsclient import Api, close_all, cluster_with, join, refused, report, run
+from tests.wsclient import Api, close_all, cluster_fixture, join, refused, report, run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 PLAY_MEMBERS = DEFAULT_MEMBER | int(Perm.PLAY_CONTROL)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with cluster_with(tmp_path_factory.mktemp("ws-cluster"), "n1", "n2") as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def nodes(cluster):
-    return cluster.nodes[0], cluster.nodes[1]
+cluster = cluster_fixture("ws-cluster", "n1", "n2")
 
 
 def _ids(hello: dict) -> set[str]:

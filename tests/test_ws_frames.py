@@ -17,7 +17,7 @@ import signal
 import pytest
 
 from tests.procs import procfile_command
-from tests.wsclient import WS, Api, Node, close_all, cluster_with, join, run
+from tests.wsclient import WS, Api, Node, close_all, cluster_fixture, join, run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -26,10 +26,7 @@ DEFLATE_OFF = "--ws-per-message-deflate false"
 ROOM_EVENTS = ("playback", "chat", "emoji")
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with cluster_with(tmp_path_factory.mktemp("ws-frames")) as c:
-        yield c
+cluster = cluster_fixture("ws-frames")
 
 
 def stop_and_read_stats(node: Node) -> tuple[int, int]:

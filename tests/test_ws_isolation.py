@@ -16,22 +16,24 @@ import websockets
 
 from apps.permissions.flags import BASIC_BITS, DEFAULT_MEMBER, Perm
 from apps.rooms.messages import CLIENT_TYPES
-from tests.wsclient import Api, close_all, cluster_with, db_scalar, dial, join, refused, report, run
+from tests.wsclient import (
+    Api,
+    close_all,
+    cluster_fixture,
+    db_scalar,
+    dial,
+    join,
+    refused,
+    report,
+    run,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 PLAY_MEMBERS = DEFAULT_MEMBER | int(Perm.PLAY_CONTROL)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with cluster_with(tmp_path_factory.mktemp("ws-isolation"), "n1", "n2") as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def nodes(cluster):
-    return cluster.nodes[0], cluster.nodes[1]
+cluster = cluster_fixture("ws-isolation", "n1", "n2")
 
 
 # --- refusals ---------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from apps.rooms import roster
-from tests.wsclient import SUBPROTOCOL, WS, Api, close_all, cluster_with, join, report, run
+from tests.wsclient import SUBPROTOCOL, WS, Api, close_all, cluster_fixture, join, report, run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -25,10 +25,7 @@ V2 = ["synctv.v2", SUBPROTOCOL]
 SWARM = 64  # more than a hello's first page (roster.PAGE_SIZE), so the pages are exercised
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with cluster_with(tmp_path_factory.mktemp("ws-presence"), "p1", "p2") as c:
-        yield c
+cluster = cluster_fixture("ws-presence", "p1", "p2")
 
 
 class View:

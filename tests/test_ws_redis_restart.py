@@ -11,17 +11,14 @@ import httpx
 import pytest
 
 from apps.permissions.flags import DEFAULT_MEMBER, Perm
-from tests.wsclient import Api, close_all, cluster_with, join, report, run
+from tests.wsclient import Api, close_all, cluster_fixture, join, report, run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 RECOVERY_LIMIT = 10.0
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with cluster_with(tmp_path_factory.mktemp("ws-redis"), "n1", "n2") as c:
-        yield c
+cluster = cluster_fixture("ws-redis", "n1", "n2")
 
 
 def test_sockets_hear_each_other_again_after_a_redis_restart(cluster):

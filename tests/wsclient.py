@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -200,6 +201,19 @@ def cluster_with(tmp: Path, *node_names: str):
                 cluster.close()
     finally:
         redis.kill()
+
+
+def cluster_fixture(folder: str, *node_names: str) -> Any:
+    """A test module's ``cluster`` fixture (module scope): ``cluster_with`` the named nodes in a
+    temporary folder called ``folder``. Use as ``cluster = cluster_fixture("ws-chat", "n1", "n2")``;
+    the ``nodes`` fixture (tests/conftest.py) gives its first two nodes."""
+
+    @pytest.fixture(scope="module")
+    def cluster(tmp_path_factory):
+        with cluster_with(tmp_path_factory.mktemp(folder), *node_names) as c:
+            yield c
+
+    return cluster
 
 
 def db_scalar(dsn: str, sql: str, *params) -> Any:

@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from rest_framework.test import APIClient
 
 from apps.accounts.keystore import keystore
-from apps.accounts.models import User
+from apps.accounts.models import Role, User
 from apps.accounts.services import TokenPair
-from apps.accounts.tests.factories import login, make_user
+from apps.accounts.tests.factories import create_user, login, make_user
 from apps.core.tests.helpers import client_for
 
 ME = "/api/v1/users/me"
@@ -121,8 +121,24 @@ def other_account(db) -> Account:
     return Account(user=user, pair=pair)
 
 
+@pytest.fixture
+def alice() -> User:
+    """A plain user row (no session) with an address and ``PASSWORD``."""
+    return create_user("alice", email="alice@example.com")
+
+
+@pytest.fixture
+def root() -> User:
+    return create_user("root", Role.ROOT)
+
+
 def get_me(token: str | None = None, *, header: str | None = None):
     return client_for(token, header=header).get(ME)
+
+
+def me(access: str):
+    """``users/me`` with ``access``; a server error comes back as a 500 response."""
+    return client_for(access, raise_request_exception=False).get(ME)
 
 
 def post_refresh(raw_refresh: str):
@@ -135,3 +151,9 @@ def assert_refused(response, status: int = 401, code: str = "token_invalid") -> 
     assert set(body) == {"error"}, body
     assert set(body["error"]) == {"code", "message", "details"}, body
     assert body["error"]["code"] == code, body
+
+
+@pytest.fixture
+def mandatory(settings):
+    """ACCOUNT_EMAIL_VERIFICATION=mandatory: sign-ups stay pending until the address is verified."""
+    settings.ACCOUNT_EMAIL_VERIFICATION = "mandatory"

@@ -3,23 +3,20 @@ services (audit, sessions ended), staff only, the audit log read-only."""
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 from auditlog.models import LogEntry
 from django.contrib.admin.sites import site
-from django.contrib.auth.hashers import make_password
-from django.db import transaction
 from django.test import Client
 from django.test.client import RequestFactory
 from rest_framework.test import APIClient
 
 from apps.accounts import services
 from apps.accounts.models import AuthSession, Role, SigningKey, User
-from apps.accounts.tests.factories import PASSWORD
+from apps.accounts.tests.conftest import me
+from apps.accounts.tests.factories import PASSWORD, create_user, open_session, password_hash
 from apps.audit.models import AuditEvent
 from apps.core.context import Origin
-from apps.core.tests.helpers import admin_url
+from apps.core.tests.helpers import admin_client_fixture, admin_url
 
 pytestmark = pytest.mark.django_db
 
@@ -28,36 +25,7 @@ ADMIN_IP = "192.0.2.200"
 ADMIN_UA = "ModeratorBrowser/1.0"
 
 
-@functools.cache
-def _password_hash() -> str:
-    return make_password(PASSWORD)
-
-
-def make(username: str, role: str = Role.USER, email: str | None = None) -> User:
-    return User.objects.create(username=username, role=role, email=email, password=_password_hash())
-
-
-def open_session(user: User):
-    with transaction.atomic():
-        return services._session_open(user=user, origin=Origin(ip="127.0.0.1", user_agent="setup"))
-
-
-def me(access: str):
-    c = APIClient(raise_request_exception=False)
-    c.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
-    return c.get("/api/v1/users/me")
-
-
-@pytest.fixture
-def root() -> User:
-    return make("root", Role.ROOT)
-
-
-@pytest.fixture
-def admin_client(root) -> Client:
-    c = Client(raise_request_exception=False, REMOTE_ADDR=ADMIN_IP, HTTP_USER_AGENT=ADMIN_UA)
-    c.force_login(root)
-    return c
+admin_client = admin_client_fixture(ADMIN_IP, ADMIN_UA)
 
 
 def listed(response) -> set[str]:
@@ -76,14 +44,14 @@ def test_root_sees_the_admin_and_the_user_list(admin_client):
 
 def test_site_admin_gets_in_too(db):
     c = Client()
-    c.force_login(make("moderator", Role.ADMIN))
+    c.force_login(create_user("moderator", Role.ADMIN))
     assert c.get(USERS).status_code == 200
 
 
 @pytest.mark.parametrize("role", [Role.USER, Role.PENDING])
 def test_ordinary_user_is_sent_to_the_login_page(role):
     c = Client()
-    c.force_login(make("plain", role))
+    c.force_login(create_user("plain", role))
     for path in ("/admin/", USERS, "/admin/audit/auditevent/"):
         r = c.get(path)
         assert r.status_code == 302, (path, r.status_code)
@@ -103,7 +71,7 @@ def test_banned_root_is_logged_out(admin_client, root):
 
 
 def test_admin_login_form_refuses_ordinary_user(root):
-    make("plain")
+    create_user("plain")
     c = Client()
     r = c.post("/admin/login/", {"username": "plain", "password": PASSWORD, "next": "/admin/"})
     assert r.status_code == 200  # the form again, with an error
@@ -188,8 +156,8 @@ def test_api_login_attempts_count_against_the_admin_login(root, settings, frozen
 
 
 def test_admin_login_writes_the_login_audit_events(root):
-    make("plain")
-    banned = make("banned-admin", Role.BANNED)
+    create_user("plain")
+    banned = create_user("banned-admin", Role.BANNED)
     c, token = admin_login_page("198.51.100.94")
     assert admin_login(c, token, "root", WRONG).status_code == 200
     assert admin_login(c, token, "plain", PASSWORD).status_code == 200
@@ -209,10 +177,10 @@ def test_admin_login_writes_the_login_audit_events(root):
 
 
 def test_search_and_role_filter(admin_client):
-    make("bob", email="bob@example.com")
-    make("carol", email="carol@corp.example")
-    make("mallory", Role.BANNED)
-    make("adam", Role.ADMIN)
+    create_user("bob", email="bob@example.com")
+    create_user("carol", email="carol@corp.example")
+    create_user("mallory", Role.BANNED)
+    create_user("adam", Role.ADMIN)
 
     assert listed(admin_client.get(USERS, {"q": "bob"})) == {"bob"}
     assert listed(admin_client.get(USERS, {"q": "corp.example"})) == {"carol"}
@@ -236,7 +204,7 @@ def test_users_cannot_be_added_in_the_admin(admin_client):
 
 
 def test_ban_action_bans_audits_and_ends_sessions(admin_client, root):
-    bob, carol, dave = make("bob"), make("carol"), make("dave")
+    bob, carol, dave = create_user("bob"), create_user("carol"), create_user("dave")
     bob_pair, carol_pair, dave_pair = open_session(bob), open_session(carol), open_session(dave)
     assert me(bob_pair.access).status_code == 200
 
@@ -264,9 +232,9 @@ def test_ban_action_bans_audits_and_ends_sessions(admin_client, root):
 def test_ban_action_respects_the_rules(db):
     """A site admin cannot ban another admin or root; the action reports it and changes nothing."""
     moderator, other_admin, top = (
-        make("moderator", Role.ADMIN),
-        make("other", Role.ADMIN),
-        make("top", Role.ROOT),
+        create_user("moderator", Role.ADMIN),
+        create_user("other", Role.ADMIN),
+        create_user("top", Role.ROOT),
     )
     c = Client(raise_request_exception=False)
     c.force_login(moderator)
@@ -284,7 +252,7 @@ def test_ban_action_respects_the_rules(db):
 
 
 def test_unban_and_end_sessions_actions(admin_client, root):
-    bob = make("bob")
+    bob = create_user("bob")
     pair = open_session(bob)
     admin_client.post(USERS, {"action": "end_sessions", "_selected_action": [bob.pk]})
     assert me(pair.access).status_code == 401
@@ -323,7 +291,7 @@ def change_form_data(response, **overrides) -> dict:
 
 
 def test_role_change_goes_through_the_services(admin_client, root):
-    bob = make("bob", email="bob@example.com")
+    bob = create_user("bob", email="bob@example.com")
     url = admin_url(bob)
     r = admin_client.get(url)
     assert r.status_code == 200
@@ -341,7 +309,7 @@ def test_role_change_goes_through_the_services(admin_client, root):
 
 
 def test_ban_in_the_change_form_ends_sessions_and_records_the_reason(admin_client, root):
-    bob = make("bob")
+    bob = create_user("bob")
     pair = open_session(bob)
     url = admin_url(bob)
     r = admin_client.post(url, change_form_data(admin_client.get(url), role=Role.BANNED, ban_reason="spam"))
@@ -355,7 +323,7 @@ def test_ban_in_the_change_form_ends_sessions_and_records_the_reason(admin_clien
 
 def test_change_form_refused_role_change_is_not_written(db):
     """A site admin may not make someone root: the service refuses and the form's value is not saved."""
-    moderator, bob = make("moderator", Role.ADMIN), make("bob")
+    moderator, bob = create_user("moderator", Role.ADMIN), create_user("bob")
     c = Client(raise_request_exception=False)
     c.force_login(moderator)
     url = admin_url(bob)
@@ -383,8 +351,8 @@ def _messages(response) -> set[tuple[str, str]]:
 
 @pytest.mark.parametrize("target_role", [Role.ROOT, Role.ADMIN])
 def test_site_admin_cannot_edit_a_staff_accounts_username_or_email(db, target_role):
-    moderator = make("moderator", Role.ADMIN)
-    target = make("boss", target_role, email="boss@example.com")
+    moderator = create_user("moderator", Role.ADMIN)
+    target = create_user("boss", target_role, email="boss@example.com")
     c = Client(raise_request_exception=False)
     c.force_login(moderator)
     r = _edit(c, target, username="mallory", email="mallory@evil.example")
@@ -398,12 +366,12 @@ def test_site_admin_cannot_edit_a_staff_accounts_username_or_email(db, target_ro
 
 
 def test_root_may_edit_an_admin_and_an_admin_a_plain_user(admin_client, root):
-    adam = make("adam", Role.ADMIN, email="adam@example.com")
+    adam = create_user("adam", Role.ADMIN, email="adam@example.com")
     r = _edit(admin_client, adam, email="adam@corp.example")
     assert not any(level == "error" for level, _ in _messages(r)), _messages(r)
     adam.refresh_from_db()
     assert adam.email == "adam@corp.example"
-    bob = make("bob", email="bob@example.com")
+    bob = create_user("bob", email="bob@example.com")
     c = Client(raise_request_exception=False)
     c.force_login(adam)
     r = _edit(c, bob, username="robert")
@@ -428,21 +396,23 @@ def test_staff_change_their_own_email_in_the_admin_with_their_password(admin_cli
     root.refresh_from_db()
     assert root.email == "root@corp.example"
     # Someone else's account form does not ask for it.
-    assert 'name="current_password"' not in admin_client.get(admin_url(make("bob"))).content.decode()
+    assert 'name="current_password"' not in admin_client.get(admin_url(create_user("bob"))).content.decode()
 
 
 def test_change_form_does_not_offer_the_password(admin_client):
-    bob = make("bob")
+    bob = create_user("bob")
     r = admin_client.get(admin_url(bob))
     assert "password" not in r.context["adminform"].form.fields
-    assert _password_hash() not in r.content.decode()
+    assert password_hash() not in r.content.decode()
 
 
 # --- read-only admins ---------------------------------------------------------------------------------
 
 
 def test_audit_log_admin_is_read_only(admin_client, root):
-    services.user_set_role(actor=root, user=make("bob"), role=Role.ADMIN, origin=Origin(ip="127.0.0.1"))
+    services.user_set_role(
+        actor=root, user=create_user("bob"), role=Role.ADMIN, origin=Origin(ip="127.0.0.1")
+    )
     event = AuditEvent.objects.get(action="user.role_change")
     base = "/admin/audit/auditevent/"
 
@@ -475,7 +445,7 @@ def test_audit_log_admin_is_read_only(admin_client, root):
 # names "ab_cd" (fresh key ids hold such a sequence now and then: apps/core/tests/helpers.py).
 @pytest.mark.parametrize("kid", [None, "ab_5Fcd"])
 def test_signing_keys_are_read_only_in_the_admin(admin_client, kid):
-    open_session(make("bob"))  # seeds the key store
+    open_session(create_user("bob"))  # seeds the key store
     if kid:
         SigningKey.objects.update(kid=kid)
     key = SigningKey.objects.get()

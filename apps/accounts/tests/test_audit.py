@@ -4,19 +4,15 @@ User changes that never includes the password."""
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 from auditlog.models import LogEntry
-from django.contrib.auth.hashers import make_password
 from django.contrib.contenttypes.models import ContentType
-from django.db import transaction
 from django.test import override_settings
 from rest_framework.test import APIClient
 
 from apps.accounts import services
 from apps.accounts.models import Role, User
-from apps.accounts.tests.factories import PASSWORD
+from apps.accounts.tests.factories import PASSWORD, open_session, password_hash
 from apps.audit.models import AuditEvent
 from apps.core.context import Origin
 from apps.core.tests.helpers import client_for
@@ -28,28 +24,8 @@ UA = "AuditTest/1.0 (+https://example.com)"
 ORIGIN = Origin(ip="198.51.100.9", user_agent="moderator-console")
 
 
-@functools.cache
-def _password_hash() -> str:
-    return make_password(PASSWORD)
-
-
 def client(access: str | None = None, *, ip: str = IP, ua: str = UA, **extra) -> APIClient:
     return client_for(access, raise_request_exception=False, REMOTE_ADDR=ip, HTTP_USER_AGENT=ua, **extra)
-
-
-@pytest.fixture
-def alice() -> User:
-    return User.objects.create(username="alice", email="alice@example.com", password=_password_hash())
-
-
-@pytest.fixture
-def root() -> User:
-    return User.objects.create(username="root", role=Role.ROOT, password=_password_hash())
-
-
-def open_session(user: User):
-    with transaction.atomic():
-        return services._session_open(user=user, origin=Origin(ip="127.0.0.1", user_agent="setup"))
 
 
 def only_event(action: str) -> AuditEvent:
@@ -229,7 +205,7 @@ def test_role_change(alice, root):
 
 
 def test_refused_role_change_leaves_no_event(alice):
-    admin = User.objects.create(username="admin", role=Role.ADMIN, password=_password_hash())
+    admin = User.objects.create(username="admin", role=Role.ADMIN, password=password_hash())
     from apps.core.errors import PermissionDenied
 
     with pytest.raises(PermissionDenied):

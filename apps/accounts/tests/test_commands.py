@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 import io
 
 import jwt
 import pytest
-from django.contrib.auth.hashers import make_password
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import transaction
 from rest_framework.test import APIClient
 
-from apps.accounts import revocation, services
+from apps.accounts import revocation
 from apps.accounts.keystore import keystore
 from apps.accounts.models import AuthSession, Role, SigningKey, User
-from apps.accounts.tests.factories import PASSWORD
+from apps.accounts.tests.conftest import me
+from apps.accounts.tests.factories import PASSWORD, create_user, open_session
 from apps.audit.models import AuditEvent
-from apps.core.context import Origin
 from apps.core.tests.helpers import error_code
 
 pytestmark = pytest.mark.django_db
@@ -26,30 +23,10 @@ pytestmark = pytest.mark.django_db
 ROOT_PASSWORD = "R00t-passw0rd!"
 
 
-@functools.cache
-def _password_hash() -> str:
-    return make_password(PASSWORD)
-
-
-def make(username: str, role: str = Role.USER, email: str | None = None) -> User:
-    return User.objects.create(username=username, role=role, email=email, password=_password_hash())
-
-
-def open_session(user: User):
-    with transaction.atomic():
-        return services._session_open(user=user, origin=Origin(ip="127.0.0.1", user_agent="setup"))
-
-
 def run(*args, **kwargs) -> str:
     out = io.StringIO()
     call_command(*args, stdout=out, stderr=io.StringIO(), **kwargs)
     return out.getvalue()
-
-
-def me(access: str):
-    c = APIClient(raise_request_exception=False)
-    c.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
-    return c.get("/api/v1/users/me")
 
 
 def kid_of(token: str) -> str:
@@ -71,7 +48,7 @@ def test_generate_jwt_keys_seeds_once():
 
 
 def test_rotate_jwt_keys_adds_a_signing_key_and_old_tokens_keep_working():
-    bob = make("bob")
+    bob = create_user("bob")
     old_pair = open_session(bob)
     old_kid = kid_of(old_pair.access)
 
@@ -144,7 +121,7 @@ def test_create_root_without_a_password_and_no_terminal(monkeypatch):
 
 
 def test_create_root_if_missing():
-    make("boss", Role.USER)
+    create_user("boss", Role.USER)
     before = User.objects.get(username="boss").password
     # Without --if-missing an existing name is an error ...
     with pytest.raises(CommandError, match="taken"):
@@ -164,7 +141,7 @@ def test_create_root_if_missing():
 
 def test_create_root_refuses_a_bad_username():
     """The command goes through the service; a taken email is refused like in registration."""
-    make("someone", email="taken@example.com")
+    create_user("someone", email="taken@example.com")
     with pytest.raises(CommandError, match="email"):
         run("create_root", "boss", "--password", ROOT_PASSWORD, "--email", "TAKEN@example.com")
 
@@ -173,7 +150,7 @@ def test_create_root_refuses_a_bad_username():
 
 
 def test_ban_user_and_unban_user():
-    bob = make("bob", email="bob@example.com")
+    bob = create_user("bob", email="bob@example.com")
     pair = open_session(bob)
     assert me(pair.access).status_code == 200
 
@@ -202,7 +179,7 @@ def test_ban_user_and_unban_user():
 
 
 def test_ban_user_by_id_and_unknown_user():
-    bob = make("bob")
+    bob = create_user("bob")
     run("ban_user", bob.pk)
     bob.refresh_from_db()
     assert bob.role == Role.BANNED
@@ -213,7 +190,7 @@ def test_ban_user_by_id_and_unknown_user():
 
 
 def test_unban_user_never_restores_a_staff_role():
-    boss = make("boss", Role.ROOT)
+    boss = create_user("boss", Role.ROOT)
     run("ban_user", "boss")
     run("unban_user", "boss")
     boss.refresh_from_db()
@@ -224,7 +201,7 @@ def test_unban_user_never_restores_a_staff_role():
 
 
 def test_revoke_tokens_ends_every_session_of_the_user():
-    bob, carol = make("bob"), make("carol")
+    bob, carol = create_user("bob"), create_user("carol")
     first, second, other = open_session(bob), open_session(bob), open_session(carol)
 
     out = run("revoke_tokens", "bob")
@@ -242,7 +219,7 @@ def test_revoke_tokens_ends_every_session_of_the_user():
 
 
 def test_revoke_tokens_one_jti(django_capture_on_commit_callbacks):
-    bob = make("bob")
+    bob = create_user("bob")
     first, second = open_session(bob), open_session(bob)
     jti = jwt.decode(first.access, options={"verify_signature": False})["jti"]
 

@@ -8,24 +8,20 @@ can step past a window to see the limit lift).
 
 from __future__ import annotations
 
-import functools
 import time
-import types
 
 import pytest
 from django.conf import settings
-from django.contrib.auth.hashers import make_password
 from django.db import transaction
 from django.test import override_settings
-from django_ratelimit import core as ratelimit_core
 from rest_framework.test import APIClient
 
 from apps.accounts import services
 from apps.accounts.models import AuthSession, User
-from apps.accounts.tests.factories import PASSWORD, TEST_ORIGIN
+from apps.accounts.tests.factories import PASSWORD, TEST_ORIGIN, password_hash
 from apps.audit.models import AuditEvent
 from apps.core import ratelimit
-from apps.core.tests.helpers import retry_if_sqlite_locked, run_at_once
+from apps.core.tests.helpers import ratelimit_clock_fixture, ratelimits, retry_if_sqlite_locked, run_at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -35,33 +31,7 @@ ME = "/api/v1/users/me"
 WRONG = "Wr0ng-passw0rd"
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-
-@pytest.fixture(autouse=True)
-def clock(monkeypatch) -> Clock:
-    clock = Clock(1_800_000_000.0)
-    monkeypatch.setattr(ratelimit_core, "time", types.SimpleNamespace(time=clock.time))
-    return clock
-
-
-def limits(**overrides) -> dict:
-    return {**settings.RATELIMITS, **overrides}
-
-
-@functools.cache
-def _password_hash() -> str:
-    return make_password(PASSWORD)
-
-
-@pytest.fixture
-def alice() -> User:
-    return User.objects.create(username="alice", email="alice@example.com", password=_password_hash())
+clock = ratelimit_clock_fixture(autouse=True)
 
 
 def client(ip: str = "127.0.0.1", **extra) -> APIClient:
@@ -88,7 +58,7 @@ def assert_rate_limited(response, max_seconds: int) -> int:
 # --- login per IP --------------------------------------------------------------------------------
 
 
-@override_settings(RATELIMITS=limits(login_ip="3/m", login_user="100/m"))
+@override_settings(RATELIMITS=ratelimits(login_ip="3/m", login_user="100/m"))
 def test_login_per_ip(alice, clock):
     c = client("198.51.100.1")
     for _ in range(3):
@@ -107,7 +77,7 @@ def test_login_per_ip(alice, clock):
     assert login(c).status_code == 200
 
 
-@override_settings(RATELIMITS=limits(login_ip="2/m", login_user="100/m"))
+@override_settings(RATELIMITS=ratelimits(login_ip="2/m", login_user="100/m"))
 def test_login_per_ip_counts_successful_logins_and_unknown_users(alice):
     c = client("198.51.100.3")
     assert login(c).status_code == 200
@@ -115,7 +85,7 @@ def test_login_per_ip_counts_successful_logins_and_unknown_users(alice):
     assert_rate_limited(login(c), 60)
 
 
-@override_settings(RATELIMITS=limits(login_ip="2/m", login_user="100/m"), TRUSTED_PROXY_COUNT=0)
+@override_settings(RATELIMITS=ratelimits(login_ip="2/m", login_user="100/m"), TRUSTED_PROXY_COUNT=0)
 def test_login_per_ip_ignores_spoofed_forwarded_for(alice):
     """Without a trusted proxy, X-Forwarded-For is the client's own claim and changes nothing."""
     for i in range(2):
@@ -124,7 +94,7 @@ def test_login_per_ip_ignores_spoofed_forwarded_for(alice):
     assert_rate_limited(login(client("198.51.100.4", HTTP_X_FORWARDED_FOR="10.0.0.99")), 60)
 
 
-@override_settings(RATELIMITS=limits(login_ip="2/m", login_user="100/m"), TRUSTED_PROXY_COUNT=1)
+@override_settings(RATELIMITS=ratelimits(login_ip="2/m", login_user="100/m"), TRUSTED_PROXY_COUNT=1)
 def test_login_per_ip_behind_a_trusted_proxy_uses_the_forwarded_address(alice):
     proxy = "10.0.0.1"
     for _ in range(2):
@@ -137,7 +107,7 @@ def test_login_per_ip_behind_a_trusted_proxy_uses_the_forwarded_address(alice):
 # --- login per username --------------------------------------------------------------------------
 
 
-@override_settings(RATELIMITS=limits(login_ip="100/m", login_user="3/15m"))
+@override_settings(RATELIMITS=ratelimits(login_ip="100/m", login_user="3/15m"))
 def test_login_per_username_across_addresses(alice, clock):
     for i in range(3):
         assert login(client(f"192.0.2.{i + 1}"), password=WRONG).status_code == 401
@@ -147,14 +117,14 @@ def test_login_per_username_across_addresses(alice, clock):
     # Case does not get around it: the key is the lower-cased identifier.
     assert_rate_limited(login(client("192.0.2.51"), username="ALICE"), 15 * 60)
     # Another account is unaffected.
-    User.objects.create(username="bob", password=_password_hash())
+    User.objects.create(username="bob", password=password_hash())
     assert login(client("192.0.2.52"), username="bob").status_code == 200
     # After the window the account opens again.
     clock.now += 15 * 60
     assert login(client("192.0.2.53")).status_code == 200
 
 
-@override_settings(RATELIMITS=limits(login_ip="100/m", login_user="2/15m"))
+@override_settings(RATELIMITS=ratelimits(login_ip="100/m", login_user="2/15m"))
 def test_login_per_username_counts_only_failures(alice):
     c = client("192.0.2.60")
     for _ in range(4):
@@ -165,7 +135,7 @@ def test_login_per_username_counts_only_failures(alice):
     assert_rate_limited(login(c), 15 * 60)
 
 
-@override_settings(RATELIMITS=limits(login_ip="100/m", login_user="2/15m"))
+@override_settings(RATELIMITS=ratelimits(login_ip="100/m", login_user="2/15m"))
 def test_login_per_username_also_limits_unknown_names(db):
     """Guessing at a name that does not exist is limited the same way (no account oracle)."""
     for i in range(2):
@@ -176,7 +146,7 @@ def test_login_per_username_also_limits_unknown_names(db):
 # --- registration per IP -------------------------------------------------------------------------
 
 
-@override_settings(RATELIMITS=limits(register_ip="2/h"))
+@override_settings(RATELIMITS=ratelimits(register_ip="2/h"))
 def test_registration_per_ip(db, clock):
     c = client("198.51.100.20")
     for i in range(2):
@@ -219,7 +189,7 @@ def test_general_api_limit_is_100_per_minute(alice_access, clock):
     assert c.get(ME).status_code == 200
 
 
-@override_settings(RATELIMITS=limits(api="3/m", login_ip="100/m"))
+@override_settings(RATELIMITS=ratelimits(api="3/m", login_ip="100/m"))
 def test_general_api_limit_covers_public_endpoints(alice):
     c = client("198.51.100.32")
     for _ in range(3):
@@ -232,7 +202,7 @@ def test_general_api_limit_covers_public_endpoints(alice):
 
 @override_settings(
     RATELIMIT_ENABLE=False,
-    RATELIMITS=limits(api="1/m", login_ip="1/m", login_user="1/m", register_ip="1/h"),
+    RATELIMITS=ratelimits(api="1/m", login_ip="1/m", login_user="1/m", register_ip="1/h"),
 )
 def test_ratelimit_enable_false_turns_them_off(alice, alice_access):
     c = client("198.51.100.40")
@@ -247,7 +217,7 @@ def test_ratelimit_enable_false_turns_them_off(alice, alice_access):
         assert authed.get(ME).status_code == 200
 
 
-@override_settings(RATELIMITS=limits(login_ip="1/m"))
+@override_settings(RATELIMITS=ratelimits(login_ip="1/m"))
 def test_limits_are_on_by_default(alice):
     assert settings.RATELIMIT_ENABLE is True
     c = client("198.51.100.41")
@@ -277,7 +247,7 @@ def _count_hashes(monkeypatch, *, delay: float = 0.0) -> list:
 
 
 @pytest.mark.django_db(transaction=True)
-@override_settings(RATELIMITS=limits(login_ip="100/m", login_user="3/15m"))
+@override_settings(RATELIMITS=ratelimits(login_ip="100/m", login_user="3/15m"))
 def test_parallel_login_attempts_beyond_the_account_limit_are_refused_before_hashing(monkeypatch):
     """Eight wrong guesses at once against a limit of 3: only 3 passwords are hashed, the other
     five are refused with rate_limited first (the old check-then-count let all eight through)."""
@@ -285,7 +255,7 @@ def test_parallel_login_attempts_beyond_the_account_limit_are_refused_before_has
 
     from apps.core.errors import InvalidCredentials, RateLimited
 
-    User.objects.create(username="alice", email="alice@example.com", password=_password_hash())
+    User.objects.create(username="alice", email="alice@example.com", password=password_hash())
     hashes = _count_hashes(monkeypatch, delay=0.3)
     contenders = 8
     results = run_at_once(
@@ -305,7 +275,7 @@ def test_parallel_login_attempts_beyond_the_account_limit_are_refused_before_has
         assert failed_rows <= len(hashes)
 
 
-@override_settings(RATELIMITS=limits(login_ip="100/m", login_user="4/15m"))
+@override_settings(RATELIMITS=ratelimits(login_ip="100/m", login_user="4/15m"))
 def test_username_and_email_share_one_budget(alice, monkeypatch):
     hashes = _count_hashes(monkeypatch)
     for i in range(4):
@@ -317,7 +287,7 @@ def test_username_and_email_share_one_budget(alice, monkeypatch):
     assert len(hashes) == 4
 
 
-@override_settings(RATELIMITS=limits(login_ip="100/m", login_user="2/15m"))
+@override_settings(RATELIMITS=ratelimits(login_ip="100/m", login_user="2/15m"))
 def test_refused_logins_with_the_right_password_do_not_use_the_budget(alice):
     """A banned or pending account's owner knows the password: those attempts are refunded too."""
     alice.role = "banned"
@@ -359,7 +329,7 @@ def redis_unreachable():
     ratelimit.local_counter.clear()
 
 
-@override_settings(RATELIMITS=limits(login_ip="3/m", login_user="100/m"))
+@override_settings(RATELIMITS=ratelimits(login_ip="3/m", login_user="100/m"))
 def test_login_limit_holds_while_redis_is_unreachable(alice, redis_unreachable):
     c = client("198.51.100.60")
     for _ in range(3):
@@ -370,14 +340,14 @@ def test_login_limit_holds_while_redis_is_unreachable(alice, redis_unreachable):
     assert login(client("198.51.100.61")).status_code == 200
 
 
-@override_settings(RATELIMITS=limits(login_ip="100/m", login_user="2/15m"))
+@override_settings(RATELIMITS=ratelimits(login_ip="100/m", login_user="2/15m"))
 def test_account_limit_holds_while_redis_is_unreachable(alice, redis_unreachable):
     for i in range(2):
         assert login(client(f"198.51.100.{70 + i}"), password=WRONG).status_code == 401
     assert_rate_limited(login(client("198.51.100.79")), 15 * 60)
 
 
-@override_settings(RATELIMITS=limits(api="3/m"))
+@override_settings(RATELIMITS=ratelimits(api="3/m"))
 def test_api_limit_holds_while_redis_is_unreachable(alice_access, redis_unreachable):
     c = client("198.51.100.80", HTTP_AUTHORIZATION=f"Bearer {alice_access}")
     for _ in range(3):
@@ -385,7 +355,7 @@ def test_api_limit_holds_while_redis_is_unreachable(alice_access, redis_unreacha
     assert_rate_limited(c.get(ME), 60)
 
 
-@override_settings(RATELIMITS=limits(login_ip="2/m", login_user="100/15m", register_ip="2/h"))
+@override_settings(RATELIMITS=ratelimits(login_ip="2/m", login_user="100/15m", register_ip="2/h"))
 def test_an_ipv6_client_is_limited_by_its_64_not_by_each_address():
     """One home or host holds a whole /64 and picks new addresses at will: counting each IPv6
     address separately would be no limit at all."""

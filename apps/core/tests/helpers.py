@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import threading
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+from django.conf import settings
 from django.contrib.admin.utils import quote
 from django.db import OperationalError, connection
 from django.db.models import Model
+from django.test import Client
 from django.urls import reverse
+from django_ratelimit import core as ratelimit_core
 from rest_framework.test import APIClient
 
 T = TypeVar("T")
@@ -26,6 +31,51 @@ def admin_url(obj: Model, view: str = "change") -> str:
     """
     opts = obj._meta
     return reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=[quote(obj.pk)])
+
+
+def admin_client_fixture(ip: str, user_agent: str) -> Any:
+    """An ``admin_client`` fixture for a module: a Django test client logged in as the module's
+    ``root`` fixture, sending from ``ip`` with ``user_agent`` (what the admin's audit events
+    record). Use as ``admin_client = admin_client_fixture(ADMIN_IP, ADMIN_UA)``."""
+
+    @pytest.fixture
+    def admin_client(root) -> Client:
+        c = Client(raise_request_exception=False, REMOTE_ADDR=ip, HTTP_USER_AGENT=user_agent)
+        c.force_login(root)
+        return c
+
+    return admin_client
+
+
+class FakeClock:
+    """A clock that stands still until a test moves ``now``: call it, or use ``.time()``."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+
+def ratelimit_clock_fixture(*, autouse: bool = False) -> Any:
+    """A ``clock`` fixture: django-ratelimit's fixed windows on a frozen ``FakeClock``, so no test
+    straddles a window edge (and a test can step past a window by moving ``clock.now``)."""
+
+    @pytest.fixture(autouse=autouse)
+    def clock(monkeypatch) -> FakeClock:
+        frozen = FakeClock(1_800_000_000.0)
+        monkeypatch.setattr(ratelimit_core, "time", types.SimpleNamespace(time=frozen.time))
+        return frozen
+
+    return clock
+
+
+def ratelimits(**overrides: str) -> dict:
+    """settings.RATELIMITS with ``overrides`` (for ``override_settings(RATELIMITS=...)``)."""
+    return {**settings.RATELIMITS, **overrides}
 
 
 def client_for(token: str | None = None, *, header: str | None = None, **defaults: Any) -> APIClient:

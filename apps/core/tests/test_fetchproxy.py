@@ -13,9 +13,10 @@ from collections.abc import Iterator
 import pytest
 
 from apps.core.fetchproxy import MAX_HEAD, FetchProxy
+from tests.procs import QuietRequests
 
 
-class _Recording(http.server.BaseHTTPRequestHandler):
+class _Recording(QuietRequests, http.server.BaseHTTPRequestHandler):
     seen: list[tuple[str, str]] = []
 
     def do_GET(self) -> None:
@@ -25,9 +26,6 @@ class _Recording(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 class _Echo(socketserver.BaseRequestHandler):

@@ -167,12 +167,6 @@ def _assert_url_refused(response, url: str) -> None:
     assert error["message"].startswith("url"), url[:80]
 
 
-@pytest.fixture
-def no_api_limit(settings):
-    """The tables send more than the 100 requests a minute one address may make."""
-    settings.RATELIMITS = {**settings.RATELIMITS, "api": "100000/m"}
-
-
 API_BAD_URLS = [
     *BAD_MEDIA_URLS[:-1],  # "" is covered by the serializer's own "may not be blank"
     pytest.param("https://example.com/" + "a" * 5000, id="5000-chars"),

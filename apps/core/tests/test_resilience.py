@@ -1,14 +1,7 @@
 import pytest
 
 from apps.core.resilience import CircuitBreaker, CircuitOpen
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
+from apps.core.tests.helpers import FakeClock
 
 
 def _fail():
@@ -16,7 +9,7 @@ def _fail():
 
 
 def test_breaker_opens_after_threshold_refuses_then_half_opens_and_closes():
-    clock = Clock()
+    clock = FakeClock()
     breaker = CircuitBreaker("t", failure_threshold=2, reset_timeout=5, clock=clock)
     calls = []
 
@@ -38,7 +31,7 @@ def test_breaker_opens_after_threshold_refuses_then_half_opens_and_closes():
 
 
 def test_half_open_failure_reopens_at_once():
-    clock = Clock()
+    clock = FakeClock()
     breaker = CircuitBreaker("t", failure_threshold=3, reset_timeout=1, clock=clock)
     for _ in range(3):
         with pytest.raises(ConnectionError):

@@ -6,19 +6,12 @@ from __future__ import annotations
 import pytest
 
 from apps.core import ratelimit
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from apps.core.tests.helpers import FakeClock
 
 
 @pytest.fixture
 def clock(monkeypatch):
-    fake = FakeClock()
+    fake = FakeClock(1000.0)
     monkeypatch.setattr(ratelimit, "monotonic", fake)
     return fake
 

@@ -51,6 +51,7 @@ from apps.permissions.flags import Perm
 from apps.rooms import consumers, dbthreads, greeting, services
 from apps.rooms.hub import RoomHub
 from apps.rooms.models import Invite, Movie, PlaybackState, Room, RoomMember
+from apps.rooms.moderation import word_filter
 
 ROOMS = "/api/v1/rooms"
 ROOM_PASSWORD = "open-sesame"  # the password of the password rooms the tests make
@@ -271,6 +272,12 @@ class RoomWorld:
             if actor.member is not None:
                 actor.member = RoomMember.objects.filter(pk=actor.member.pk).first()
 
+    def effective_permissions(self, name: str) -> int:
+        """``name``'s effective permissions in the room, as ``members/me`` answers them."""
+        response = self.client(name).get(self.url("members/me"))
+        assert response.status_code == 200, response.content
+        return response.json()["effective_permissions"]
+
     def actor_of(self, name: str):
         """The rules' RoomActor for ``name`` in the world's room (as the services see it)."""
         return services.actor_for_user(user=self.actor(name).user, room=self.room)
@@ -441,6 +448,22 @@ def shared_room_world(module_room_world: RoomWorld, db) -> RoomWorld:
     changes leaked); this test's changes are rolled back after it."""
     assert db_state() == module_room_world.snapshot, "the shared world was changed by an earlier test"
     return module_room_world
+
+
+@pytest.fixture
+def world(shared_room_world: RoomWorld) -> RoomWorld:
+    """``shared_room_world`` under the short name (the subfolders' conftests have worlds of their
+    own)."""
+    return shared_room_world
+
+
+@pytest.fixture
+def fresh_word_filter():
+    """The sensitive-word filter caches its pattern per process (for a few seconds): the test
+    starts with it forced to reload and leaves no edited list behind."""
+    word_filter.invalidate()
+    yield
+    word_filter.invalidate()
 
 
 @pytest.fixture

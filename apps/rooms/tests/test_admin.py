@@ -12,12 +12,12 @@ from apps.accounts.models import Role, User
 from apps.accounts.tests.factories import TEST_ORIGIN, make_user
 from apps.audit.models import AuditEvent
 from apps.core.errors import PermissionDenied
-from apps.core.tests.helpers import admin_url
+from apps.core.tests.helpers import admin_client_fixture, admin_url
 from apps.rooms import services
 from apps.rooms.models import Movie, Room, RoomMember, SensitiveWord
-from apps.rooms.moderation import clean_text, word_filter
+from apps.rooms.moderation import clean_text
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_word_filter")]
 
 ROOMS = "/admin/rooms/room/"
 MEMBERS = "/admin/rooms/roommember/"
@@ -29,14 +29,6 @@ ADMIN_UA = "ModeratorBrowser/2.0"
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _fresh_word_filter():
-    """The sensitive-word filter caches its pattern per process: leave no edited list behind."""
-    word_filter.invalidate()
-    yield
-    word_filter.invalidate()
 
 
 def user(username: str, role: str | None = None) -> User:
@@ -83,11 +75,7 @@ def root() -> User:
     return user("root", Role.ROOT)
 
 
-@pytest.fixture
-def admin_client(root) -> Client:
-    c = Client(raise_request_exception=False, REMOTE_ADDR=ADMIN_IP, HTTP_USER_AGENT=ADMIN_UA)
-    c.force_login(root)
-    return c
+admin_client = admin_client_fixture(ADMIN_IP, ADMIN_UA)
 
 
 @pytest.fixture

@@ -258,12 +258,6 @@ ATTEMPTS = [
 ]  # fmt: skip
 
 
-@pytest.fixture
-def world(shared_room_world: RoomWorld) -> RoomWorld:
-    """The module's world (built once); every test's changes are rolled back after it."""
-    return shared_room_world
-
-
 @pytest.mark.parametrize("attempt", ATTEMPTS, ids=[a.id for a in ATTEMPTS])
 def test_escalation_is_refused(attempt: Attempt, world: RoomWorld):
     for step in attempt.setup:
@@ -279,12 +273,6 @@ def test_every_escalation_attempt_is_distinct():
 
 
 # --- the allowed counterparts --------------------------------------------------------------------------
-
-
-def effective(world: RoomWorld, name: str) -> int:
-    response = world.client(name).get(world.url("members/me"))
-    assert response.status_code == 200, response.content
-    return response.json()["effective_permissions"]
 
 
 def last_audit_actions(world: RoomWorld, n: int = 1) -> list[str]:
@@ -307,7 +295,7 @@ def test_creator_demotes_an_admin(world: RoomWorld):
     w = world
     response = _call(w, "creator", "patch", member_path(w, "admin"), {"role": "member"})
     assert response.status_code == 200, response.content
-    assert effective(w, "admin") == flags.DEFAULT_MEMBER
+    assert w.effective_permissions("admin") == flags.DEFAULT_MEMBER
     assert_error(_call(w, "admin", "post", member_path(w, "target", "kick")), 403, "permission_denied")
 
 
@@ -319,7 +307,7 @@ def test_admin_grants_a_bit_it_holds_and_the_member_can_use_it(world: RoomWorld)
     )
     assert response.status_code == 200, response.content
     assert response.json()["permissions_added"] == int(P.PLAY_CONTROL)
-    assert effective(w, "member") == flags.DEFAULT_MEMBER | int(P.PLAY_CONTROL)
+    assert w.effective_permissions("member") == flags.DEFAULT_MEMBER | int(P.PLAY_CONTROL)
     assert last_audit_actions(w) == ["member.permissions_change"]
     assert _call(w, "member", "put", "playback", {"playing": True}).status_code == 200
 
@@ -383,7 +371,7 @@ def test_admin_with_manage_admins_promotes_and_demotes(world: RoomWorld):
     assert response.status_code == 200, response.content
     response = _call(w, "admin", "patch", member_path(w, "target"), {"role": "member"})
     assert response.status_code == 200, response.content
-    assert effective(w, "target") == flags.DEFAULT_MEMBER  # BAN_MEMBERS was not in it anyway
+    assert w.effective_permissions("target") == flags.DEFAULT_MEMBER  # BAN_MEMBERS was not in it anyway
     # Demoted, the former admin can now be kicked by an admin.
     assert _call(w, "admin", "post", member_path(w, "target", "kick")).status_code == 204
 
@@ -418,7 +406,7 @@ def test_settings_changes_within_the_actors_bits(world: RoomWorld):
         {"settings": {"admin_permissions": flags.DEFAULT_ADMIN | int(P.MANAGE_ADMINS)}},
     )
     assert response.status_code == 200, response.content
-    assert effective(w, "admin") & int(P.MANAGE_ADMINS)
+    assert w.effective_permissions("admin") & int(P.MANAGE_ADMINS)
     # ...after which the admin may promote.
     assert _call(w, "admin", "patch", member_path(w, "target"), {"role": "admin"}).status_code == 200
 

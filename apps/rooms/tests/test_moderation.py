@@ -17,16 +17,9 @@ from apps.rooms import moderation
 from apps.rooms.models import SensitiveWord
 from apps.rooms.moderation import clean_text, escape, word_filter, words_changed
 
+pytestmark = pytest.mark.usefixtures("fresh_word_filter")
+
 WORDS = "/admin/rooms/sensitiveword/"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_filter():
-    """The filter is per process and caches its pattern for a few seconds: every test starts
-    (and leaves) it forced to reload."""
-    word_filter.invalidate()
-    yield
-    word_filter.invalidate()
 
 
 def set_words(*words: str) -> None:

@@ -200,12 +200,6 @@ def _check_cell(world: RoomWorld, row: Row, actor_name: str, before: dict) -> st
     return None
 
 
-@pytest.fixture
-def world(shared_room_world: RoomWorld) -> RoomWorld:
-    """The module's world (built once); every test's changes are rolled back after it."""
-    return shared_room_world
-
-
 @pytest.mark.parametrize("row", ROWS, ids=[row.label for row in ROWS])
 def test_permission_matrix(row: Row, world: RoomWorld):
     baseline = world.snapshot  # checked by the shared_room_world fixture
@@ -365,12 +359,6 @@ def _set_room_settings(world: RoomWorld, **settings):
     return response.json()["settings"]
 
 
-def _me(world: RoomWorld, name: str) -> int:
-    response = world.client(name).get(world.url("members/me"))
-    assert response.status_code == 200, response.content
-    return response.json()["effective_permissions"]
-
-
 def test_changing_the_member_default_reaches_existing_members(world: RoomWorld):
     w = world
     add = int(Perm.ADD_MOVIE)
@@ -384,19 +372,20 @@ def test_changing_the_member_default_reaches_existing_members(world: RoomWorld):
     new_default = (default & ~add) | play
     assert _set_room_settings(w, member_permissions=new_default)["member_permissions"] == new_default
 
-    assert _me(w, "member") == new_default
+    assert w.effective_permissions("member") == new_default
     response = w.client("member").post(w.url("movies"), MOVIE, format="json")
     assert (response.status_code, error_code(response)) == (403, "permission_denied")
     assert w.client("member").put(w.url("playback"), {"playing": True}, format="json").status_code == 200
     # The per-member overrides still apply on top of the new default.
-    assert _me(w, "member_plus") == new_default  # its added PLAY_CONTROL is now in the default anyway
-    assert _me(w, "member_minus") == new_default & ~add
+    # member_plus's added PLAY_CONTROL is now in the default anyway
+    assert w.effective_permissions("member_plus") == new_default
+    assert w.effective_permissions("member_minus") == new_default & ~add
     # Admins and the creator do not follow the member default.
     assert w.client("admin").post(w.url("movies"), MOVIE, format="json").status_code == 201
 
     # And back: the same members regain ADD_MOVIE and lose PLAY_CONTROL at once.
     _set_room_settings(w, member_permissions=default)
-    assert _me(w, "member") == default
+    assert w.effective_permissions("member") == default
     assert w.client("member").post(w.url("movies"), MOVIE, format="json").status_code == 201
     response = w.client("member").put(w.url("playback"), {"playing": False}, format="json")
     assert (response.status_code, error_code(response)) == (403, "permission_denied")
@@ -440,7 +429,7 @@ def test_the_guest_default_can_never_lift_guests_past_the_cap(world: RoomWorld):
     w = world
     cap = int(Perm.SEND_CHAT_MESSAGE | Perm.SEND_EMOJI | Perm.VIEW_MEMBER_LIST)
     _set_room_settings(w, guest_permissions=(1 << 16) - 1)
-    assert _me(w, "guest") == cap
+    assert w.effective_permissions("guest") == cap
     for method, suffix, body in (
         ("post", "movies", MOVIE),
         ("put", "playback", {"playing": True}),
@@ -449,6 +438,6 @@ def test_the_guest_default_can_never_lift_guests_past_the_cap(world: RoomWorld):
         response = _call(w.client("guest"), method, w.url(suffix), body)
         assert (response.status_code, error_code(response)) == (403, "permission_denied"), suffix
     _set_room_settings(w, guest_permissions=int(Perm.SEND_CHAT_MESSAGE))
-    assert _me(w, "guest") == int(Perm.SEND_CHAT_MESSAGE)
+    assert w.effective_permissions("guest") == int(Perm.SEND_CHAT_MESSAGE)
     response = w.client("guest").get(w.url("members"))
     assert (response.status_code, error_code(response)) == (403, "permission_denied")

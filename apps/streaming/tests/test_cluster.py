@@ -159,15 +159,6 @@ def test_the_server_command_tells_the_role(argv0, role):
 # --- the real processes ------------------------------------------------------------------------
 
 
-def _wait_for(predicate, timeout: float) -> float:
-    """Seconds until ``predicate()`` held; fails after ``timeout``."""
-    start = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - start < timeout, "timed out"
-        time.sleep(0.1)
-    return time.monotonic() - start
-
-
 def _roles_of(node_id: str) -> set[str]:
     return {n.role for n in cluster.live_nodes() if n.id == node_id}
 
@@ -182,7 +173,7 @@ def _roles_of(node_id: str) -> set[str]:
 def test_procfile_processes_register_and_ws_and_worker_leave_on_sigterm(
     process, role, leaves_on_sigterm, redis_client, tmp_path, settings
 ):
-    from tests.procs import free_port, procfile_command, production_env, running, wait_http
+    from tests.procs import free_port, procfile_command, production_env, running, wait_http, wait_until
 
     clean_registry(redis_client)
     node_id = f"proc-{process}-{time.monotonic_ns()}"
@@ -202,7 +193,7 @@ def test_procfile_processes_register_and_ws_and_worker_leave_on_sigterm(
     try:
         with running(procfile_command(process), env=env, log=log) as proc:
             try:
-                _wait_for(lambda: proc.poll() is not None or role in _roles_of(node_id), timeout=60)
+                wait_until(lambda: proc.poll() is not None or role in _roles_of(node_id), timeout=60)
                 assert proc.poll() is None
                 if process != "worker":  # registered on import: wait until it serves (SIGTERM handled)
                     wait_http(f"http://127.0.0.1:{env['PORT']}/healthz", proc=proc, log=log, timeout=30)

@@ -15,14 +15,13 @@ import functools
 from dataclasses import dataclass, field
 
 import pytest
-from django.contrib.auth.hashers import make_password
 from django.db import transaction
 from rest_framework.test import APIClient
 
 from apps.accounts import keystore as keystore_module
 from apps.accounts import services
 from apps.accounts.models import AuthSession, User
-from apps.accounts.tests.factories import PASSWORD, TEST_ORIGIN
+from apps.accounts.tests.factories import PASSWORD, TEST_ORIGIN, password_hash
 from apps.audit.models import AuditEvent
 from apps.core.tests.helpers import assert_error
 
@@ -37,12 +36,6 @@ def assert_field_error(response, field_name: str) -> None:
     assert field_name in error["details"], error
     messages = error["details"][field_name]
     assert isinstance(messages, list) and messages and all(isinstance(m, str) and m for m in messages)
-
-
-@functools.cache
-def _password_hash() -> str:
-    # One Argon2id hash for all of these tests: the matrices have hundreds of cases.
-    return make_password(PASSWORD)
 
 
 _seed_private_key_once = functools.cache(keystore_module._seed_private_key)
@@ -74,7 +67,7 @@ class Ctx:
 
 @pytest.fixture
 def ctx() -> Ctx:
-    user = User.objects.create(username="alice", email="alice@example.com", password=_password_hash())
+    user = User.objects.create(username="alice", email="alice@example.com", password=password_hash())
     with transaction.atomic():
         pair = services._session_open(user=user, origin=TEST_ORIGIN)
     return Ctx(user=user, access=pair.access, refresh=pair.refresh)

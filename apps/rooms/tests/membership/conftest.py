@@ -4,12 +4,9 @@ clock frozen for the room password limits."""
 
 from __future__ import annotations
 
-import types
-
 import pytest
-from django.conf import settings
-from django_ratelimit import core as ratelimit_core
 
+from apps.core.tests.helpers import ratelimit_clock_fixture
 from apps.rooms.models import Room, RoomMember
 from apps.rooms.tests.conftest import ROOM_PASSWORD, Person, make_room
 
@@ -28,21 +25,5 @@ def locked(alice) -> Room:
     return make_room(alice, name="Locked", password=ROOM_PASSWORD)
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch) -> Clock:
-    """django-ratelimit's fixed windows on a frozen clock: no test straddles a window edge."""
-    c = Clock(1_800_000_000.0)
-    monkeypatch.setattr(ratelimit_core, "time", types.SimpleNamespace(time=c.time))
-    return c
-
-
-def limits(**overrides) -> dict:
-    return {**settings.RATELIMITS, **overrides}
+# ``clock``: django-ratelimit's fixed windows on a frozen clock (the room password limits).
+clock = ratelimit_clock_fixture()

@@ -9,7 +9,7 @@ from django.test import override_settings
 
 from apps.accounts.tests.factories import TEST_ORIGIN
 from apps.audit.models import AuditEvent
-from apps.core.tests.helpers import assert_error, run_at_once
+from apps.core.tests.helpers import assert_error, ratelimits, run_at_once
 from apps.permissions.flags import Perm
 from apps.rooms import services
 from apps.rooms.models import RoomMember
@@ -23,7 +23,7 @@ from apps.rooms.tests.conftest import (
     person,
     room_url,
 )
-from apps.rooms.tests.membership.conftest import limits, member_row
+from apps.rooms.tests.membership.conftest import member_row
 
 pytestmark = pytest.mark.django_db
 
@@ -83,7 +83,7 @@ def test_password_room(locked, bob):
 def test_room_password_wrong_attempts_limited_per_user_and_room(alice, locked, bob, clock):
     other_room = make_room(alice, name="Other", password=ROOM_PASSWORD)
     carol = person()
-    with override_settings(RATELIMITS=limits(room_password_user="3/m", room_password_ip="1000/m")):
+    with override_settings(RATELIMITS=ratelimits(room_password_user="3/m", room_password_ip="1000/m")):
         for _ in range(3):
             assert_error(
                 bob.client.post(room_url(locked, "join"), {"password": "nope-nope"}, format="json"),
@@ -121,7 +121,7 @@ def test_room_password_wrong_attempts_limited_per_user_and_room(alice, locked, b
 
 
 def test_right_passwords_do_not_use_up_the_per_user_limit(alice, bob, clock):
-    with override_settings(RATELIMITS=limits(room_password_user="2/m", room_password_ip="1000/m")):
+    with override_settings(RATELIMITS=ratelimits(room_password_user="2/m", room_password_ip="1000/m")):
         for i in range(4):
             room = make_room(alice, name=f"r{i}", password=ROOM_PASSWORD)
             r = bob.client.post(room_url(room, "join"), {"password": ROOM_PASSWORD}, format="json")
@@ -130,7 +130,7 @@ def test_right_passwords_do_not_use_up_the_per_user_limit(alice, bob, clock):
 
 def test_room_password_attempts_limited_per_ip(locked, clock):
     users = [person() for _ in range(4)]
-    with override_settings(RATELIMITS=limits(room_password_ip="2/m", room_password_user="1000/m")):
+    with override_settings(RATELIMITS=ratelimits(room_password_ip="2/m", room_password_user="1000/m")):
         for p in users[:2]:
             r = client(p.access, REMOTE_ADDR="203.0.113.7").post(
                 room_url(locked, "join"), {"password": "guess-guess"}, format="json"
@@ -215,7 +215,7 @@ def test_parallel_room_password_guesses_beyond_the_limit_are_refused_before_hash
             room_url(room, "join"), {"password": "nope-nope"}, format="json"
         ).status_code
 
-    with override_settings(RATELIMITS=limits(room_password_user="3/m", room_password_ip="1000/m")):
+    with override_settings(RATELIMITS=ratelimits(room_password_user="3/m", room_password_ip="1000/m")):
         statuses = run_at_once(attempt, contenders)
     assert len(hashed) == 3, f"{len(hashed)} passwords hashed for a limit of 3"
     assert sorted(statuses) == [403, 403, 403, 429, 429, 429], statuses

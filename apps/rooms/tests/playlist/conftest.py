@@ -95,12 +95,6 @@ def movie_body(name: str = "Movie", **extra) -> dict:
     return {"name": name, "url": f"https://media.example/{name}.mp4", **extra}
 
 
-@pytest.fixture
-def no_api_limit(settings):
-    """These tables send more than the 100 requests a minute one address may make."""
-    settings.RATELIMITS = {**settings.RATELIMITS, "api": "100000/m"}
-
-
 def snapshot(world: World):
     """The room's movies and its playlist version, to compare before and after."""
     return (
