@@ -317,14 +317,17 @@ RATELIMITS = {
     "register_ip": env.str("RATELIMIT_REGISTER_IP", default="10/h"),
     "refresh_ip": env.str("RATELIMIT_REFRESH_IP", default="60/m"),
     "password_change_user": env.str("RATELIMIT_PASSWORD_CHANGE_USER", default="10/h"),
-    # Reset requests and verification resends send mail: per IP, and per address (reset: counted
-    # for every address asked, known or not, so a refusal tells nothing) or per account (resend).
+    # Reset requests and verification resends send mail: per IP, and per address (counted for
+    # every address asked, known or not, so a refusal tells nothing) or per account (the resend
+    # of the caller's own address).
     # Refused RTMP publishes audited per streamer address (the refusals themselves are not limited).
     "rtmp_refused_ip": env.str("RATELIMIT_RTMP_REFUSED_IP", default="30/m"),
     "password_reset_ip": env.str("RATELIMIT_PASSWORD_RESET_IP", default="10/h"),
     "password_reset_email": env.str("RATELIMIT_PASSWORD_RESET_EMAIL", default="3/h"),
     "email_resend_ip": env.str("RATELIMIT_EMAIL_RESEND_IP", default="10/h"),
     "email_resend_user": env.str("RATELIMIT_EMAIL_RESEND_USER", default="3/h"),
+    # The resend without a login ({email}): per address, keyed as the reset's is.
+    "email_resend_email": env.str("RATELIMIT_EMAIL_RESEND_EMAIL", default="3/h"),
     # Keys posted from the links (verify, reset confirm), per IP: a reset confirm hashes a password.
     "email_key_ip": env.str("RATELIMIT_EMAIL_KEY_IP", default="30/m"),
     # Room passwords: attempts per IP, and wrong ones per user and room.
@@ -463,6 +466,11 @@ ACCOUNT_SIGNUP_FIELDS = [_SIGNUP_EMAIL, "username*", "password1*"]
 # Provider tokens are kept encrypted by us (apps/accounts/oauth), not in allauth's plain table.
 SOCIALACCOUNT_STORE_TOKENS = False
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # linking by e-mail is our rule (verified on both sides)
+# Ask every provider for the address (GitHub's `user:email` scope and its /user/emails list with
+# the verified flags, Google's `email` scope): allauth's default asks only when sign-up requires
+# an address, and without one a provider sign-in never links by verified e-mail and the new
+# account can never reset a password (docs/accounts.md, "OAuth2 sign-in").
+SOCIALACCOUNT_QUERY_EMAIL = True
 # A provider is offered when its variables are set (docs/accounts.md, "OAuth2 sign-in").
 OAUTH_PROVIDER_NAMES = {
     "github": "GitHub",

@@ -25,8 +25,9 @@ from typing import Any
 
 import httpx
 
-from tests.procs import ROOT, base_env, free_port, procfile_command, running, wait_http
+from tests.procs import ROOT, base_env, free_port, procfile_command, running, wait_http, wait_until
 from tests.procs import run as run_command
+from tests.secretscan import console_mail_removed, find_secrets
 
 CHROMIUM = os.environ.get("SYNCTV_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -125,11 +126,14 @@ class Server:
         wait_http(f"{self.base}/healthz", proc=self.proc, log=self.log, timeout=60)
 
     def stop(self) -> None:
+        ran = self.proc is not None
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=20)
         self._stack.close()
         self.proc = None
+        if ran:  # each start writes the log afresh: read it before the next one does
+            assert_log_clean(self.log)
 
     def restart(self) -> None:
         self.stop()
@@ -159,6 +163,17 @@ class Server:
         status = wait_http(control, proc=proc, log=log, timeout=30).status_code
         assert status == 204, f"the rtmp process's control /ping answered {status}"
         return proc
+
+
+def assert_log_clean(log: Path) -> None:
+    """No token, key or secret in a server's log (tests/secretscan.py), leaving out the mails the
+    embedded default's console backend printed (that is what it is for)."""
+    if not log.exists():
+        return
+    found = find_secrets(console_mail_removed(log.read_text(errors="replace").splitlines()))
+    if found:
+        shown = "\n".join(f"{what}: {line[:300]}" for what, line in found[:20])
+        raise AssertionError(f"{len(found)} line(s) of {log} hold a secret:\n{shown}")
 
 
 @contextmanager
@@ -524,13 +539,3 @@ def save_json(name: str, data: Any) -> Path:
     path = ARTIFACTS / name
     path.write_text(json.dumps(data, indent=2))
     return path
-
-
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.1, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {message}")

@@ -16,24 +16,30 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
+import re
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
 from aiosmtpd.controller import Controller
 
 from tests.procs import base_env, free_port, procfile_command, running
+from tests.secretscan import register_secret
 
 # aiosmtpd logs every line of every message at DEBUG (logger "mail.log"): the bodies hold keys
 # and links, and no key may reach a log line of the test run (docs/accounts.md, "E-mail"). Its own
 # level, so a test that turns the root logger to DEBUG (caplog) does not bring them back.
 logging.getLogger("mail.log").setLevel(logging.WARNING)
+
+# The verification and reset links in a message (their keys act as passwords).
+_KEY_LINK = re.compile(r"/(verify-email|reset-password)/\?key=([^\s\"'<>&]+)")
 
 SMTP_TRANSIENT = "451 4.3.0 Temporary failure, please try again later"
 SMTP_REFUSED = "550 5.1.1 Recipient address rejected: no such user"
@@ -60,6 +66,19 @@ class Delivered:
     @property
     def html(self) -> str:
         return self.message.get_body(("html",)).get_content()
+
+
+def register_keys(message: Delivered) -> list[str]:
+    """Tell the run's log scan (tests/secretscan.py) every key in ``message``'s links, as written
+    and URL-decoded; returns them."""
+    keys = []
+    for body in (message.text, message.html):
+        for page, key in _KEY_LINK.findall(body):
+            what = "a verification key" if page == "verify-email" else "a password reset key"
+            for value in dict.fromkeys((key, unquote(key))):
+                register_secret(value, what)
+                keys.append(value)
+    return list(dict.fromkeys(keys))
 
 
 class MailServer:
@@ -110,6 +129,10 @@ class MailServer:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = Delivered(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content))
+        try:
+            register_keys(message)
+        except (AttributeError, KeyError, LookupError):  # not our text + HTML shape: no keys to learn
+            pass
         with self._changed:
             if self._fail_next > 0:
                 self._fail_next -= 1
@@ -121,14 +144,19 @@ class MailServer:
         return "250 2.0.0 Message accepted for delivery"
 
 
-@pytest.fixture
-def smtp_server():
+def serving() -> Iterator[MailServer]:
+    """A :class:`MailServer` listening for as long as the generator runs: the body of
+    ``smtp_server`` (one per test) and of any fixture of a wider scope, e.g.
+    ``mailbox = pytest.fixture(serving, scope="module", name="mailbox")``."""
     server = MailServer()
     server.controller.start()
     try:
         yield server
     finally:
         server.controller.stop()
+
+
+smtp_server = pytest.fixture(serving, name="smtp_server")
 
 
 @pytest.fixture

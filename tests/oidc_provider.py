@@ -31,9 +31,15 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.procs import QuietRequests
+from tests.secretscan import register_secret
+
 CLIENT_ID = "synctv-test-client"
 CLIENT_SECRET = "test-client-secret-" + "x" * 16
 KID = "test-key-1"
+# Everything secret this provider hands out or is sent is known to the run's log scan
+# (tests/secretscan.py): none of it may reach a log line.
+register_secret(CLIENT_SECRET, "the OIDC client secret")
 
 
 def s256(verifier: str) -> str:
@@ -103,11 +109,8 @@ class LoopbackProvider:
         return jwt.encode(payload, self.key, algorithm="RS256", headers={"kid": KID})
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietRequests, BaseHTTPRequestHandler):
     provider: LoopbackProvider  # set on the server's handler class
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: no codes in the test log
-        pass
 
     def _json(self, status: int, body: Any) -> None:
         raw = json.dumps(body).encode()
@@ -155,6 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(400, {"error": "invalid_request", "fields": [x for x in problems if x]})
             return
         code = secrets.token_urlsafe(24)
+        register_secret(code, "an OIDC authorization code")
         with p.lock:
             p.codes[code] = Grant(
                 client_id=query["client_id"],
@@ -177,6 +181,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _token(self, form: dict[str, str]) -> None:
         p = self.provider
+        register_secret(form.get("code_verifier"), "a PKCE code verifier")
         with p.lock:
             p.token_requests.append(form)
             grant = p.codes.pop(form.get("code", ""), None)  # single use, even when refused below
@@ -195,7 +200,11 @@ class _Handler(BaseHTTPRequestHandler):
                 p.token_refusals.append(refusal or "invalid_grant")
             self._json(400 if refusal != "invalid_client" else 401, {"error": refusal})
             return
-        access = secrets.token_urlsafe(32)
+        access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        id_token = p.id_token({"sub": grant.claims["sub"], "email": grant.claims.get("email")})
+        register_secret(access, "an OIDC access token")
+        register_secret(refresh, "an OIDC refresh token")
+        register_secret(id_token, "an OIDC id token")
         with p.lock:
             p.tokens[access] = grant.claims
         self._json(
@@ -204,8 +213,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "access_token": access,
                 "token_type": "Bearer",
                 "expires_in": 3600,
-                "refresh_token": secrets.token_urlsafe(32),
-                "id_token": p.id_token({"sub": grant.claims["sub"], "email": grant.claims.get("email")}),
+                "refresh_token": refresh,
+                "id_token": id_token,
             },
         )
 

@@ -4,15 +4,21 @@ Every record that reaches the root logger during the run is formatted the way th
 handler writes it (with the same redaction filter, apps.core.logredact) and kept; at the end of
 the session the lines are searched for anything secret-shaped — a JWT (access, refresh, guest,
 OIDC id token), a PEM private key, a configured encryption key or the Django secret key, a
-credential in a URL's query string that escaped redaction — and the run fails with the lines
-that hold one. Tests that run servers in other processes check those processes' own log files
-with :func:`find_secrets` (the e-mail worker's, for example).
+credential in a URL's query string that escaped redaction, and every secret the test helpers
+registered with :func:`register_secret` as they saw it (the loopback OIDC provider's client
+secret, codes, tokens and the PKCE verifiers sent to it: tests/oidc_provider.py; the keys in
+every message the test SMTP server received: tests/mailserver.py) — and the run fails with the
+lines that hold one. Tests that run servers in other processes check those processes' own log
+files with :func:`find_secrets` (the e-mail worker's; the browser tests' server.log, whose
+console-printed mails :func:`console_mail_removed` leaves out: docs/accounts.md, "E-mail").
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections.abc import Iterable
 
 import pytest
 
@@ -33,10 +39,39 @@ def _configured_secrets() -> list[str]:
     return [v for v in values if len(v) >= 16]
 
 
-def find_secrets(lines: list[str]) -> list[tuple[str, str]]:
-    """(what, line) for every line holding something secret-shaped."""
+# Secrets the test helpers saw, by value: what each is. Shorter values are not taken (they could
+# occur by chance); every real one is longer.
+REGISTERED_MIN_LENGTH = 16
+_registered: dict[str, str] = {}
+_registered_lock = threading.Lock()
+_registered_pattern: tuple[int, re.Pattern[str] | None] = (0, None)
+
+
+def register_secret(value: str | None, what: str) -> None:
+    """Make the scan know ``value`` (a token, key or secret a test helper issued or saw) as
+    ``what`` ("an OIDC access token", ...), for the rest of the run."""
+    if value and len(value) >= REGISTERED_MIN_LENGTH:
+        with _registered_lock:
+            _registered.setdefault(value, what)
+
+
+def _registered_search() -> re.Pattern[str] | None:
+    """One alternation of every registered value (longest first), rebuilt when more came in."""
+    global _registered_pattern
+    with _registered_lock:
+        count, pattern = _registered_pattern
+        if count != len(_registered):
+            values = sorted(_registered, key=len, reverse=True)
+            pattern = re.compile("|".join(re.escape(v) for v in values)) if values else None
+            _registered_pattern = (len(values), pattern)
+        return pattern
+
+
+def find_secrets(lines: Iterable[str]) -> list[tuple[str, str]]:
+    """(what, line) for every line holding something secret-shaped or registered."""
     found = []
     known = _configured_secrets()
+    registered = _registered_search()
     for line in lines:
         for name, pattern in (
             ("a JWT", JWT),
@@ -47,7 +82,32 @@ def find_secrets(lines: list[str]) -> list[tuple[str, str]]:
             if pattern.search(line):
                 found.append((name, line))
         found.extend(("a configured key", line) for secret in known if secret in line)
+        if registered is not None:
+            kinds = dict.fromkeys(_registered[m] for m in registered.findall(line))
+            found.extend((kind, line) for kind in kinds)
     return found
+
+
+# Django's console mail backend (the embedded default, EMAIL_URL=consolemail://) writes each
+# message as its MIME text, headers first, then a line of 79 dashes.
+_MAIL_START = re.compile(r"^(?:Content-Type|MIME-Version): ")
+_MAIL_END = "-" * 79
+
+
+def console_mail_removed(lines: Iterable[str]) -> list[str]:
+    """``lines`` of a server's output without the messages its console mail backend printed:
+    printing each mail, links and all, is what that backend is for; a log line never starts
+    with a MIME header (the log format starts with the time)."""
+    kept: list[str] = []
+    in_mail = False
+    for line in lines:
+        if in_mail:
+            in_mail = line.rstrip("\n") != _MAIL_END
+        elif _MAIL_START.match(line):
+            in_mail = True
+        else:
+            kept.append(line)
+    return kept
 
 
 class _Recorder(logging.Handler):

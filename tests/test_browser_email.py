@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests import browser_support as bs
-from tests.mailserver import MailServer
+from tests.mailserver import MailServer, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("browser_tools")]
 
@@ -23,14 +23,7 @@ NEW_PASSWORD = "Fresh-passw0rd!"
 LINK = re.compile(r"(https?://\S+/(?:reset-password|verify-email)/\?key=\S+)")
 
 
-@pytest.fixture(scope="module")
-def mailbox():
-    server = MailServer()
-    server.controller.start()
-    try:
-        yield server
-    finally:
-        server.controller.stop()
+mailbox = pytest.fixture(serving, scope="module", name="mailbox")
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +57,14 @@ def test_sign_up_verify_forget_and_reset_the_password(server, browser, mailbox):
         message = page.get_by_test_id("auth-message")
         message.wait_for(state="visible", timeout=10_000)
         assert "Check your inbox" in message.inner_text()
+        link_in(mailbox, delivered + 1, "erin@example.com", "verify-email")
 
-        # The verify page, from the delivered message's link.
-        verify_url = link_in(mailbox, delivered + 1, "erin@example.com", "verify-email")
+        # "Send the link again": the resend without a login (a pending account cannot log in).
+        page.get_by_test_id("resend-link").click()
+        bs.wait_until(lambda: "new link" in message.inner_text(), message="the resend's answer")
+
+        # The verify page, from the newest delivered message's link.
+        verify_url = link_in(mailbox, delivered + 2, "erin@example.com", "verify-email")
         assert verify_url.startswith(f"{server.base}/verify-email/?key=")
         page.goto(verify_url)
         page.get_by_test_id("auth-submit").click()
@@ -84,7 +82,7 @@ def test_sign_up_verify_forget_and_reset_the_password(server, browser, mailbox):
         message.wait_for(state="visible", timeout=10_000)
         assert "Check your inbox" in message.inner_text()
 
-        reset_url = link_in(mailbox, delivered + 2, "erin@example.com", "reset-password")
+        reset_url = link_in(mailbox, delivered + 3, "erin@example.com", "reset-password")
         assert reset_url.startswith(f"{server.base}/reset-password/?key=")
         page.goto(reset_url)
         page.fill("input[name=password]", NEW_PASSWORD)

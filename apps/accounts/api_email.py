@@ -1,8 +1,8 @@
 """E-mail endpoints (docs/api.md, "REST"; docs/accounts.md): verification and the password reset.
 Thin: validate form, rate-limit, call a service (apps.accounts.services.email).
 
-The reset request and the resend answer one fixed body whether or not a mail goes out, and
-their limits count before anything is looked up, so a refusal does not tell either
+The reset request and the resend (both its forms) answer one fixed body whether or not a mail
+goes out, and their limits count before anything is looked up, so a refusal does not tell either
 (docs/security.md, "Accounts and staff").
 """
 
@@ -12,16 +12,18 @@ import hashlib
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts import services
 from apps.accounts.api import ERRORS, PublicView, _validated
 from apps.accounts.models import User
+from apps.accounts.permissions import IsRegisteredUser
 from apps.accounts.serializers import (
     AcceptedSerializer,
+    EmailResendSerializer,
     EmailVerifySerializer,
-    EmptySerializer,
     PasswordResetConfirmSerializer,
     PasswordResetSerializer,
     UserResultSerializer,
@@ -59,17 +61,37 @@ class EmailVerifyView(PublicView):
 
 
 class EmailResendView(APIView):
+    """Two forms (docs/accounts.md): no body, the caller's own address (a login, as any
+    registered-user endpoint); ``{email}`` with no login, for a ``pending`` account that cannot
+    log in. A bad token is still refused, as on every endpoint that takes a login."""
+
+    permission_classes = [AllowAny]
+
     @extend_schema(
-        request=None,
+        request=EmailResendSerializer,
         responses={202: AcceptedSerializer, **ERRORS},
-        summary="Send the caller a new verification link (the same answer whether or not one is sent)",
+        summary="Send a new verification link: the caller's, or the one of {email} without a login "
+        "(the same answer whether or not one is sent)",
     )
     def post(self, request):
-        _validated(EmptySerializer, request)
+        data = _validated(EmailResendSerializer, request)
+        if "email" not in data:
+            self._require_registered(request)
         ratelimit.hit_ip(request, limit="email_resend_ip")
-        ratelimit.hit(request, limit="email_resend_user", key=f"user:{request.user.pk}")
-        services.email_verification_resend(user=request.user)
+        if "email" in data:
+            # Counted for every address, known or not, before anything is looked up (as the reset).
+            ratelimit.hit(request, limit="email_resend_email", key=_address_key(data["email"]))
+            services.email_verification_resend_to(email=data["email"])
+        else:
+            ratelimit.hit(request, limit="email_resend_user", key=f"user:{request.user.pk}")
+            services.email_verification_resend(user=request.user)
         return Response(RESEND_ACCEPTED, status=status.HTTP_202_ACCEPTED)
+
+    def _require_registered(self, request) -> None:
+        """The login the form without ``email`` needs: 401 without one, 403 for a guest."""
+        permission = IsRegisteredUser()
+        if not permission.has_permission(request, self):
+            self.permission_denied(request, message=permission.message)
 
 
 class PasswordResetView(PublicView):

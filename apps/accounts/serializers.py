@@ -117,6 +117,24 @@ class EmailVerifySerializer(serializers.Serializer):
     key = StrictCharField(max_length=500, help_text="The key from the verification link.")
 
 
+class EmailResendSerializer(serializers.Serializer):
+    """No body (or ``{}``): the caller's own address, which needs a login. ``{email}``: the form
+    without a login, for an account that cannot log in before its address is verified."""
+
+    email = StrictEmailField(
+        required=False,
+        max_length=254,
+        help_text="Without a login: the address to send a new link to (if an account holds it "
+        "unverified). Leave out to send the caller's own.",
+    )
+
+    def validate(self, attrs):
+        unknown = sorted(set(self.initial_data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return attrs
+
+
 class PasswordResetSerializer(serializers.Serializer):
     email = StrictEmailField(max_length=254)
 

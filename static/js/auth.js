@@ -31,6 +31,7 @@ form.addEventListener("submit", async (event) => {
         ? `Check your inbox: we sent a link to ${body.email}. Open it to confirm your address.`
         : "Account created. It becomes usable once an administrator approves it.";
       message.hidden = false;
+      if (body.email) offerResend(body.email, message);
       return;
     }
     tokens.save(result);
@@ -44,6 +45,28 @@ form.addEventListener("submit", async (event) => {
     submit.disabled = false;
   }
 });
+
+// "Send the link again" under "check your inbox": the resend without a login (the account is
+// pending and cannot log in), which answers the same whether or not a link goes out.
+function offerResend(email, message) {
+  const again = $("[data-testid=resend-link]");
+  if (!again) return;
+  again.hidden = false;
+  again.addEventListener("click", async () => {
+    again.disabled = true;
+    showError(error, "");
+    try {
+      const result = await api("POST", "auth/email/resend", { body: { email }, auth: false });
+      message.textContent = result.detail;
+    } catch (err) {
+      showError(error, err.code === "rate_limited"
+        ? `Too many requests. Try again in ${err.retryAfter || 60} s.`
+        : (err instanceof ApiError ? err.describe() : String(err)));
+    } finally {
+      again.disabled = false;
+    }
+  });
+}
 
 async function oauthButtons() {
   const box = $("[data-oauth-providers]");

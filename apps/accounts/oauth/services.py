@@ -251,8 +251,10 @@ def _account_for(*, login: SocialLogin, provider_id: str, origin: Origin) -> tup
 
 
 def _provider_verified_emails(login: SocialLogin) -> list[str]:
-    """The addresses the provider says belong to this person (verified on its side)."""
-    return [addr.email for addr in login.email_addresses if addr.verified and addr.email]
+    """The addresses the provider says belong to this person (verified on its side), the primary
+    one first (GitHub's /user/emails lists every address of the account)."""
+    ordered = sorted(login.email_addresses, key=lambda addr: not addr.primary)
+    return [addr.email for addr in ordered if addr.verified and addr.email]
 
 
 def _user_by_verified_email(login: SocialLogin) -> User | None:
@@ -348,13 +350,17 @@ def identity_unlink(*, user: User, provider_id: str, origin: Origin) -> None:
     nothing else would let them log in: no usable password and no other provider's identity."""
     with transaction.atomic():
         # The user's row is the lock: two unlinks at once cannot each leave the other's last way in.
-        User.objects.select_for_update().filter(pk=user.pk).first()
+        # The password is read from the locked row, not the caller's cached user: one removed
+        # since the request loaded it (a concurrent change, an admin) is no way in.
+        locked = User.objects.select_for_update().filter(pk=user.pk).first()
+        if locked is None:
+            raise NotFound("No identity of this provider is linked to your account.")
         accounts = SocialAccount.objects.filter(user=user)
         here = [a for a in accounts if a.provider == provider_id]
         if not here:
             raise NotFound("No identity of this provider is linked to your account.")
         others = len(accounts) - len(here)
-        if others == 0 and not user.has_usable_password():
+        if others == 0 and not locked.has_usable_password():
             raise Conflict(
                 "This is your only way to log in; set a password or link another provider first.",
                 code="last_login_method",

@@ -16,6 +16,7 @@ patching them changes nothing the functions see.
 from apps.accounts.services._common import TokenPair
 from apps.accounts.services.email import (
     email_verification_resend,
+    email_verification_resend_to,
     email_verified,
     email_verify,
     password_reset_confirm,
@@ -47,6 +48,7 @@ __all__ = [
     "_session_open",
     "email_as_answered",
     "email_verification_resend",
+    "email_verification_resend_to",
     "email_verified",
     "email_verify",
     "password_reset_confirm",

@@ -11,8 +11,8 @@ sent by Celery after commit. Our endpoints call these functions; allauth's views
 login are not used.
 
 Whether an address is known must not show in any answer (docs/security.md, "Accounts and
-staff"): the reset request and the resend return nothing, and their callers answer the
-same either way.
+staff"): the reset request and both resends return nothing their callers show, and the callers
+answer the same either way.
 """
 
 from __future__ import annotations
@@ -109,6 +109,27 @@ def email_verification_resend(*, user: User) -> bool:
     return True
 
 
+def email_verification_resend_to(*, email: str) -> bool:
+    """The public resend (no login: a ``pending`` account cannot log in to ask): a new link when
+    an account holds ``email`` unverified. The caller answers the same whether or not anything
+    was sent, and the mail is queued as the reset's is; returns whether it was."""
+    user = _account_with_address(email)
+    if user is None:
+        return False
+    return email_verification_resend(user=user)
+
+
+def _account_with_address(email: str) -> User | None:
+    """The account that mail to ``email`` reaches (any case): not a guest, not banned."""
+    email = User.objects.normalize_email(email)
+    return (
+        User.objects.with_ci()
+        .filter(email_ci=email.lower(), is_guest=False)
+        .exclude(role=Role.BANNED)
+        .first()
+    )
+
+
 def email_verify(*, key: str, origin: Origin) -> User:
     """Mark the address a verification key names as verified. An account that is pending only
     because verification is mandatory becomes a user (one awaiting review stays pending).
@@ -166,13 +187,7 @@ def _mark_verified(*, user: User, address: EmailAddress, origin: Origin, via: st
 def password_reset_request(*, email: str, origin: Origin) -> None:
     """Send a reset link to the account with this address, if there is one. Returns nothing:
     the caller answers the same either way (docs/security.md, "Accounts and staff")."""
-    email = User.objects.normalize_email(email)
-    user = (
-        User.objects.with_ci()
-        .filter(email_ci=email.lower(), is_guest=False)
-        .exclude(role=Role.BANNED)
-        .first()
-    )
+    user = _account_with_address(email)
     if user is None or not user.email:
         return
     with transaction.atomic():
@@ -216,8 +231,8 @@ def password_reset_confirm(*, key: str, password: str, origin: Origin) -> User:
         locked.save(update_fields=["password"])
         count = _sessions_revoke_all(user=locked, reason="password_reset")
         # The key reached the account's address, and it hashes the addresses: the address is
-        # proven. This is also the way out for a pending account whose verification link expired
-        # (it cannot log in to ask for another).
+        # proven. This is also a way out for a pending account whose verification link expired
+        # (docs/accounts.md, "E-mail addresses").
         address = (
             EmailAddress.objects.select_for_update()
             .filter(user_id=locked.pk, email__iexact=locked.email or "", verified=False)

@@ -42,11 +42,6 @@ def hashes(monkeypatch) -> list[str]:
     return computed
 
 
-@pytest.fixture
-def mandatory(settings):
-    settings.ACCOUNT_EMAIL_VERIFICATION = "mandatory"
-
-
 @pytest.mark.usefixtures("mandatory")
 def test_mandatory_register_answers_the_same_for_a_known_address(hashes):
     owner, _ = make_user("owner", email="owner@example.com")
