@@ -43,7 +43,7 @@ sys.path[:0] = [str(ROOT), str(HERE)]
 import procstat  # noqa: E402
 
 from tests.browser_support import Api, Server  # noqa: E402
-from tests.procs import publish_test_pattern  # noqa: E402
+from tests.procs import publish_test_pattern, wait_until  # noqa: E402
 from tests.test_rtmp_e2e import MODULE  # noqa: E402
 
 OUT = HERE / "out"
@@ -176,16 +176,6 @@ def on_publish_times(ctx) -> dict[str, float]:
     return found
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise RuntimeError(f"{what}: not within {timeout:.0f}s")
-
-
 # --- 1. first published frame -> first playable segment -------------------------------------------
 
 
@@ -241,7 +231,7 @@ def first_segment_run(ctx, index: int, poll: float, timeout: float) -> dict:
         result["on_publish"] = published - started_wall
     # The next run starts once this publisher is gone (on_publish_done): runs do not overlap.
     try:
-        wait_for(lambda: not status(ctx, stream_id)["live"], 15, "not live after ffmpeg stopped")
+        wait_until(lambda: not status(ctx, stream_id)["live"], 15, 0.2, "not live after ffmpeg stopped")
     except RuntimeError as exc:
         result["note"] = str(exc)
     return result
@@ -369,7 +359,9 @@ def cpu(ctx, args, fragment: float) -> dict:
             for i, stream in enumerate(new, start=len(publishers)):
                 publishers.append(publish(stream["publish_url"], source, OUT / f"publisher-{i}.log"))
             for stream in new:
-                wait_for(lambda s=stream: playlist_ready(ctx, s["id"]), 20, f"HLS of stream {stream['id']}")
+                wait_until(
+                    lambda s=stream: playlist_ready(ctx, s["id"]), 20, 0.2, f"HLS of stream {stream['id']}"
+                )
             time.sleep(args.warmup)
             log(f"{level} publisher(s): measuring {args.window:.0f} s")
             row = measure(ctx, args.window, publishers=publishers)
@@ -381,7 +373,7 @@ def cpu(ctx, args, fragment: float) -> dict:
         del publishers[1:]
         if not publishers:
             publishers.append(publish(streams[0]["publish_url"], source, OUT / "publisher-0.log"))
-        wait_for(lambda: playlist_ready(ctx, streams[0]["id"]), 20, "HLS of the viewers' stream")
+        wait_until(lambda: playlist_ready(ctx, streams[0]["id"]), 20, 0.2, "HLS of the viewers' stream")
         url = status(ctx, streams[0]["id"])["playback_url"]
         time.sleep(args.warmup)
         for count in sorted(set(args.viewers)):
