@@ -719,12 +719,18 @@ def test_member_lists_end_right_after_a_crowd_comes_and_goes(party, browser, ser
     halfway, finished, release = threading.Event(), threading.Event(), threading.Event()
     still_open: dict[str, object] = {}
     rng = random.Random(14)
-    # Everyone arrives within 1.5 s; the leavers go after that, so the room passes the first page.
-    delays = [(rng.random() * 1.5, 1.5 + rng.random()) for _ in crowd]
+    # Arrivals spread over 1.5 s; a third leaves within 1 s once everyone has arrived, so the room
+    # passes the first page first. (Leaving on a clock of its own made the test depend on the
+    # host: where a connect took ~1 s, early leavers left before late arrivals came, the room
+    # never held PAGE_SIZE at once, and C never came.)
+    arrivals = [rng.random() * 1.5 for _ in crowd]
+    stays = [rng.random() for _ in crowd]
 
     async def swarm():
+        everyone_here = asyncio.Event()
+
         async def member(i, who):
-            await asyncio.sleep(delays[i][0])
+            await asyncio.sleep(arrivals[i])
             ws = await websockets.connect(
                 url, origin=server.base, subprotocols=["synctv.v2", "synctv.v1", f"bearer.{who.access}"]
             )
@@ -732,8 +738,11 @@ def test_member_lists_end_right_after_a_crowd_comes_and_goes(party, browser, ser
             still_open[who.id] = ws
             if len(still_open) >= PAGE_SIZE:  # C comes now: its hello cannot list everyone
                 halfway.set()
+            if len(still_open) == CROWD:
+                everyone_here.set()
             if i % 3 == 0:
-                await asyncio.sleep(delays[i][1] - delays[i][0])
+                await everyone_here.wait()
+                await asyncio.sleep(stays[i])
                 del still_open[who.id]
                 await ws.close()
 
