@@ -117,7 +117,20 @@ class EmailVerifySerializer(serializers.Serializer):
     key = StrictCharField(max_length=500, help_text="The key from the verification link.")
 
 
-class EmailResendSerializer(serializers.Serializer):
+class RefuseUnknownFields:
+    """Serializer mixin: a body key that is not a field is a 400 naming it, not silently ignored."""
+
+    unknown_message = "Unknown field."
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))  # type: ignore[attr-defined]
+            if unknown:
+                raise serializers.ValidationError({key: [self.unknown_message] for key in unknown})
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+class EmailResendSerializer(RefuseUnknownFields, serializers.Serializer):
     """No body (or ``{}``): the caller's own address, which needs a login. ``{email}``: the form
     without a login, for an account that cannot log in before its address is verified."""
 
@@ -127,12 +140,6 @@ class EmailResendSerializer(serializers.Serializer):
         help_text="Without a login: the address to send a new link to (if an account holds it "
         "unverified). Leave out to send the caller's own.",
     )
-
-    def validate(self, attrs):
-        unknown = sorted(set(self.initial_data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return attrs
 
 
 class PasswordResetSerializer(serializers.Serializer):

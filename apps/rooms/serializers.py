@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from rest_framework import serializers
 
 from apps.accounts.models import User
-from apps.accounts.serializers import StrictCharField
+from apps.accounts.serializers import RefuseUnknownFields, StrictCharField
 from apps.audit.models import AuditEvent
 from apps.core import events
 from apps.core.errors import InvalidInput
@@ -47,19 +47,6 @@ class MaskField(serializers.Field):
 
     def to_representation(self, value):
         return int(value)
-
-
-class RefuseUnknownFields:
-    """Serializer mixin: a body key that is not a field is a 400 naming it, not silently ignored."""
-
-    unknown_message = "Unknown field."
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({key: [self.unknown_message] for key in unknown})
-        return super().to_internal_value(data)
 
 
 def user_ref(user: User) -> events.UserRef:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from apps.accounts.serializers import StrictCharField
+from apps.accounts.serializers import RefuseUnknownFields, StrictCharField
 from apps.core.netguard import MAX_URL_LENGTH
-from apps.rooms.serializers import RefuseUnknownFields
 
 
 class StreamCreateSerializer(RefuseUnknownFields, serializers.Serializer):
