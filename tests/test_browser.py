@@ -27,6 +27,7 @@ import time
 
 import pytest
 import websockets
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests import browser_support as bs
 from tests.browser_media import make_test_media, media_server
@@ -128,6 +129,17 @@ def add_movie(page, url: str, name: str) -> str:
 
 def play_this(page, movie_id: str) -> None:
     page.locator(f"[data-testid=playlist-item][data-movie-id='{movie_id}'] [data-testid=play-this]").click()
+
+
+@pytest.fixture
+def movie_on(party, media, api):
+    """The room has a current movie: the one an earlier test of the story chose, or one chosen
+    now, so that a test run on its own (``-k``) starts where the story would have it."""
+    room, alice = party["room"], party["accounts"]["alice"]
+    if api.playback(alice, room)["movie_id"] is None:
+        a = party["a"].page
+        play_this(a, add_movie(a, media["mp4"], "Test pattern"))
+        bs.wait_playing(a)
 
 
 # --- the pages themselves --------------------------------------------------------------------------------
@@ -248,7 +260,7 @@ def test_b_follows_a_and_chat_reaches_a(party, media, api):
         page.locator("[data-testid=member][data-role=member]").filter(has_text="bob").wait_for()
 
 
-def test_sync_accuracy(party, api):
+def test_sync_accuracy(movie_on, party, api):
     """Both players against one clock (Date.now() in both pages: the same machine clock) for
     SAMPLE_SECONDS of playback, then three seeks while playing."""
     a, b, room = party["a"].page, party["b"].page, party["room"]
@@ -316,7 +328,7 @@ def report(figures: dict, seeks: list[dict]) -> None:
     print("\n" + text)
 
 
-def test_late_joiner_starts_in_place(party, browser, server, api):
+def test_late_joiner_starts_in_place(movie_on, party, browser, server, api):
     a, room = party["a"].page, party["room"]
     if not api.playback(party["accounts"]["alice"], room)["playing"]:
         a.get_by_test_id("play-toggle").click()
@@ -351,7 +363,7 @@ def test_late_joiner_starts_in_place(party, browser, server, api):
     w.close()
 
 
-def test_buffering_viewer_does_not_drag_the_room(party, api):
+def test_buffering_viewer_does_not_drag_the_room(movie_on, party, api):
     """B reports buffering (ready false) and back; the room goes on. A controller who opted in
     pauses the room for B, and resumes when B is ready."""
     a, b, room = party["a"].page, party["b"].page, party["room"]
@@ -763,15 +775,25 @@ def test_member_lists_end_right_after_a_crowd_comes_and_goes(party, browser, ser
         assert finished.wait(30), "the crowd did not finish"
         expected = sorted({party["accounts"]["alice"].id, party["accounts"]["bob"].id, carol.id, *still_open})
         for watcher in (party["a"], party["b"], c):
-            watcher.page.wait_for_function(
-                """(ids) => {
-                  const rows = [...document.querySelectorAll('[data-testid=member].online')];
-                  const have = rows.map((row) => row.dataset.userId).sort();
-                  return have.length === ids.length && have.every((id, i) => id === ids[i]);
-                }""",
-                arg=expected,
-                timeout=15_000,
-            )
+            try:
+                watcher.page.wait_for_function(
+                    """(ids) => {
+                      const rows = [...document.querySelectorAll('[data-testid=member].online')];
+                      const have = rows.map((row) => row.dataset.userId).sort();
+                      return have.length === ids.length && have.every((id, i) => id === ids[i]);
+                    }""",
+                    arg=expected,
+                    timeout=15_000,
+                )
+            except PlaywrightTimeout:
+                have = watcher.page.evaluate(
+                    "() => [...document.querySelectorAll('[data-testid=member].online')]"
+                    ".map((row) => row.dataset.userId)"
+                )
+                missing, extra = set(expected) - set(have), set(have) - set(expected)
+                raise AssertionError(
+                    f"{watcher.name}: missing {sorted(missing)}, extra {sorted(extra)}"
+                ) from None
             count = watcher.page.locator("[data-online-count]").text_content()
             assert count == f"({len(expected)} online)", (watcher.name, count)
         assert not c.problems, c.problems
