@@ -59,6 +59,7 @@ def test_who_may_not_connect(nodes):
             ("garbage ?token=", n2, room_a["id"], "garbage", {"via_query": True}, 4401),
             ("tampered token", n1, room_a["id"], owner.access[:-4] + "AAAA", {}, 4401),
             ("logged-out token", n2, room_a["id"], logged_out.access, {}, 4401),
+            ("logged-out token, unknown room", n1, "NoSuchRoom000000", logged_out.access, {}, 4401),
             ("unknown room", n1, "NoSuchRoom000000", owner.access, {}, 4404),
             ("overlong room id", n2, "x" * 200, owner.access, {}, 4404),
             ("NUL in room id", n1, "a%00b", owner.access, {}, 4404),

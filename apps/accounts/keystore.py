@@ -8,6 +8,8 @@ second) when it meets a ``kid`` it does not know.
 from __future__ import annotations
 
 import base64
+import contextlib
+import contextvars
 import functools
 import hashlib
 import logging
@@ -31,6 +33,13 @@ from apps.core import crypto
 logger = logging.getLogger(__name__)
 
 MISS_RELOAD_INTERVAL = 1.0
+
+# Set by ``KeyStore.offline()``: the caller runs on an event loop, where the database may not be read.
+_offline: contextvars.ContextVar[bool] = contextvars.ContextVar("keystore_offline", default=False)
+
+
+class KeysNotLoaded(Exception):
+    """Within ``KeyStore.offline()``: the keys must be (re)read from the database first."""
 
 
 @dataclass(frozen=True)
@@ -193,8 +202,21 @@ class KeyStore:
         self._keys, self._signing_kid = keys, signing_kid
         self._loaded_at = time.monotonic()
 
+    @contextlib.contextmanager
+    def offline(self):
+        """Within it, a lookup that would read the database (the set is due for its refresh, or a
+        ``kid`` it does not hold may be new) raises KeysNotLoaded instead: verify there on an
+        event loop, and again on a database thread when it raises."""
+        reset = _offline.set(True)
+        try:
+            yield
+        finally:
+            _offline.reset(reset)
+
     def _fresh(self) -> None:
         if time.monotonic() - self._loaded_at > settings.JWT_KEYSET_REFRESH_SECONDS:
+            if _offline.get():
+                raise KeysNotLoaded()
             with self._lock:
                 if time.monotonic() - self._loaded_at > settings.JWT_KEYSET_REFRESH_SECONDS:
                     self._load()
@@ -207,6 +229,8 @@ class KeyStore:
         self._fresh()
         found = self._keys.get(kid)
         if found is None and time.monotonic() - self._last_miss_reload > MISS_RELOAD_INTERVAL:
+            if _offline.get():
+                raise KeysNotLoaded()
             # Perhaps another node rotated a moment ago: look once, not on every bad token.
             with self._lock:
                 self._last_miss_reload = time.monotonic()

@@ -93,6 +93,15 @@ def authenticate_access_token(raw: str | bytes) -> tuple[User, AccessToken | Gue
 
     Raises TokenInvalid, TokenRevoked or UserBanned.
     """
+    token = verify_access_token(raw)
+    return authenticate_verified_token(token), token
+
+
+def verify_access_token(raw: str | bytes) -> AccessToken | GuestToken:
+    """The first step of the pipeline alone: the signature, expiry, issuer and type, and a subject
+    and session id of the right shape. No Redis; the database only when the key store has to
+    (re)load its keys, which ``keystore.offline()`` turns into KeysNotLoaded (the WebSocket
+    verifies on its event loop, apps.rooms.handshake). Raises TokenInvalid."""
     if not raw or len(raw) > MAX_TOKEN_BYTES:
         raise TokenInvalid()
     token: AccessToken | GuestToken
@@ -107,6 +116,13 @@ def authenticate_access_token(raw: str | bytes) -> tuple[User, AccessToken | Gue
     sid = token.get("sid")
     if not isinstance(sid, str) or not isinstance(token["sub"], str):
         raise TokenInvalid()
+    return token
+
+
+def authenticate_verified_token(token: AccessToken | GuestToken) -> User:
+    """The rest of the pipeline for a token ``verify_access_token`` passed: not revoked, the user,
+    not banned, the session live. Raises TokenInvalid, TokenRevoked or UserBanned."""
+    sid = token["sid"]
     revoked, stamp, redis_answered = revocation.check(token["jti"], token["sub"])
     if revoked:
         raise TokenRevoked()
@@ -124,7 +140,7 @@ def authenticate_access_token(raw: str | bytes) -> tuple[User, AccessToken | Gue
         raise UserBanned()
     if not session_live:
         raise TokenRevoked()
-    return user, token
+    return user
 
 
 def user_live_sessions(*, user: User) -> QuerySet[AuthSession]:

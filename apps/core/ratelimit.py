@@ -291,6 +291,10 @@ class TokenBucket:
         """Seconds until the next token (after a failed ``take``)."""
         return max(0.0, (1 - self.tokens) / self.rate)
 
+    def give_back(self) -> None:
+        """Undo a ``take`` that turned out not to count (the connect was refused for its token)."""
+        self.tokens = min(self.capacity, self.tokens + 1)
+
 
 class LocalBuckets:
     """One bucket per key under each allowance, in this process. Bounded: past ``max_keys`` the

@@ -1,7 +1,9 @@
 """The room WebSocket: ``/ws/rooms/{room_id}/`` (docs/api.md, "WebSocket").
 
 Thin: authentication and the permission check are the same functions REST uses
-(apps.accounts.selectors.authenticate_access_token, apps.permissions via RoomActor); playback goes
+(apps.accounts.selectors: the two halves of authenticate_access_token, verify_access_token on the
+event loop and authenticate_verified_token in the connect's one database call; apps.permissions
+via RoomActor); playback goes
 through the same service as ``PUT playback``. Room-wide events reach this socket through the
 process's room hub (apps.rooms.hub), never through a per-socket channel-layer subscription.
 Nothing a client sends can end this consumer: every frame is parsed by apps.rooms.messages and
@@ -12,14 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from apps.accounts.selectors import authenticate_access_token
+from apps.accounts.selectors import authenticate_access_token, authenticate_verified_token
 from apps.core import events, ratelimit, realtime
 from apps.core.context import Origin
 from apps.core.errors import ApplicationError, NotFound, UserBanned
@@ -33,13 +34,15 @@ from apps.rooms.handshake import (  # the close codes are read as consumers.CLOS
     CLOSE_INTERNAL_ERROR,
     CLOSE_NOT_FOUND,
     CLOSE_SERVICE_RESTART,
-    CLOSE_TOO_MANY_SOCKETS,
+    CLOSE_TOO_MANY_SOCKETS,  # noqa: F401  (read as consumers.CLOSE_TOO_MANY_SOCKETS)
     CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHORIZED,
     SUBPROTOCOL,
     Refused,
     protocol_offered,
+    take_connect_allowance,
     token_from,
+    verified_token,
 )
 from apps.rooms.hub import direct_protocol, hub
 from apps.rooms.models import Room
@@ -63,6 +66,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     room = None
     actor = None
     claims = None
+    user_id = ""  # the verified token's subject, before ``user`` is loaded
     direct = None  # the hub's fast path to this socket's transport, if any (hub.direct_protocol)
     _closing = False
     _pending: list[dict] | None = None  # events that arrived while connecting, held until after hello
@@ -75,6 +79,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
     _roster: roster.Roster | None = None  # who is online, as this node knows it (after the hello)
     _reading: greeting.RoomReading | None = None  # the room's part of the hello, while connecting
     _member: dict[str, Any] | None = None  # the hello's member, while connecting
+    _verified: Any = None  # the verified access token, while connecting
+    _churn: ratelimit.TokenBucket | None = None  # the connect allowance this socket took from
 
     async def dispatch(self, message):
         # channels' AsyncConsumer.dispatch awaits aclose_old_connections() (a hop to the sync
@@ -151,65 +157,68 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._greet()
 
     async def _admit(self) -> None:
-        """Who is connecting, and may they open one more socket here? Cheapest checks first: no
-        database read for a socket that is refused for its token, its churn or its count."""
+        """Who is connecting, and may they open one more socket here? Cheapest checks first: the
+        token's signature on the event loop, then this node's counts; no Redis or database read
+        for a socket that is refused for its token's form, its churn or its count."""
         if hub.shutting_down:
             raise Refused(CLOSE_SERVICE_RESTART, "This server is restarting; reconnect shortly.")
-        token = self._token()
-        if not token:
+        raw = self._token()
+        if not raw:
             raise Refused(CLOSE_UNAUTHORIZED, "No token: send a bearer.<token> subprotocol.")
-        try:
-            self.user, token_object = await database_sync_to_async(authenticate_access_token)(token)
-        except UserBanned:
-            raise Refused(CLOSE_FORBIDDEN, "This account is banned.") from None
-        except ApplicationError as exc:
-            raise Refused(CLOSE_UNAUTHORIZED, exc.message) from None
+        self._verified = await verified_token(raw)
         # Only the claims the permission layer reads (selectors.room_actor): the token object,
         # with its raw text and every claim, was ~1.3 KiB held by every idle socket.
-        self.claims = {"token_type": token_object.get("token_type"), "rid": token_object.get("rid")}
+        self.claims = {"token_type": self._verified.get("token_type"), "rid": self._verified.get("rid")}
+        self.user_id = self._verified["sub"]
         try:
             realtime.room_channel(self.room_id)
         except ValueError:  # not the shape of a room id: no such room
             raise Refused(CLOSE_NOT_FOUND, "No such room.") from None
-        key = f"{self.user.pk}:{self.room_id}"
-        churn = ratelimit.local_buckets.bucket("ws_connect", key)
-        if not churn.take():  # each connect and its leave are announced to the whole room
-            raise Refused(
-                CLOSE_TOO_MANY_SOCKETS,
-                "Connecting too often; this page reconnects in a moment.",
-                close_code=CLOSE_TOO_MANY_SOCKETS,
-                retry_after=math.ceil(churn.wait()),
-            )
-        if not ratelimit.socket_slots.take(key):
-            raise Refused(
-                CLOSE_TOO_MANY_SOCKETS,
-                f"This room is already open in {ratelimit.MAX_SOCKETS_PER_USER_ROOM} windows or tabs of "
-                "yours; close one and this one reconnects.",
-                close_code=CLOSE_TOO_MANY_SOCKETS,
-            )
-        self._slot = key
+        self._churn, self._slot = take_connect_allowance(self.user_id, self.room_id)
 
     async def _enter(self) -> None:
-        """Subscribe, then read the room and the membership. Subscribing first means nothing
-        published in between is missed (a kick, a ban, a permission change, a playback change);
-        every event that arrives meanwhile is held and replayed after the hello."""
+        """Subscribe, then read the room and, in one database call, the rest of the token check
+        (revocation, user, ban, session) with the membership. Subscribing first means nothing
+        published in between is missed (a kick, a ban, a logout, a permission change, a playback
+        change); every event that arrives meanwhile is held and replayed after the hello."""
         self._pending = []
-        self._channels = (realtime.room_channel(self.room_id), realtime.user_channel(self.user.pk))
+        self._channels = (realtime.room_channel(self.room_id), realtime.user_channel(self.user_id))
         for channel in self._channels:
             await hub.subscribe(channel, self)
         try:
             # The room's part of the hello, read once per node for the sockets joining now; the
             # actor from the same room row (so the hello's room settings and the member's
-            # effective permissions agree), with its membership: one query of its own.
+            # effective permissions agree).
             self._reading = await greeting.readings.get(self.room_id)
         except NotFound:
+            self._reading = None
+        self.room = greeting.shared_room(self._reading) if self._reading is not None else None
+        try:
+            self.user, self.actor, self._member = await database_sync_to_async(self._authenticated_actor)()
+        except ApplicationError as exc:
             await self._unsubscribe()
-            raise Refused(CLOSE_NOT_FOUND, "No such room.") from None
-        self.room = greeting.shared_room(self._reading)
-        self.actor, self._member = await database_sync_to_async(self._actor_and_member)()
+            self._churn.give_back()  # a token refused costs its user no connect allowance
+            if isinstance(exc, UserBanned):
+                raise Refused(CLOSE_FORBIDDEN, "This account is banned.") from None
+            raise Refused(CLOSE_UNAUTHORIZED, exc.message) from None
+        finally:
+            self._verified = None  # the socket keeps only ``claims``
+        if self.actor is None:
+            await self._unsubscribe()
+            raise Refused(CLOSE_NOT_FOUND, "No such room.")
         if not self.actor.is_member:
             await self._unsubscribe()
             raise Refused(CLOSE_FORBIDDEN, "You are not a member of this room.")
+
+    def _authenticated_actor(self) -> tuple[Any, RoomActor | None, dict[str, Any] | None]:
+        """On a database thread: the user behind the verified token (authenticate_verified_token),
+        and its actor and hello ``member`` in the room read (None: there is no such room; the
+        token is checked all the same, so a refused token never learns whether a room exists)."""
+        user = authenticate_verified_token(self._verified)
+        if self.room is None:
+            return user, None, None
+        actor = selectors.room_actor(user=user, room=self.room, auth=self.claims)
+        return user, actor, (greeting.member_payload(actor, user) if actor.is_member else None)
 
     async def _greet(self) -> None:
         """Online in presence (which tells the room, once per user: a second tab is not a second
@@ -248,11 +257,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
         comes with this socket's user and the room attached)."""
         room = selectors.room_get(self.room_id)
         return room, selectors.room_actor(user=self.user, room=room, auth=self.claims)
-
-    def _actor_and_member(self) -> tuple[RoomActor, dict[str, Any] | None]:
-        """This socket's actor in the room it holds, and its hello's ``member`` if it is one."""
-        actor = selectors.room_actor(user=self.user, room=self.room, auth=self.claims)
-        return actor, (greeting.member_payload(actor, self.user) if actor.is_member else None)
 
     def _user_ref(self) -> dict:
         return user_ref(self.user)

@@ -6,11 +6,17 @@ version it speaks, and raises ``Refused`` to turn a connect away (docs/api.md, "
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
+from apps.accounts.keystore import KeysNotLoaded, keystore
+from apps.accounts.selectors import verify_access_token
+from apps.core import ratelimit
+from apps.core.errors import ApplicationError
 from apps.rooms import roster
+from apps.rooms.dbthreads import database_sync_to_async
 
 # synctv.v2 (preferred when offered): the hello lists the first page of who is online, with the
 # count; the rest on request (``members``); arrivals and departures come as ``members_changed``
@@ -42,6 +48,45 @@ def token_from(scope: Mapping[str, Any]) -> str | None:
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     values = query.get("token")
     return values[0] if values else None
+
+
+async def verified_token(raw: str) -> Any:
+    """The access token, its signature and claims checked (``verify_access_token``): on the event
+    loop, as the key store holds the keys; on a database thread when they have to be read first.
+    Whether it is revoked, and its user, come later in the connect's one database call.
+    Raises Refused (4401)."""
+    try:
+        try:
+            with keystore.offline():
+                return verify_access_token(raw)
+        except KeysNotLoaded:
+            return await database_sync_to_async(verify_access_token)(raw)
+    except ApplicationError as exc:
+        raise Refused(CLOSE_UNAUTHORIZED, exc.message) from None
+
+
+def take_connect_allowance(user_id: str, room_id: str) -> tuple[ratelimit.TokenBucket, str]:
+    """One connect of this user to this room on this node: its churn allowance (each connect and
+    its leave are announced to the whole room) and a socket slot (at most
+    MAX_SOCKETS_PER_USER_ROOM). The bucket it took from, and the slot's key to give back at
+    disconnect. Raises Refused (4429)."""
+    key = f"{user_id}:{room_id}"
+    churn = ratelimit.local_buckets.bucket("ws_connect", key)
+    if not churn.take():
+        raise Refused(
+            CLOSE_TOO_MANY_SOCKETS,
+            "Connecting too often; this page reconnects in a moment.",
+            close_code=CLOSE_TOO_MANY_SOCKETS,
+            retry_after=math.ceil(churn.wait()),
+        )
+    if not ratelimit.socket_slots.take(key):
+        raise Refused(
+            CLOSE_TOO_MANY_SOCKETS,
+            f"This room is already open in {ratelimit.MAX_SOCKETS_PER_USER_ROOM} windows or tabs of "
+            "yours; close one and this one reconnects.",
+            close_code=CLOSE_TOO_MANY_SOCKETS,
+        )
+    return churn, key
 
 
 def protocol_offered(scope: Mapping[str, Any]) -> str | None:

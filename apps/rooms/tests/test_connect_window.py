@@ -36,7 +36,7 @@ def change_right_after_the_read(monkeypatch, change) -> None:
     """``change(room)`` runs (and commits, and publishes) just after the connect read the room and
     the membership (apps.rooms.greeting's reading, then the socket's own actor): before this fix,
     the socket subscribed only after that read."""
-    read = consumers.RoomConsumer._actor_and_member
+    read = consumers.RoomConsumer._authenticated_actor
     done = []
 
     def read_then_change(self):
@@ -46,7 +46,7 @@ def change_right_after_the_read(monkeypatch, change) -> None:
             change(self.room)
         return loaded
 
-    monkeypatch.setattr(consumers.RoomConsumer, "_actor_and_member", read_then_change)
+    monkeypatch.setattr(consumers.RoomConsumer, "_authenticated_actor", read_then_change)
 
 
 def frames_until_close(room_id: str, token: str, seconds: float = 5.0) -> tuple[list[dict], int | None]:
@@ -140,3 +140,16 @@ def test_a_joiner_after_a_change_gets_a_fresh_reading_of_the_room(local_hub, roo
             await socket.wait(timeout=5)
 
     async_to_sync(run)()
+
+
+def test_a_logout_made_while_the_socket_connects_closes_it(monkeypatch, local_hub, room_with_bob):
+    """The token is checked in the same database call as the membership, after the socket
+    subscribed to its user's channel: a logout right after that check is heard and acted on."""
+    from apps.accounts.services import user_logout_all
+
+    room, _creator, bob, token = room_with_bob
+    change_right_after_the_read(monkeypatch, lambda _room: user_logout_all(user=bob, origin=TEST_ORIGIN))
+    frames, code = frames_until_close(room.pk, token)
+    kinds = [f["type"] for f in frames]
+    assert kinds[0] == "hello" and kinds[-1] == "kicked", kinds
+    assert frames[-1]["reason"] == "session_ended" and code == consumers.CLOSE_UNAUTHORIZED

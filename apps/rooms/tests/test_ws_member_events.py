@@ -367,20 +367,20 @@ def test_a_connect_that_fails_gives_its_slot_back(room_of_three, monkeypatch):
 
     room, _users, tokens = room_of_three
     cap = ratelimit.MAX_SOCKETS_PER_USER_ROOM
-    real_load = consumers.RoomConsumer._actor_and_member
+    real_load = consumers.RoomConsumer._authenticated_actor
 
     def database_down(self, **kwargs):
         raise OperationalError("server closed the connection unexpectedly")
 
     async def scenario():
-        monkeypatch.setattr(consumers.RoomConsumer, "_actor_and_member", database_down)
+        monkeypatch.setattr(consumers.RoomConsumer, "_authenticated_actor", database_down)
         for i in range(cap + 1):
             failing = Sock(room.pk, tokens["bob"], f"bob-fail{i}")
             await failing.comm.send_input({"type": "websocket.connect"})
             with pytest.raises(OperationalError):
                 await failing.comm.wait(timeout=10)
         assert not ratelimit.socket_slots, ratelimit.socket_slots
-        monkeypatch.setattr(consumers.RoomConsumer, "_actor_and_member", real_load)
+        monkeypatch.setattr(consumers.RoomConsumer, "_authenticated_actor", real_load)
         back = Sock(room.pk, tokens["bob"], "bob-back")
         await back.hello()  # the database is back: so is bob
         await back.close()
