@@ -867,6 +867,16 @@ async function fill() {
     },
     onClose: (_code, _now, ws) => { if (!ws._benchClosing) closedEarly++; },
   });
+  // Warm-up, as for the idle scenario: one socket per node into a room of its own (the last
+  // memory rooms: users outside the fan-out room), opened and closed, so the node's lazy imports,
+  // its signing keys, database and Redis connections exist before the measurement. A node taking
+  // a rush of joins (a room filling, a storm moving to it) has been running; what a room's first
+  // join costs on a node (its roster, its reading) stays in the figure.
+  const warmRooms = layout.mem.slice(-args.ports.length);
+  const warm = await openMany(args.ports.map((port, k) => ({ port, room: warmRooms[k].id, token: layout.users[warmRooms[k].members[0]].token })));
+  closeAll(warm.sockets);
+  await sleep(500);
+  await waitIdle(20000, 500);
   const errors = [];
   const before = cpuSnap();
   const t0 = performance.now();
