@@ -488,3 +488,13 @@ def fresh_socket_limits(monkeypatch):
     apps.core.ratelimit), so no earlier test's sockets count against it."""
     monkeypatch.setattr(ratelimit, "local_buckets", ratelimit.LocalBuckets())
     monkeypatch.setattr(ratelimit, "socket_slots", ratelimit.LocalSlots(ratelimit.MAX_SOCKETS_PER_USER_ROOM))
+
+
+@pytest.fixture
+def room_with_bob():
+    """A room, its creator, and bob, a member, with bob's access token."""
+    creator, _ = make_user()
+    bob, tokens = make_user()
+    room = services.room_create(creator=creator, name="window", origin=TEST_ORIGIN)
+    services.member_join(user=bob, room=room, origin=TEST_ORIGIN)
+    return room, creator, bob, tokens.access

@@ -33,15 +33,6 @@ def _fresh_limits(fresh_socket_limits):
     """Every test here counts sockets and allowances from zero."""
 
 
-@pytest.fixture
-def room_with_bob():
-    creator, _ = make_user()
-    bob, tokens = make_user()
-    room = services.room_create(creator=creator, name="tokens", origin=TEST_ORIGIN)
-    services.member_join(user=bob, room=room, origin=TEST_ORIGIN)
-    return room, bob, tokens
-
-
 def first_frame(room_id: str, token: str) -> tuple[dict, int | None]:
     """Connect; the first frame, and the close code if the server closed right after it."""
     from synctv.asgi import application
@@ -62,7 +53,7 @@ def first_frame(room_id: str, token: str) -> tuple[dict, int | None]:
 
 
 def test_a_stale_key_store_is_read_on_a_database_thread_then_the_loop_verifies(monkeypatch, room_with_bob):
-    room, _bob, tokens = room_with_bob
+    room, _creator, _bob, access = room_with_bob
     calls: list[tuple[str, str]] = []  # (thread, outcome) of each verification
     real = handshake.verify_access_token
 
@@ -78,11 +69,11 @@ def test_a_stale_key_store_is_read_on_a_database_thread_then_the_loop_verifies(m
 
     monkeypatch.setattr(handshake, "verify_access_token", recorded)
     keystore.invalidate()  # due for its refresh: reading it is database work
-    assert first_frame(room.pk, tokens.access)[0]["type"] == "hello"
+    assert first_frame(room.pk, access)[0]["type"] == "hello"
     assert calls[0] == ("loop", "keys not loaded"), calls
     assert calls[1][0] != "loop" and calls[1][1] == "verified", calls
     calls.clear()
-    assert first_frame(room.pk, tokens.access)[0]["type"] == "hello"
+    assert first_frame(room.pk, access)[0]["type"] == "hello"
     assert calls == [("loop", "verified")], calls  # loaded now: no database call for the signature
 
 
@@ -106,8 +97,8 @@ def test_a_refused_token_costs_its_user_no_connect_allowance(room_with_bob):
     """Revocation is checked in the connect's database call, after this node took the user's
     connect allowance: a refusal gives it back, so a stolen and revoked token cannot lock its
     owner out of a room by connecting with it."""
-    room, bob, tokens = room_with_bob
-    old = tokens.access
+    room, _creator, bob, access = room_with_bob
+    old = access
     user_logout_all(user=bob, origin=TEST_ORIGIN)
     burst = int(ratelimit.SOCKET_ALLOWANCES["ws_connect"].burst)
     for _ in range(burst + 2):
@@ -118,18 +109,19 @@ def test_a_refused_token_costs_its_user_no_connect_allowance(room_with_bob):
 
 
 def test_a_refused_token_does_not_learn_whether_a_room_exists(room_with_bob):
-    room, bob, tokens = room_with_bob
-    assert first_frame("NoSuchRoom000000", tokens.access)[1] == consumers.CLOSE_NOT_FOUND
+    room, _creator, bob, access = room_with_bob
+    assert first_frame("NoSuchRoom000000", access)[1] == consumers.CLOSE_NOT_FOUND
     bob.role = Role.BANNED
     bob.save(update_fields=["role"])
     for room_id in (room.pk, "NoSuchRoom000000"):
-        frame, code = first_frame(room_id, tokens.access)
+        frame, code = first_frame(room_id, access)
         assert code == consumers.CLOSE_FORBIDDEN and "banned" in frame["message"], (room_id, frame)
     carol, carol_tokens = make_user()
+    carol_access = carol_tokens.access
     services.member_join(user=carol, room=room, origin=TEST_ORIGIN)
     user_logout_all(user=carol, origin=TEST_ORIGIN)
     for room_id in (room.pk, "NoSuchRoom000000"):
-        assert first_frame(room_id, carol_tokens.access)[1] == consumers.CLOSE_UNAUTHORIZED, room_id
+        assert first_frame(room_id, carol_access)[1] == consumers.CLOSE_UNAUTHORIZED, room_id
 
 
 def make_user_session(user):

@@ -15,21 +15,12 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from asgiref.testing import ApplicationCommunicator
 
-from apps.accounts.tests.factories import TEST_ORIGIN, make_user
+from apps.accounts.tests.factories import TEST_ORIGIN
 from apps.permissions.flags import Perm
 from apps.rooms import consumers, selectors, services
 from apps.rooms.tests.inprocess_ws import ws_scope
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def room_with_bob():
-    creator, _ = make_user()
-    bob, tokens = make_user()
-    room = services.room_create(creator=creator, name="window", origin=TEST_ORIGIN)
-    services.member_join(user=bob, room=room, origin=TEST_ORIGIN)
-    return room, creator, bob, tokens.access
 
 
 def change_right_after_the_read(monkeypatch, change) -> None:
