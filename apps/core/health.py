@@ -17,6 +17,7 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from apps.core import resilience
 from apps.core.operators import is_operator
 from apps.core.redis import get_redis
 
@@ -90,7 +91,14 @@ def readyz(request):
     if not is_operator(request):
         # Error texts name internal hosts and drivers; anyone else learns only what failed.
         results = {name: {"ok": r["ok"]} for name, r in results.items()}
-    body = {"status": "fail" if failed else "ok", "failed": failed, "checks": results}
+    # The breakers' states say whether this process is still asking a service or falling back
+    # (docs/operations.md, "Health"); an open one is not a failure of its own: the check is.
+    body = {
+        "status": "fail" if failed else "ok",
+        "failed": failed,
+        "checks": results,
+        "breakers": resilience.registered_states(),
+    }
     response = JsonResponse(body, status=503 if failed else 200)
     if failed:
         response["Retry-After"] = "5"

@@ -14,7 +14,7 @@ from django_redis.exceptions import ConnectionInterrupted
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from apps.core.resilience import CircuitBreaker, CircuitOpen
+from apps.core.resilience import CircuitBreaker, CircuitOpen, register
 
 T = TypeVar("T")
 
@@ -50,8 +50,8 @@ class RedisUnavailable(Exception):
 
 # When Redis stops answering, callers stop waiting on socket timeouts after two failures and
 # try again a second later: it is used again as soon as it answers (docs/security.md).
-redis_breaker = CircuitBreaker(
-    "redis", failure_threshold=2, reset_timeout=1.0, failure_exceptions=REDIS_DOWN_ERRORS
+redis_breaker = register(
+    CircuitBreaker("redis", failure_threshold=2, reset_timeout=1.0, failure_exceptions=REDIS_DOWN_ERRORS)
 )
 
 

@@ -79,3 +79,17 @@ class CircuitBreaker:
     def reset(self) -> None:
         with self._lock:
             self._state, self._failures, self._successes = self.CLOSED, 0, 0
+
+
+_registered: dict[str, CircuitBreaker] = {}
+
+
+def register(breaker: CircuitBreaker) -> CircuitBreaker:
+    """A breaker the process runs on (not a test's): ``/readyz`` names its state."""
+    _registered[breaker.name] = breaker
+    return breaker
+
+
+def registered_states() -> dict[str, str]:
+    """Each registered breaker's state, by name: closed, open or half_open."""
+    return {name: breaker.state for name, breaker in sorted(_registered.items())}

@@ -9,7 +9,7 @@ from django.db import OperationalError
 from django.test import Client, override_settings
 
 from apps.core import health
-from apps.core.redis import _client_for
+from apps.core.redis import RedisUnavailable, _client_for, call_redis, redis_breaker
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +23,7 @@ def client() -> Client:
 def readyz():
     r = client().get("/readyz")
     body = r.json()
-    assert set(body) == {"status", "failed", "checks"}
+    assert set(body) == {"status", "failed", "checks", "breakers"}
     return r, body
 
 
@@ -174,6 +174,22 @@ def test_readyz_reports_redis_down(fresh_redis_clients):
     assert "onnect" in body["checks"]["redis"]["error"]  # ConnectionError: ... connecting to ...
 
 
+def test_readyz_names_each_breakers_state(fresh_redis_clients):
+    """The breaker around Redis opens after its failures; /readyz says so, to anyone (a state,
+    no address), and says closed again once it is reset."""
+    assert readyz()[1]["breakers"] == {"redis": "closed"}
+    try:
+        with override_settings(REDIS_URL=BROKEN_REDIS):
+            for _ in range(redis_breaker.failure_threshold):
+                with pytest.raises(RedisUnavailable):
+                    call_redis(lambda redis_client: redis_client.ping())
+            _r, body = readyz()
+        assert body["breakers"] == {"redis": "open"}, body
+    finally:
+        redis_breaker.reset()
+    assert readyz()[1]["breakers"] == {"redis": "closed"}
+
+
 def test_readyz_reports_redis_down_even_in_the_embedded_default(fresh_redis_clients):
     """Setting REDIS_URL is what makes Redis a dependency; the check then really pings it."""
     with override_settings(REDIS_URL=BROKEN_REDIS):
@@ -214,6 +230,7 @@ def test_readyz_ok_from_an_outside_address_has_no_timings():
         "status": "ok",
         "failed": [],
         "checks": {name: {"ok": True} for name in health.CHECKS},
+        "breakers": {"redis": "closed"},
     }
 
 
