@@ -20,7 +20,7 @@ from apps.accounts import selectors as account_selectors
 from apps.accounts.keystore import KeysNotLoaded, keystore
 from apps.accounts.models import Role
 from apps.accounts.services import user_logout_all
-from apps.accounts.tests.factories import TEST_ORIGIN, make_user
+from apps.accounts.tests.factories import TEST_ORIGIN, make_user, open_session
 from apps.core import ratelimit
 from apps.rooms import consumers, handshake, services
 from apps.rooms.tests.inprocess_ws import ws_scope
@@ -97,15 +97,13 @@ def test_a_refused_token_costs_its_user_no_connect_allowance(room_with_bob):
     """Revocation is checked in the connect's database call, after this node took the user's
     connect allowance: a refusal gives it back, so a stolen and revoked token cannot lock its
     owner out of a room by connecting with it."""
-    room, _creator, bob, access = room_with_bob
-    old = access
+    room, _creator, bob, old = room_with_bob
     user_logout_all(user=bob, origin=TEST_ORIGIN)
     burst = int(ratelimit.SOCKET_ALLOWANCES["ws_connect"].burst)
     for _ in range(burst + 2):
         frame, code = first_frame(room.pk, old)
         assert (frame["code"], code) == ("connection_refused", consumers.CLOSE_UNAUTHORIZED), frame
-    _user, fresh = make_user_session(bob)
-    assert first_frame(room.pk, fresh)[0]["type"] == "hello"
+    assert first_frame(room.pk, open_session(bob).access)[0]["type"] == "hello"
 
 
 def test_a_refused_token_does_not_learn_whether_a_room_exists(room_with_bob):
@@ -122,10 +120,3 @@ def test_a_refused_token_does_not_learn_whether_a_room_exists(room_with_bob):
     user_logout_all(user=carol, origin=TEST_ORIGIN)
     for room_id in (room.pk, "NoSuchRoom000000"):
         assert first_frame(room_id, carol_access)[1] == consumers.CLOSE_UNAUTHORIZED, room_id
-
-
-def make_user_session(user):
-    """A new login session (access token) for an existing user."""
-    from apps.accounts.services.sessions import _session_open
-
-    return user, _session_open(user=user, origin=TEST_ORIGIN).access
