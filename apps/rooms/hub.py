@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -43,6 +45,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from apps.core import events, realtime
+from apps.rooms.batching import Batcher
 from apps.rooms.frames import DIRECT_WRITES, direct_protocol, text_frame, write_direct
 from apps.rooms.greeting import readings
 from apps.rooms.presence import (
@@ -98,6 +101,8 @@ class RoomHub:
         self._connected: asyncio.Event | None = None
         self._reader: asyncio.Task | None = None
         self._confirm: dict[str, asyncio.Future] = {}
+        # Sockets joining in the same moment share one SUBSCRIBE (apps.rooms.batching).
+        self._redis_subscriptions: Batcher[tuple[str, str]] = Batcher(self._send_subscriptions)
         self.presence: Presence | None = None
         self.rosters = Rosters(self.send_text)
         self._reloading: asyncio.Future | None = None
@@ -189,21 +194,27 @@ class RoomHub:
 
     async def subscribe(self, channel: str, subscriber: Subscriber) -> None:
         """Add a local subscriber; the first one makes the process subscribe on Redis. Returns
-        once Redis confirmed (or could not be reached), so state read afterwards misses nothing."""
+        once Redis confirmed (or could not be reached), so state read afterwards misses nothing:
+        a second subscriber that comes while the first waits waits for the same confirmation."""
         await self.ensure_started()
         subs = self.channels[channel]
         first = not subs
         subs.add(subscriber)
-        if first and self._pubsub is not None and self._connected is not None and self._connected.is_set():
-            future = self.loop.create_future()
-            self._confirm[channel] = future
-            try:
-                await self._pubsub.subscribe(channel)
-                await asyncio.wait_for(asyncio.shield(future), SUBSCRIBE_CONFIRM_SECONDS)
-            except (TimeoutError, OSError, aioredis.RedisError):
-                logger.warning("subscription to %s not confirmed; the reader will retry", channel)
-            finally:
-                self._confirm.pop(channel, None)
+        if not self._listening():
+            return
+        if first:
+            confirmed = self._confirm[channel] = self.loop.create_future()
+        elif (confirmed := self._confirm.get(channel)) is None:
+            return  # confirmed already
+        try:
+            if first:
+                await self._redis_subscriptions.submit(None, ("subscribe", channel))
+            await asyncio.wait_for(asyncio.shield(confirmed), SUBSCRIBE_CONFIRM_SECONDS)
+        except (TimeoutError, OSError, aioredis.RedisError):
+            logger.warning("subscription to %s not confirmed; the reader will retry", channel)
+        finally:
+            if first and self._confirm.get(channel) is confirmed:
+                del self._confirm[channel]
 
     async def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
         subs = self.channels.get(channel)
@@ -214,9 +225,24 @@ class RoomHub:
             del self.channels[channel]
             self.rosters.drop(channel)
             readings.invalidate(channel)
-            if self._pubsub is not None and self._connected is not None and self._connected.is_set():
+            if self._listening():
                 with contextlib.suppress(OSError, aioredis.RedisError):
-                    await self._pubsub.unsubscribe(channel)
+                    await self._redis_subscriptions.submit(None, ("unsubscribe", channel))
+
+    def _listening(self) -> bool:
+        return self._pubsub is not None and self._connected is not None and self._connected.is_set()
+
+    async def _send_subscriptions(self, _key: None, changes: list[tuple[str, str]]) -> list[None]:
+        """The (un)subscriptions of the sockets that came and went while the last were sent: one
+        command per run of the same kind, in order (an unsubscription and a subscription of one
+        channel must reach Redis in the order they were made)."""
+        pubsub = self._pubsub
+        if pubsub is None:
+            raise aioredis.ConnectionError("not connected")
+        for kind, run in itertools.groupby(changes, key=operator.itemgetter(0)):
+            channels = [channel for _, channel in run]
+            await (pubsub.subscribe if kind == "subscribe" else pubsub.unsubscribe)(*channels)
+        return [None] * len(changes)
 
     # --- publishing (from async code in this process) ----------------------------------------------
 

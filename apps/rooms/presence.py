@@ -18,7 +18,8 @@ Invariants (RedisPresence), per room:
   node), and that transition bumps the version and PUBLISHes its ``_presence`` inside the script,
   so every node receives the transitions in the order Redis applied them, numbered.
 - A join or a leave costs O(1) in Redis and in Python: nothing reads the whole room, except a
-  node's roster once when it first needs the room (``snapshot``).
+  node's roster once when it first needs the room (``snapshot``). The joins and leaves of a room
+  submitted while its last script runs go together in the next (apps.rooms.batching), in order.
 - Each process refreshes its own connections every HEARTBEAT_SECONDS and counts them again only
   when Redis lost them (a restart, or swept while this node could not beat). Connections older
   than PRESENCE_TTL_SECONDS belong to a dead node and are swept (by any node in the room).
@@ -41,6 +42,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 
 from apps.core import events, realtime
+from apps.rooms.batching import Batcher
 
 logger = logging.getLogger(__name__)
 
@@ -149,33 +151,45 @@ local function count_out(uid)
 end
 """
 
-# ARGV: connection, user id, info (JSON), now, channel. Returns 1 when this was the user's first.
-JOIN_SCRIPT = (
+# ARGV: now, channel, then one change per 4 arguments: 'j' (a join) or 'l' (a leave), connection,
+# user id, info (JSON; empty for a leave). Applies them in order; returns per change 1 when it was
+# the user's first connection (a join) or last one (a leave), else 0 (a second tab; a leave of a
+# connection a sweeper already removed, and announced if it was the last). The transitions go out
+# in as few announcements as keep each user in one at most, so applying an announcement's ``left``
+# before its ``joined`` (apps.rooms.roster) is the order Redis applied them.
+CHANGES_SCRIPT = (
     _ANNOUNCE
     + """
-local counted = redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-if counted then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]); return 0 end
-if count_in(ARGV[1], ARGV[2], ARGV[3]) == 1 then
-  announce({ARGV[3]}, {}, ARGV[5])
-  return 1
+local joined, left, named, results = {}, {}, {}, {}
+local function tell()
+  if #joined > 0 or #left > 0 then announce(joined, left, ARGV[2]) end
+  joined, left, named = {}, {}, {}
 end
-return 0
-"""
-)
-
-# ARGV: connection, user id, channel. Returns 1 when this was the user's last connection; 0 when
-# they have another, or when a sweeper already removed this one (and announced it, if last).
-LEAVE_SCRIPT = (
-    _ANNOUNCE
-    + """
-if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[1])
-if count_out(ARGV[2]) then
-  announce({}, {cjson.encode(ARGV[2])}, ARGV[3])
-  return 1
+for i = 3, #ARGV, 4 do
+  local kind, conn, uid, info = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local changed = 0
+  if kind == 'j' then
+    local counted = redis.call('HEXISTS', KEYS[1], conn) == 1
+    redis.call('ZADD', KEYS[2], ARGV[1], conn)
+    if counted then
+      redis.call('HSET', KEYS[1], conn, info)
+    elseif count_in(conn, uid, info) == 1 then
+      if named[uid] then tell() end
+      table.insert(joined, info)
+      named[uid], changed = true, 1
+    end
+  elseif redis.call('ZREM', KEYS[2], conn) == 1 then
+    redis.call('HDEL', KEYS[1], conn)
+    if count_out(uid) then
+      if named[uid] then tell() end
+      table.insert(left, cjson.encode(uid))
+      named[uid], changed = true, 1
+    end
+  end
+  table.insert(results, changed)
 end
-return 0
+tell()
+return results
 """
 )
 
@@ -232,8 +246,9 @@ class RedisPresence(Presence):
         self.client = client
         self.local: dict[str, dict[str, dict]] = defaultdict(dict)  # room -> conn -> info
         self._task: asyncio.Task | None = None
-        self._join = client.register_script(JOIN_SCRIPT)
-        self._leave = client.register_script(LEAVE_SCRIPT)
+        self._changes = client.register_script(CHANGES_SCRIPT)
+        # The joins and leaves of a room submitted while its last script runs go in the next one.
+        self._batches: Batcher[tuple[str, str, str, str]] = Batcher(self._apply_changes)
         self._beat = client.register_script(BEAT_SCRIPT)
         self._sweep_script = client.register_script(SWEEP_SCRIPT)
         self._snapshot = client.register_script(SNAPSHOT_SCRIPT)
@@ -249,7 +264,7 @@ class RedisPresence(Presence):
     async def join(self, room_id, connection_id, info) -> bool:
         self.local[room_id][connection_id] = info
         try:
-            return await self._count_in(room_id, connection_id, info, time.time())
+            return await self._count_in(room_id, connection_id, info)
         except (OSError, aioredis.RedisError):
             others = (i for c, i in self.local[room_id].items() if c != connection_id)
             first = not any(i["user_id"] == info["user_id"] for i in others)
@@ -257,9 +272,9 @@ class RedisPresence(Presence):
                 await self._announce_here(room_id, joined=[info], left=[])
             return first
 
-    async def _count_in(self, room_id: str, connection_id: str, info: dict, now: float) -> bool:
-        args = [connection_id, info["user_id"], json.dumps(info), now, realtime.room_channel(room_id)]
-        return bool(await self._join(keys=self._keys(room_id), args=args))
+    async def _count_in(self, room_id: str, connection_id: str, info: dict) -> bool:
+        change = ("j", connection_id, info["user_id"], json.dumps(info))
+        return bool(await self._batches.submit(room_id, change))
 
     async def leave(self, room_id, connection_id, user_id) -> bool:
         conns = self.local.get(room_id, {})
@@ -267,13 +282,18 @@ class RedisPresence(Presence):
         if room_id in self.local and not conns:
             del self.local[room_id]
         try:
-            args = [connection_id, user_id, realtime.room_channel(room_id)]
-            return bool(await self._leave(keys=self._keys(room_id), args=args))
+            return bool(await self._batches.submit(room_id, ("l", connection_id, user_id, "")))
         except (OSError, aioredis.RedisError):
             last = not any(i["user_id"] == user_id for i in conns.values())
             if last:
                 await self._announce_here(room_id, joined=[], left=[user_id])
             return last
+
+    async def _apply_changes(self, room_id, changes: list[tuple[str, str, str, str]]) -> list[int]:
+        args: list = [time.time(), realtime.room_channel(room_id)]
+        for change in changes:
+            args.extend(change)
+        return await self._changes(keys=self._keys(room_id), args=args)
 
     async def set_info(self, room_id, connection_id, info) -> None:
         if connection_id not in self.local.get(room_id, {}):
@@ -311,10 +331,8 @@ class RedisPresence(Presence):
             if not conns:
                 continue
             missing = await self._beat(keys=self._keys(room_id), args=[now, KEY_TTL_SECONDS, *conns])
-            for connection_id in missing:
-                info = conns.get(connection_id)
-                if info is not None:  # else it left meanwhile
-                    await self._count_in(room_id, connection_id, info, now)
+            back = [(c, conns[c]) for c in missing if c in conns]  # the others left meanwhile
+            await asyncio.gather(*(self._count_in(room_id, c, info) for c, info in back))
             await self._sweep(room_id, now)
 
     async def _sweep(self, room_id: str, now: float) -> None:
