@@ -141,7 +141,10 @@ INSTALLED_APPS = [
 # Session, cookie login and messages are only for browser requests (pages, the admin): the JSON
 # API authenticates bearer tokens in DRF and skips them (apps/core/middleware.py).
 MIDDLEWARE = [
+    # Outermost but for the security headers: a request is tried again from here after a
+    # transient database failure, and a database outage answers 503 (apps/core/dbfaults.py).
     "django.middleware.security.SecurityMiddleware",
+    "apps.core.dbfaults.DatabaseFaultMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "apps.core.middleware.SessionMiddleware",
@@ -181,16 +184,26 @@ if DATABASE_URL:
         # Django's PostgreSQL backend with a health check that polls the socket instead of
         # sending `SELECT 1` when it can (apps/core/postgresql/base.py).
         DATABASES["default"]["ENGINE"] = "apps.core.postgresql"
+        # A database that does not answer fails a connect in seconds, not the OS's minutes; the
+        # breaker (apps/core/dbfaults.py) then stops trying until it may be back.
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+            "connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=3)
+        )
         pool_size = env.int("DB_POOL_MAX_SIZE", default=0)
         if pool_size > 0:
             # The ASGI `ws` process: Django runs sync code there on changing threads, and
             # persistent per-thread connections pile up until PostgreSQL refuses clients
             # (measured: 95 connections from 50 clients). A small psycopg pool bounds them.
             DATABASES["default"]["CONN_MAX_AGE"] = 0
+            # While the database is down a caller waits for a connection no longer than a
+            # connect may take, and the pool gives up a failed reconnect after a second instead
+            # of backing off for minutes: the next caller the breaker lets through tries again
+            # at once, so service resumes as soon as the database is back (apps/core/dbfaults.py).
             DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
                 "min_size": 1,
                 "max_size": pool_size,
-                "timeout": 10,
+                "timeout": env.int("DB_CONNECT_TIMEOUT", default=3),
+                "reconnect_timeout": 1.0,
             }
         else:
             # Persistent connections: each WSGI worker keeps one, so no request pays for a new one.
@@ -205,6 +218,10 @@ else:
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The database breaker (apps/core/dbfaults.py, docs/security.md): open after this many lost
+# connections in a row, refusing at once (503 service_degraded) for this long, then one try.
+DB_BREAKER_FAILURES = env.int("DB_BREAKER_FAILURES", default=3)
+DB_BREAKER_RESET_SECONDS = env.float("DB_BREAKER_RESET_SECONDS", default=2.0)
 
 # --- Cache, channel layer, Celery ---------------------------------------------------------------
 if REDIS_URL:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -186,6 +187,10 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         return Response(error_body("invalid", "The request was malformed."), status=400)
 
     if not isinstance(exc, drf.APIException):
+        from apps.core import dbfaults
+
+        if dbfaults.degraded(exc):  # the database failed: 503, and a retry (apps/core/dbfaults.py)
+            return dbfaults.degraded_response(context["request"]._request, exc)
         return None  # a real bug: let Django log it and answer 500 (see server_error below)
 
     code = next((c for cls, c in _DRF_CODES if isinstance(exc, cls)), "error")
@@ -221,6 +226,11 @@ def not_found(request, exception=None):
 
 
 def server_error(request):
+    from apps.core import dbfaults
+
+    exc = sys.exc_info()[1]
+    if exc is not None and dbfaults.degraded(exc):  # a middleware's query failed: 503, not 500
+        return dbfaults.degraded_response(request, exc)
     if _is_api(request):
         return JsonResponse(error_body("server_error", "Internal server error."), status=500)
     return defaults.server_error(request)

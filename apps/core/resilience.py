@@ -57,18 +57,34 @@ class CircuitBreaker:
         try:
             result = fn()
         except self.failure_exceptions:
-            self._record_failure()
+            self.record_failure()
             raise
-        self._record_success()
+        self.record_success()
         return result
 
-    def _record_failure(self) -> None:
+    def refusing(self) -> bool:
+        """Open, not yet half-open: a caller recording outcomes itself must not call now. A
+        closed breaker answers without taking the lock (this is asked before every query)."""
+        if self._state == self.CLOSED:
+            return False
+        return self.state == self.OPEN
+
+    def seconds_until_retry(self) -> float:
+        """How long calls stay refused (0 unless open)."""
+        with self._lock:
+            if self._state != self.OPEN:
+                return 0.0
+            return max(0.0, self.reset_timeout - (self._clock() - self._opened_at))
+
+    def record_failure(self) -> None:
         with self._lock:
             self._failures += 1
             if self._state == self.HALF_OPEN or self._failures >= self.failure_threshold:
                 self._state, self._opened_at, self._failures = self.OPEN, self._clock(), 0
 
-    def _record_success(self) -> None:
+    def record_success(self) -> None:
+        if self._state == self.CLOSED and not self._failures:
+            return  # the usual case, without the lock
         with self._lock:
             self._failures = 0
             if self._state == self.HALF_OPEN:

@@ -23,7 +23,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from apps.accounts.selectors import authenticate_access_token, authenticate_verified_token
 from apps.core import events, ratelimit, realtime
 from apps.core.context import Origin
-from apps.core.errors import ApplicationError, NotFound, UserBanned
+from apps.core.errors import ApplicationError, NotFound, ServiceDegraded, UserBanned
 from apps.permissions.flags import Perm
 from apps.permissions.rules import RoomActor
 from apps.rooms import greeting, messages, roster, selectors, services
@@ -40,6 +40,7 @@ from apps.rooms.handshake import (  # the close codes are read as consumers.CLOS
     SUBPROTOCOL,
     Refused,
     protocol_offered,
+    refusal_for,
     take_connect_allowance,
     token_from,
     verified_token,
@@ -47,7 +48,6 @@ from apps.rooms.handshake import (  # the close codes are read as consumers.CLOS
 from apps.rooms.hub import direct_protocol, hub
 from apps.rooms.models import Room
 from apps.rooms.moderation import escape
-from apps.rooms.presence import user_of
 from apps.rooms.serializers import user_ref
 
 logger = logging.getLogger(__name__)
@@ -186,28 +186,33 @@ class RoomConsumer(AsyncWebsocketConsumer):
         for channel in self._channels:
             await hub.subscribe(channel, self)
         try:
+            await self._identify()
+        except Refused:
+            await self._unsubscribe()
+            raise
+
+    async def _identify(self) -> None:
+        """The room's reading, then the user, their actor and hello ``member`` (Refused if not)."""
+        try:
             # The room's part of the hello, read once per node for the sockets joining now; the
             # actor from the same room row (so the hello's room settings and the member's
             # effective permissions agree).
             self._reading = await greeting.readings.get(self.room_id)
         except NotFound:
             self._reading = None
+        except ServiceDegraded as exc:
+            raise refusal_for(exc) from None
         self.room = greeting.shared_room(self._reading) if self._reading is not None else None
         try:
             self.user, self.actor, self._member = await database_sync_to_async(self._authenticated_actor)()
         except ApplicationError as exc:
-            await self._unsubscribe()
             self._churn.give_back()  # a token refused costs its user no connect allowance
-            if isinstance(exc, UserBanned):
-                raise Refused(CLOSE_FORBIDDEN, "This account is banned.") from None
-            raise Refused(CLOSE_UNAUTHORIZED, exc.message) from None
+            raise refusal_for(exc) from None
         finally:
             self._verified = None  # the socket keeps only ``claims``
         if self.actor is None:
-            await self._unsubscribe()
             raise Refused(CLOSE_NOT_FOUND, "No such room.")
         if not self.actor.is_member:
-            await self._unsubscribe()
             raise Refused(CLOSE_FORBIDDEN, "You are not a member of this room.")
 
     def _authenticated_actor(self) -> tuple[Any, RoomActor | None, dict[str, Any] | None]:
@@ -423,11 +428,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         elif kind == "_room_closed":
             self._spawn(self._kick(event.get("reason", "room_closed"), CLOSE_NOT_FOUND))
         elif kind == "_sessions_revoked":
-            self._spawn(self._recheck_token())
+            self._spawn(self._recheck_token(revoked=True))
         return False
 
     def on_slow(self) -> None:
-        self._spawn(self._drop_slow())
+        self._spawn(self._close_to_come_back())
 
     def on_resync(self) -> None:
         """The hub is back on Redis after an outage: re-check the session and the membership."""
@@ -460,27 +465,21 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._catch_up_on_members()
 
     async def _catch_up_on_members(self) -> None:
-        """VIEW_MEMBER_LIST was just granted: tell this socket who is online, as the hello would
-        have (``synctv.v2``: one ``members_changed`` with everyone; v1: one ``member_joined``
-        each, with their ``ready`` state), so its list is right without a reconnect. From here on
-        the roster's batches reach it like every other member's."""
-        room = self._roster
-        if room is None:
-            return
-        others = [info for info in room.everyone() if info["user_id"] != self.user.pk]
-        room.listen(self)
-        if self.protocol == roster.V2:
-            frame = events.members_changed(joined=others, left=[], count=len(room.members))
-            return await self.send_json_event(frame)
-        for info in others:
-            await self.send_json_event(
-                events.member_joined(user=user_of(info), role=info.get("role"), ready=info.get("ready", True))
-            )
+        """VIEW_MEMBER_LIST was just granted: who is online now, so the socket's list is right
+        without a reconnect; from here on the roster's batches reach it (``Roster.catch_up``)."""
+        if self._roster is not None:
+            for frame in self._roster.catch_up(self, self.user.pk, self.protocol):
+                await self.send_json_event(frame)
 
-    async def _recheck_token(self) -> None:
+    async def _recheck_token(self, *, revoked: bool = False) -> None:
+        """Is the session still good? If the database cannot tell, a socket whose user was just
+        told of a revocation (``revoked``) is closed (1013: its next connect checks); else kept."""
         token = self._token()
         try:
             await database_sync_to_async(authenticate_access_token)(token)
+        except ServiceDegraded:
+            if revoked:
+                await self._close_to_come_back()
         except UserBanned:
             await self._kick("banned", CLOSE_FORBIDDEN)
         except ApplicationError:
@@ -493,7 +492,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.send_json_event(events.kicked(reason=reason))
         await self.close(code=code)
 
-    async def _drop_slow(self) -> None:
+    async def _close_to_come_back(self) -> None:
+        """1013 (try again later): the client reconnects, and its connect is checked afresh."""
         if not self._closing:
             self._closing = True
             await self.close(code=CLOSE_TRY_AGAIN_LATER)

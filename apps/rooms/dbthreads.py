@@ -20,7 +20,9 @@ from typing import Any
 
 from channels.db import DatabaseSyncToAsync
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connections
+
+from apps.core import dbfaults
 
 logger = logging.getLogger(__name__)
 
@@ -82,15 +84,32 @@ class OnDatabaseThreads:
 def _closing_old_connections(call: Callable[[], Any]) -> Any:
     close_old_connections()
     try:
-        return call()
+        return degrading(call)
     finally:
         close_old_connections()
 
 
+def degrading(call: Callable[[], Any]) -> Any:
+    """``call()`` as one unit of work (apps.core.dbfaults): tried again after a transient database
+    failure when it committed nothing; a database that still fails raises ServiceDegraded, which
+    a socket answers with an ``error`` frame and stays open."""
+    try:
+        return dbfaults.run_with_retries(call)
+    except DatabaseError as exc:
+        if dbfaults.degraded(exc):
+            raise dbfaults.as_service_degraded(exc) from exc
+        raise
+
+
 def database_sync_to_async(func: Callable[..., Any]) -> DatabaseSyncToAsync | OnDatabaseThreads:
     """``func`` on this process's consumer database threads (see above), old connections closed
-    before and after each call; on SQLite channels' ``database_sync_to_async`` (its one thread)."""
+    before and after each call; on SQLite channels' ``database_sync_to_async`` (its one thread).
+    A database outage raises ServiceDegraded (``degrading``)."""
     executor = db_executor()
     if executor is None:
-        return DatabaseSyncToAsync(func)
+        return DatabaseSyncToAsync(functools.partial(_degrading_call, func))
     return OnDatabaseThreads(func, executor)
+
+
+def _degrading_call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return degrading(functools.partial(func, *args, **kwargs))

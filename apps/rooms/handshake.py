@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 from apps.accounts.keystore import KeysNotLoaded, keystore
 from apps.accounts.selectors import verify_access_token
 from apps.core import ratelimit
-from apps.core.errors import ApplicationError
+from apps.core.errors import ApplicationError, ServiceDegraded, UserBanned
 from apps.rooms import roster
 from apps.rooms.dbthreads import database_sync_to_async
 
@@ -62,7 +62,17 @@ async def verified_token(raw: str) -> Any:
         except KeysNotLoaded:
             return await database_sync_to_async(verify_access_token)(raw)
     except ApplicationError as exc:
-        raise Refused(CLOSE_UNAUTHORIZED, exc.message) from None
+        raise refusal_for(exc) from None
+
+
+def refusal_for(exc: ApplicationError) -> Refused:
+    """How a connect is turned away when its token's check raised ``exc``: a banned account with
+    4403, a database outage with 1013 (the token may be fine: come back later), else 4401."""
+    if isinstance(exc, UserBanned):
+        return Refused(CLOSE_FORBIDDEN, "This account is banned.")
+    if isinstance(exc, ServiceDegraded):  # ``cause``: the page shows its "degraded" banner
+        return Refused(CLOSE_TRY_AGAIN_LATER, exc.message, cause=exc.code)
+    return Refused(CLOSE_UNAUTHORIZED, exc.message)
 
 
 def take_connect_allowance(user_id: str, room_id: str) -> tuple[ratelimit.TokenBucket, str]:

@@ -34,7 +34,7 @@ import binascii
 import bisect
 import json
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from apps.core import events, realtime
@@ -244,6 +244,20 @@ class Roster:
 
     def forget(self, socket: Any) -> None:
         self.listeners.pop(socket, None)
+
+    def catch_up(self, socket: Any, user_id: str, protocol: str) -> list[Mapping[str, Any]]:
+        """``socket`` (of ``user_id``) may see the member list from now on: it is told the
+        batches from here, and these frames tell it who is online now, as its hello would have
+        (``synctv.v2``: one ``members_changed`` with everyone; v1: one ``member_joined`` each, with
+        their ``ready`` state)."""
+        others = [info for info in self.everyone() if info["user_id"] != user_id]
+        self.listen(socket)
+        if protocol == V2:
+            return [events.members_changed(joined=others, left=[], count=len(self.members))]
+        return [
+            events.member_joined(user=user_of(info), role=info.get("role"), ready=info.get("ready", True))
+            for info in others
+        ]
 
     def _schedule(self) -> None:
         if self._flush is not None or not self._changes:

@@ -1,6 +1,7 @@
 // The REST API (/api/v1/) with the caller's tokens. Tokens live in localStorage: the page is a
 // client of the API like any other (docs/api.md: Authorization: Bearer). A guest token is bound to one
 // room and kept per room.
+import { serviceDegraded } from "./degraded.js";
 
 const PREFIX = "/api/v1/";
 const KEYS = { access: "synctv.access", refresh: "synctv.refresh", user: "synctv.user" };
@@ -90,7 +91,11 @@ async function request(method, path, { body, token, signal } = {}) {
   if (text) {
     try { data = JSON.parse(text); } catch { data = null; }
   }
-  if (!response.ok) throw new ApiError(response.status, data, Number(response.headers.get("Retry-After")) || null);
+  if (!response.ok) {
+    const err = new ApiError(response.status, data, Number(response.headers.get("Retry-After")) || null);
+    if (err.code === "service_degraded") serviceDegraded();
+    throw err;
+  }
   return data;
 }
 

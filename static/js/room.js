@@ -6,6 +6,7 @@
 // room/ (the state's shape is in room/store.js; docs/web.md, "Where the room page's code lives").
 import { api, refreshTokens, socketToken, tokens } from "./api.js";
 import { $, initAccountNav, toast } from "./common.js";
+import { serviceDegraded } from "./degraded.js";
 import { applyParts } from "./perms.js";
 import { RoomSocket, socketUrl } from "./socket.js";
 import { localNow } from "./sync.js";
@@ -170,6 +171,8 @@ function askForMoreMembers(after) {
 
 function onServerError(msg) {
   if (msg.ref === "auto-next" || msg.ref === "auto-wait") return; // a lost race: someone else did it
+  const cause = msg.details && msg.details.cause;
+  if (msg.code === "service_degraded" || cause === "service_degraded") serviceDegraded();
   if (msg.code === "connection_refused") {
     S.refusal = msg.message;
     // Too many of our sockets in this room (close 4429): not final, the socket retries with

@@ -15,17 +15,98 @@ readable, or a connection that is not idle → Django's own ``SELECT 1`` check d
 What neither check can see is a peer that vanished without closing the TCP connection (a host
 that lost power); the first query then fails, the request errors, and Django discards the
 connection at the end of that request, as it does without this backend.
+
+It also carries the database's fault handling (apps.core.dbfaults, docs/security.md): every
+outcome goes to the database breaker, which refuses at once while open; and the connection counts
+what it commits (``commits``: each COMMIT and each statement that commits by itself), so a unit of
+work that failed is retried only when none of it was committed.
 """
 
 from __future__ import annotations
 
 import select
 
+from django.db import DatabaseError
 from django.db.backends.postgresql import base
+from django.db.backends.utils import CursorWrapper
+from django.db.utils import DatabaseErrorWrapper
+from django.utils.functional import cached_property
 from psycopg.pq import TransactionStatus
+
+from apps.core.dbfaults import DatabaseUnavailable, database_breaker, lost_connection
+
+
+class BreakerErrorWrapper(DatabaseErrorWrapper):
+    """Django's error wrapper (around every connect, query, commit and rollback) that also tells
+    the database breaker how it went."""
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        if exc_type is None:
+            database_breaker.record_success()
+            return
+        try:
+            super().__exit__(exc_type, exc_value, traceback)
+        except DatabaseError as exc:
+            if lost_connection(exc):
+                database_breaker.record_failure()
+            raise
+
+
+class CommitCounting:
+    """A statement run outside a transaction commits by itself: count it (a SELECT does not)."""
+
+    db: DatabaseWrapper
+
+    def _execute(self, sql, params, *ignored):
+        result = super()._execute(sql, params, *ignored)
+        self._count(sql)
+        return result
+
+    def _executemany(self, sql, param_list, *ignored):
+        result = super()._executemany(sql, param_list, *ignored)
+        self._count(sql)
+        return result
+
+    def _count(self, sql) -> None:
+        db = self.db
+        if db.in_atomic_block or not db.autocommit:
+            return
+        if isinstance(sql, str) and sql.lstrip()[:6].upper() == "SELECT":
+            return
+        db.commits += 1
+
+
+class CountingCursorWrapper(CommitCounting, CursorWrapper):
+    pass
+
+
+class CountingCursorDebugWrapper(CommitCounting, base.CursorDebugWrapper):
+    pass
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    commits = 0  # see the module docstring
+
+    @cached_property
+    def wrap_database_errors(self):
+        return BreakerErrorWrapper(self)
+
+    def ensure_connection(self):
+        if database_breaker.refusing():
+            raise DatabaseUnavailable("The database breaker is open.")
+        super().ensure_connection()
+
+    def _commit(self):
+        result = super()._commit()
+        self.commits += 1
+        return result
+
+    def make_cursor(self, cursor):
+        return CountingCursorWrapper(cursor, self)
+
+    def make_debug_cursor(self, cursor):
+        return CountingCursorDebugWrapper(cursor, self)
+
     def is_usable(self) -> bool:
         conn = self.connection
         if conn is None or conn.closed:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 from django.conf import settings
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.test import Client, override_settings
 
 from apps.core import health
+from apps.core.dbfaults import database_breaker
 from apps.core.redis import RedisUnavailable, _client_for, call_redis, redis_breaker
 
 pytestmark = pytest.mark.django_db
@@ -175,19 +176,27 @@ def test_readyz_reports_redis_down(fresh_redis_clients):
 
 
 def test_readyz_names_each_breakers_state(fresh_redis_clients):
-    """The breaker around Redis opens after its failures; /readyz says so, to anyone (a state,
-    no address), and says closed again once it is reset."""
-    assert readyz()[1]["breakers"] == {"redis": "closed"}
+    """The breakers around Redis and the database open after their failures; /readyz says so, to
+    anyone (a state, no address), and says closed again once they are reset."""
+    closed = {"database": "closed", "redis": "closed"}
+    assert readyz()[1]["breakers"] == closed
     try:
         with override_settings(REDIS_URL=BROKEN_REDIS):
             for _ in range(redis_breaker.failure_threshold):
                 with pytest.raises(RedisUnavailable):
                     call_redis(lambda redis_client: redis_client.ping())
             _r, body = readyz()
-        assert body["breakers"] == {"redis": "open"}, body
+        assert body["breakers"] == {**closed, "redis": "open"}, body
+        for _ in range(database_breaker.failure_threshold):
+            database_breaker.record_failure()
+        r, body = readyz()
+        assert body["breakers"] == {"database": "open", "redis": "open"}, body
+        if connection.vendor == "postgresql":  # the backend that asks the breaker (dbfaults)
+            assert_failed(r, body, "database")  # refused at once, without a connect
     finally:
         redis_breaker.reset()
-    assert readyz()[1]["breakers"] == {"redis": "closed"}
+        database_breaker.reset()
+    assert readyz()[1]["breakers"] == closed
 
 
 def test_readyz_reports_redis_down_even_in_the_embedded_default(fresh_redis_clients):
@@ -230,7 +239,7 @@ def test_readyz_ok_from_an_outside_address_has_no_timings():
         "status": "ok",
         "failed": [],
         "checks": {name: {"ok": True} for name in health.CHECKS},
-        "breakers": {"redis": "closed"},
+        "breakers": {"database": "closed", "redis": "closed"},
     }
 
 

@@ -360,25 +360,36 @@ def test_sockets_per_user_and_room_are_capped(room_of_three):
 
 
 def test_a_connect_that_fails_gives_its_slot_back(room_of_three, monkeypatch):
-    """channels never calls disconnect() for a connect that raised: a database error during the
-    connect's reads (or a client gone mid-handshake) must not keep the user's socket slot, or five
-    such failures lock them out of the room on this node until it restarts."""
+    """channels never calls disconnect() for a connect that raised: a failure during the connect's
+    reads (or a client gone mid-handshake) must not keep the user's socket slot, or five such
+    failures lock them out of the room on this node until it restarts. A database outage is not
+    such a failure any more: it is a refusal (1013, come back later), and gives the slot back too."""
     from django.db import OperationalError
 
     room, _users, tokens = room_of_three
     cap = ratelimit.MAX_SOCKETS_PER_USER_ROOM
     real_load = consumers.RoomConsumer._authenticated_actor
 
+    def client_gone(self, **kwargs):
+        raise RuntimeError("the client went away mid-handshake")
+
     def database_down(self, **kwargs):
         raise OperationalError("server closed the connection unexpectedly")
 
     async def scenario():
-        monkeypatch.setattr(consumers.RoomConsumer, "_authenticated_actor", database_down)
+        monkeypatch.setattr(consumers.RoomConsumer, "_authenticated_actor", client_gone)
         for i in range(cap + 1):
             failing = Sock(room.pk, tokens["bob"], f"bob-fail{i}")
             await failing.comm.send_input({"type": "websocket.connect"})
-            with pytest.raises(OperationalError):
+            with pytest.raises(RuntimeError):
                 await failing.comm.wait(timeout=10)
+        assert not ratelimit.socket_slots, ratelimit.socket_slots
+        monkeypatch.setattr(consumers.RoomConsumer, "_authenticated_actor", database_down)
+        for i in range(cap + 1):
+            refused = await Sock(room.pk, tokens["bob"], f"bob-down{i}").open()
+            frame = await refused.next()
+            assert (frame["code"], frame["details"]) == ("connection_refused", {"cause": "service_degraded"})
+            assert (await refused.next())["code"] == consumers.CLOSE_TRY_AGAIN_LATER
         assert not ratelimit.socket_slots, ratelimit.socket_slots
         monkeypatch.setattr(consumers.RoomConsumer, "_authenticated_actor", real_load)
         back = Sock(room.pk, tokens["bob"], "bob-back")
