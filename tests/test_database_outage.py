@@ -1,8 +1,9 @@
 """PostgreSQL cut off under a running ``web`` and ``ws`` node, then back (docs/security.md, "When
-the database is down"): requests answer 503 ``service_degraded`` with ``Retry-After`` (quickly
+PostgreSQL is down"): requests answer 503 ``service_degraded`` with ``Retry-After`` (quickly
 once the breaker is open, never a 500 or a hang), a socket stays open and answers a write with an
-``error`` frame, a new socket is told to come back (1013), and everything resumes by itself
-within 5 s of the database's return, with every acknowledged write kept.
+``error`` frame, a new socket still connects from the copies in Redis (its hello marked stale) or,
+without them, is told to come back (1013), and everything resumes by itself within 5 s of the
+database's return, with every acknowledged write kept.
 
 The nodes reach PostgreSQL through a TCP proxy of the test's own (tests/tcpproxy.py): cutting it
 is the database stopping (connections dropped, new ones refused), for these nodes only."""
@@ -48,6 +49,12 @@ class Outage:
     mia: Account
     room: dict
     dsn: str  # the database, not through the proxy
+    redis_url: str
+
+    def redis_client(self):
+        import redis
+
+        return redis.Redis.from_url(self.redis_url, decode_responses=True)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +78,7 @@ def outage(tmp_path_factory):
                 (ws,) = cluster.start("ws")
                 api = Api(web)
                 owner, (mia,), room = api.room_with_members("dbo", 1)
-                yield Outage(proxy, web, ws, api, owner, mia, room, dsn)
+                yield Outage(proxy, web, ws, api, owner, mia, room, dsn, redis.url(0))
             finally:
                 cluster.close()
     finally:
@@ -105,9 +112,21 @@ def test_a_database_outage_degrades_then_recovers_by_itself(outage):
     room_path = f"rooms/{room['id']}"
     api.call("GET", room_path, who=owner, expect=200)
 
+    stranger = api.register("dbostranger")  # a member who has never opened a socket
+    api.join(stranger, room)
+
     async def scenario():
         sock = await join(ws, room, mia)
         try:
+            await sock.send({"type": "chat", "text": "before the cut"})
+            await sock.expect("chat", 5)
+            first = await join(ws, room, owner, label="owner-before")  # the room read with the chat
+            await close_all(first)
+            body = {"playing": True, "position": 12.5}  # a change after that reading
+            playback = (
+                await api.acall("PUT", f"{room_path}/playback", who=owner, body=body, expect=200)
+            ).json()
+            await sock.expect("playback", 5, where=lambda m: m["version"] == playback["version"])
             proxy.cut()
             # REST: the first request finds the database gone (tried 3 times, 100 + 200 ms apart),
             # opens the breaker and answers 503; from then on 503 at once.
@@ -135,10 +154,25 @@ def test_a_database_outage_degrades_then_recovers_by_itself(outage):
             error = await sock.expect("error", 15)
             assert (error["code"], error.get("ref")) == ("service_degraded", "c1"), error
             assert (await sock.ping())["type"] == "pong"
-            # A new socket is told to come back later (1013), not that its token is bad.
-            late = await dial(ws.ws_url(room["id"]), token=owner.access, label="late")
-            frame = await late.next(15)
-            assert (frame["type"], await late.wait_closed(5)) == ("error", 1013), frame
+            # A new socket still gets in, from the copies its last reads left in Redis: a hello
+            # marked stale, with the room's last playback state and chat.
+            late = await join(ws, room, owner, label="late")
+            assert late.hello.get("stale") is True, late.hello
+            assert late.hello["playback"]["version"] == playback["version"]
+            assert (await late.expect("chat", 5))["text"] == "before the cut"
+            await close_all(late)
+            # Without copies (a member whose reads left none: here removed), the socket is told
+            # to come back later (1013), not that its token is bad.
+            redis = outage.redis_client()
+            kept = [
+                key for pattern in ("auth", "member") for key in redis.keys(f"copy:{pattern}:*{stranger.id}*")
+            ]
+            assert any(key.startswith("copy:auth:") for key in kept), kept  # its REST calls left one
+            redis.delete(*kept)
+            refused = await dial(ws.ws_url(room["id"]), token=stranger.access, label="refused")
+            frame = await refused.next(15)
+            assert (frame["type"], await refused.wait_closed(5)) == ("error", 1013), frame
+            assert frame["details"] == {"cause": "service_degraded"}, frame
 
             await asyncio.sleep(1.0)  # the outage goes on a little
             proxy.restore()
@@ -154,6 +188,8 @@ def test_a_database_outage_degrades_then_recovers_by_itself(outage):
             while True:
                 await sock.send({"type": "chat", "text": "back again"})
                 got = await sock.next(10)
+                while got["type"] not in ("chat", "error"):  # presence news meanwhile
+                    got = await sock.next(10)
                 if got["type"] == "chat":
                     break
                 assert got["type"] == "error" and got["code"] == "service_degraded", got
@@ -163,7 +199,8 @@ def test_a_database_outage_degrades_then_recovers_by_itself(outage):
                 "db outage: recovered after return",
                 f"REST {rest_recovered:.2f} s, socket {time.monotonic() - back:.2f} s",
             )
-            again = await join(ws, room, owner)  # a new socket is welcome again
+            again = await join(ws, room, owner)  # a new socket is welcome again, not stale
+            assert "stale" not in again.hello, again.hello
             await close_all(again)
         finally:
             proxy.restore()
@@ -174,5 +211,5 @@ def test_a_database_outage_degrades_then_recovers_by_itself(outage):
     texts = db_scalar(
         outage.dsn, "SELECT array_agg(text ORDER BY id) FROM rooms_chatmessage WHERE room_id = %s", room["id"]
     )
-    assert texts == ["back again"]
+    assert texts == ["before the cut", "back again"]
     assert db_scalar(outage.dsn, "SELECT count(*) FROM rooms_room WHERE name = %s", "made while down") == 0

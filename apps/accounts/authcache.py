@@ -72,9 +72,10 @@ def lookup(user_id: str, session_id: str, stamp: str | None) -> tuple | None:
     return entry.values
 
 
-def store(user_id: str, session_id: str, stamp: str | None, values: tuple) -> None:
+def store(user_id: str, session_id: str, stamp: str | None, values: tuple) -> str | None:
     """Keep a row loaded from the database after the stamp was read (see the module rules).
-    ``stamp`` None: Redis had none, so try to claim a fresh one; keep the row only on success."""
+    ``stamp`` None: Redis had none, so try to claim a fresh one; keep the row only on success.
+    Returns the stamp the row was kept under (None: not kept)."""
     if stamp is None:
         fresh = secrets.token_urlsafe(12)
         try:
@@ -83,14 +84,15 @@ def store(user_id: str, session_id: str, stamp: str | None, values: tuple) -> No
             )
         except RedisUnavailable:
             forget_all()
-            return
+            return None
         if not claimed:
-            return
+            return None
         stamp = fresh
     with _lock:
         if len(_entries) >= MAX_ENTRIES:
             _entries.clear()
         _entries[(user_id, session_id)] = Entry(stamp=stamp, stored_at=_clock(), values=values)
+    return stamp
 
 
 def forget_all() -> None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db.models import QuerySet
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
@@ -14,6 +14,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from apps.accounts import authcache, revocation
 from apps.accounts.models import AuthSession, Role, User
 from apps.accounts.tokens import AccessToken, GuestToken
+from apps.core import copies, dbfaults
 from apps.core.errors import TokenInvalid, TokenRevoked, UserBanned
 
 # Our tokens are ~900 bytes; anything far larger is not worth parsing.
@@ -130,17 +131,45 @@ def authenticate_verified_token(token: AccessToken | GuestToken) -> User:
     if cached is not None:  # loaded by an earlier request; nothing about it changed since
         user, session_live = _user_from_row(cached), True
     else:
-        loaded = _user_with_session_state(user_id=token["sub"], session_id=sid)
-        if loaded is None:
-            raise TokenInvalid()
-        user, session_live = loaded.user, loaded.session_live
-        if loaded.cacheable and redis_answered:  # no second try at a Redis that just failed
-            authcache.store(token["sub"], sid, stamp, loaded.values)
+        try:
+            loaded = _user_with_session_state(user_id=token["sub"], session_id=sid)
+        except DatabaseError as exc:  # the database is down: the copy, if still good, answers
+            user = _user_from_copy(exc, token["sub"], sid, stamp if redis_answered else None)
+            session_live = True
+        else:
+            if loaded is None:
+                raise TokenInvalid()
+            user, session_live = loaded.user, loaded.session_live
+            if loaded.cacheable and redis_answered:  # no second try at a Redis that just failed
+                kept_under = authcache.store(token["sub"], sid, stamp, loaded.values)
+                if kept_under is not None:
+                    kept = {"stamp": kept_under, "user": copies.row(user, omit=USER_SECRETS)}
+                    copies.keep(_copy_name(token["sub"], sid), kept)
     if user.role == Role.BANNED:
         raise UserBanned()
     if not session_live:
         raise TokenRevoked()
     return user
+
+
+USER_SECRETS = frozenset({"password"})
+
+
+def _copy_name(user_id: str, session_id: str) -> str:
+    return f"auth:{user_id}:{session_id}"
+
+
+def _user_from_copy(exc: DatabaseError, user_id: str, session_id: str, stamp: str | None) -> User:
+    """While the database cannot be reached: the user as the copy kept with this session's last
+    load has it, if nothing that authentication reads changed since (the stamp Redis holds now is
+    the one the copy was kept under; every change of the user and every end of a session replaces
+    it, apps.accounts.authcache). Else the database's error stands."""
+    if stamp is None or not dbfaults.lost_connection(exc):
+        raise exc
+    copy = copies.recall(_copy_name(user_id, session_id))
+    if copy is None or copy.get("stamp") != stamp:
+        raise exc
+    return copies.instance(User, copy["user"], blanks={"password": "!"})
 
 
 def user_live_sessions(*, user: User) -> QuerySet[AuthSession]:

@@ -117,6 +117,9 @@ class Hello(TypedDict):
     # page starts (a ``members`` request), or None when the list is complete.
     members_count: NotRequired[int]
     members_next: NotRequired[str | None]
+    # True only while the database is down: the room, playback and member came from the copies
+    # kept in Redis (docs/security.md, "When PostgreSQL is down") and may be behind.
+    stale: NotRequired[bool]
 
 
 @_builds("hello")

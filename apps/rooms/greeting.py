@@ -14,8 +14,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import DatabaseError
+
 from apps.accounts.models import User
-from apps.core import events, realtime
+from apps.core import copies, dbfaults, events, realtime
 from apps.permissions.rules import RoomActor
 from apps.rooms import selectors, services
 from apps.rooms.dbthreads import database_sync_to_async
@@ -49,25 +51,64 @@ NOT_IN_THE_HELLO = frozenset({"_presence", "member_ready", "emoji", "members_cha
 
 @dataclass
 class RoomReading:
-    """The room's part of a hello, as read at ``read_at`` (monotonic)."""
+    """The room's part of a hello, as read at ``read_at`` (monotonic); ``stale``: from the copy in
+    Redis, the database being down (``read_room``)."""
 
     room: Room
     room_payload: dict[str, Any]
     playback: PlaybackState
     history: list[events.Chat]
     read_at: float
+    stale: bool = False
 
 
 def read_room(room_id: str) -> RoomReading:
-    """The room with its member count, its playback row and its last chat lines: 3 queries."""
-    room = selectors.room_get(room_id, with_counts=True)
-    rows = selectors.chat_history(room=room, limit=CHAT_HISTORY)
+    """The room with its member count, its playback row and its last chat lines: 3 queries. Each
+    reading leaves a copy in Redis; while the database cannot be reached, the copy answers
+    (apps.core.copies; NotFound is the database's answer only)."""
+    try:
+        room = selectors.room_get(room_id, with_counts=True)
+        rows = selectors.chat_history(room=room, limit=CHAT_HISTORY)
+        reading = RoomReading(
+            room=room,
+            room_payload=dict(RoomSerializer(room).data),
+            playback=selectors.playback_get(room=room),
+            history=[services.chat_event(row, history=True) for row in rows],
+            read_at=time.monotonic(),
+        )
+    except DatabaseError as exc:
+        if not dbfaults.lost_connection(exc) or (copy := copies.recall(f"room:{room_id}")) is None:
+            raise
+        return _reading_from_copy(copy)
+    copies.keep(
+        f"room:{room_id}",
+        {
+            "room": copies.row(room, omit=ROOM_SECRETS),
+            "payload": reading.room_payload,
+            "playback": copies.row(reading.playback),
+            "history": reading.history,
+        },
+    )
+    return reading
+
+
+ROOM_SECRETS = frozenset({"password"})
+
+
+def _reading_from_copy(copy: dict[str, Any]) -> RoomReading:
+    """A reading rebuilt from its copy; the playback from the latest change's copy when that is
+    newer (services.playback keeps one after each change)."""
+    playback = copy["playback"]
+    latest = copies.recall(f"playback:{playback['room_id']}")
+    if latest is not None and latest.get("version", -1) > playback.get("version", -1):
+        playback = latest
     return RoomReading(
-        room=room,
-        room_payload=dict(RoomSerializer(room).data),
-        playback=selectors.playback_get(room=room),
-        history=[services.chat_event(row, history=True) for row in rows],
+        room=copies.instance(Room, copy["room"]),
+        room_payload=copy["payload"],
+        playback=copies.instance(PlaybackState, playback),
+        history=copy["history"],
         read_at=time.monotonic(),
+        stale=True,
     )
 
 
@@ -127,9 +168,12 @@ def shared_room(reading: RoomReading) -> Room:
 def hello(reading: RoomReading, member: dict[str, Any]) -> events.Hello:
     """The hello from a reading and the socket's member payload (``members_online`` empty, for
     the caller to fill); the playback position is where it is now."""
-    return events.hello(
+    greeting = events.hello(
         member=member,
         room=reading.room_payload,
         playback=events.playback_state(selectors.playback_view(reading.playback)),
         members_online=[],
     )
+    if reading.stale:
+        greeting["stale"] = True
+    return greeting

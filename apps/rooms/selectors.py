@@ -7,12 +7,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from django.db import DatabaseError
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.audit.models import AuditEvent
-from apps.core import rows
+from apps.core import copies, dbfaults, rows
 from apps.core.errors import NotFound, NotInRoom
 from apps.core.ids import plausible_id
 from apps.permissions.rules import RoomActor, build_actor
@@ -55,11 +56,24 @@ def membership(*, user: User | AnonymousUser | None, room: Room) -> RoomMember |
     if not isinstance(user, User):  # None or AnonymousUser: no membership anywhere
         return None
     # One row at most (one_membership_per_room); read without the ORM's query building, which
-    # cost more than the statement on every WebSocket connect (apps/core/rows.py).
-    member = rows.find(RoomMember, room_id=room.pk, user_id=user.pk)
+    # cost more than the statement on every WebSocket connect (apps/core/rows.py). Each row read
+    # leaves a copy in Redis that answers while the database cannot (apps.core.copies).
+    name = f"member:{room.pk}:{user.pk}"
+    try:
+        member = rows.find(RoomMember, room_id=room.pk, user_id=user.pk)
+    except DatabaseError as exc:
+        if not dbfaults.lost_connection(exc) or (copy := copies.recall(name)) is None:
+            raise
+        member = copies.instance(RoomMember, copy)
+    else:
+        if member is not None:
+            copies.keep(name, copies.row(member, omit=MEMBER_SECRETS))
     if member is not None:
         member.user, member.room = user, room
     return member
+
+
+MEMBER_SECRETS = frozenset({"ban_address"})
 
 
 def room_actor(

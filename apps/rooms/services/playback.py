@@ -12,7 +12,7 @@ from rest_framework.fields import DateTimeField
 
 from apps.accounts.models import User
 from apps.audit.actions import AuditAction
-from apps.core import events, realtime, rows
+from apps.core import copies, events, realtime, rows
 from apps.core.context import Origin
 from apps.core.errors import Conflict, InvalidInput
 from apps.permissions.flags import Perm
@@ -31,6 +31,9 @@ def _announce_playback(room: Room, state: PlaybackState, actor_user: User | Anon
     """After commit, every member on every node gets the new state (position at server_time)."""
     by = user_ref(actor_user) if isinstance(actor_user, User) else None
     realtime.room_event(room.pk, events.playback(state=events.playback_state(playback_view(state)), by=by))
+    # What a hello says while the database is down (apps.rooms.greeting.read_room).
+    kept = copies.row(state)
+    transaction.on_commit(lambda: copies.keep(f"playback:{room.pk}", kept))
 
 
 def _announce_playback_reset(room: Room, actor_user: User | AnonymousUser | None) -> None:
