@@ -110,6 +110,7 @@ def test_a_database_outage_degrades_then_recovers_by_itself(outage):
         outage.room,
     )
     room_path = f"rooms/{room['id']}"
+    movies_path = f"{room_path}/movies"  # a read no copy answers: 503 while the database is down
     api.call("GET", room_path, who=owner, expect=200)
 
     stranger = api.register("dbostranger")  # a member who has never opened a socket
@@ -130,10 +131,10 @@ def test_a_database_outage_degrades_then_recovers_by_itself(outage):
             proxy.cut()
             # REST: the first request finds the database gone (tried 3 times, 100 + 200 ms apart),
             # opens the breaker and answers 503; from then on 503 at once.
-            first_ms, first = await asyncio.to_thread(timed, lambda: api.call("GET", room_path, who=owner))
+            first_ms, first = await asyncio.to_thread(timed, lambda: api.call("GET", movies_path, who=owner))
             assert_degraded(first)
             answers = [
-                await asyncio.to_thread(timed, lambda: api.call("GET", room_path, who=owner))
+                await asyncio.to_thread(timed, lambda: api.call("GET", movies_path, who=owner))
                 for _ in range(40)
             ]
             for _, response in answers:
@@ -146,6 +147,12 @@ def test_a_database_outage_degrades_then_recovers_by_itself(outage):
             )
             assert p99 <= 50, times
             assert_degraded(api.call("POST", "rooms", who=owner, body={"name": "made while down"}))
+            # The room and its playback state answer from their copies in Redis, marked stale.
+            copied = api.call("GET", room_path, who=owner, expect=200)
+            assert copied.headers["SyncTV-Stale"] == "true" and copied.json()["id"] == room["id"]
+            state = api.call("GET", f"{room_path}/playback", who=mia, expect=200)
+            assert state.headers["SyncTV-Stale"] == "true"
+            assert state.json()["version"] == playback["version"], state.json()
             ready = httpx.get(f"{web.http}/readyz", timeout=5)
             assert ready.status_code == 503 and ready.json()["breakers"]["database"] == "open", ready.text
 
@@ -178,7 +185,7 @@ def test_a_database_outage_degrades_then_recovers_by_itself(outage):
             proxy.restore()
             back = time.monotonic()
             while True:
-                response = await asyncio.to_thread(api.call, "GET", room_path, who=owner)
+                response = await asyncio.to_thread(api.call, "GET", movies_path, who=owner)
                 if response.status_code == 200:
                     break
                 assert_degraded(response)
@@ -199,6 +206,7 @@ def test_a_database_outage_degrades_then_recovers_by_itself(outage):
                 "db outage: recovered after return",
                 f"REST {rest_recovered:.2f} s, socket {time.monotonic() - back:.2f} s",
             )
+            assert "SyncTV-Stale" not in api.call("GET", room_path, who=owner, expect=200).headers
             again = await join(ws, room, owner)  # a new socket is welcome again, not stale
             assert "stale" not in again.hello, again.hello
             await close_all(again)

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DEFAULT_DB_ALIAS, connection, models
+from rest_framework.response import Response
 
 from apps.core.redis import RedisUnavailable, call_redis
 
@@ -96,3 +97,11 @@ def instance(model: type[M], data: dict[str, Any], *, blanks: dict[str, Any] | N
         else:
             values.append(blanks.get(f.attname, f.get_default()))
     return model.from_db(DEFAULT_DB_ALIAS, names, values)
+
+
+STALE_HEADER = "SyncTV-Stale"  # on a REST answer made from copies (docs/api.md)
+
+
+def stale_response(data: Any) -> Response:
+    """A REST answer made from copies while the database is down, marked so."""
+    return Response(data, headers={STALE_HEADER: "true"})

@@ -4,6 +4,7 @@ call a service, shape the answer. Permission decisions are the services' (apps.p
 from __future__ import annotations
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import JsonResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -12,12 +13,12 @@ from rest_framework.permissions import SAFE_METHODS, AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core import ratelimit
+from apps.core import copies, ratelimit
 from apps.core.context import Origin
 from apps.core.errors import InvalidInput, NotInRoom, PermissionDenied, RoomPasswordWrong
 from apps.core.openapi import PAGE_PARAMETER
 from apps.permissions.flags import Perm
-from apps.rooms import selectors, services
+from apps.rooms import greeting, selectors, services
 from apps.rooms.messages import PlaybackChange
 from apps.rooms.schema import (
     AUDIT_PAGE,
@@ -148,7 +149,10 @@ class RoomDetailView(RoomView):
 
     @extend_schema(responses={200: RoomSerializer, **ERRORS}, summary="A room")
     def get(self, request, room_id):
-        room = selectors.room_get(room_id, with_counts=True)
+        try:
+            room = selectors.room_get(room_id, with_counts=True)
+        except DatabaseError as exc:  # the database is down: the copy in Redis, marked stale
+            return copies.stale_response(greeting.copied_room(exc, room_id).payload)
         return Response(RoomSerializer(room).data)
 
     @extend_schema(
@@ -463,8 +467,15 @@ class PlaybackView(RoomView):
 
     @extend_schema(responses={200: PlaybackSerializer, **ERRORS}, summary="Playback state")
     def get(self, request, room_id):
-        room, _actor = self.access(request, room_id)
-        return Response(PlaybackSerializer(selectors.playback_view(selectors.playback_get(room=room))).data)
+        try:
+            room, _actor = self.access(request, room_id)
+            state = selectors.playback_get(room=room)
+        except DatabaseError as exc:  # the database is down: the copies in Redis, marked stale
+            copied = greeting.copied_room(exc, room_id)
+            actor = selectors.room_actor(user=request.user, room=copied.room, auth=request.auth)
+            selectors.require_member(actor)  # with the membership's copy
+            return copies.stale_response(PlaybackSerializer(selectors.playback_view(copied.playback)).data)
+        return Response(PlaybackSerializer(selectors.playback_view(state)).data)
 
     @extend_schema(
         request=PlaybackChange,

@@ -77,9 +77,15 @@ def read_room(room_id: str) -> RoomReading:
             read_at=time.monotonic(),
         )
     except DatabaseError as exc:
-        if not dbfaults.lost_connection(exc) or (copy := copies.recall(f"room:{room_id}")) is None:
-            raise
-        return _reading_from_copy(copy)
+        copied = copied_room(exc, room_id)
+        return RoomReading(
+            room=copied.room,
+            room_payload=copied.payload,
+            playback=copied.playback,
+            history=copied.history,
+            read_at=time.monotonic(),
+            stale=True,
+        )
     copies.keep(
         f"room:{room_id}",
         {
@@ -95,20 +101,31 @@ def read_room(room_id: str) -> RoomReading:
 ROOM_SECRETS = frozenset({"password"})
 
 
-def _reading_from_copy(copy: dict[str, Any]) -> RoomReading:
-    """A reading rebuilt from its copy; the playback from the latest change's copy when that is
-    newer (services.playback keeps one after each change)."""
+@dataclass
+class CopiedRoom:
+    """A room as its copies in Redis have it (``copied_room``)."""
+
+    room: Room
+    payload: dict[str, Any]
+    playback: PlaybackState
+    history: list[events.Chat]
+
+
+def copied_room(exc: DatabaseError, room_id: str) -> CopiedRoom:
+    """While the database cannot be reached (``exc`` says so): the room as its last reading left
+    it in Redis, with the playback of the latest change when that is newer (services.playback
+    keeps one after each change). Else, or without a copy, ``exc`` stands."""
+    if not dbfaults.lost_connection(exc) or (copy := copies.recall(f"room:{room_id}")) is None:
+        raise exc
     playback = copy["playback"]
     latest = copies.recall(f"playback:{playback['room_id']}")
     if latest is not None and latest.get("version", -1) > playback.get("version", -1):
         playback = latest
-    return RoomReading(
+    return CopiedRoom(
         room=copies.instance(Room, copy["room"]),
-        room_payload=copy["payload"],
+        payload=copy["payload"],
         playback=copies.instance(PlaybackState, playback),
         history=copy["history"],
-        read_at=time.monotonic(),
-        stale=True,
     )
 
 

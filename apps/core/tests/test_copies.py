@@ -10,6 +10,7 @@ import time
 
 import pytest
 from django.db import DatabaseError, transaction
+from rest_framework.test import APIClient
 
 from apps.accounts import authcache, revocation, selectors
 from apps.accounts.models import User
@@ -145,3 +146,33 @@ def test_without_redis_nothing_is_kept(settings):
     copies.keep("test:none", {"a": 1})
     assert copies.recall("test:none") is None
     assert redis.get("copy:test:none") is None
+
+
+def test_rest_reads_of_a_room_and_its_playback_answer_from_the_copies_marked_stale():
+    owner, owner_tokens = make_user()
+    outsider, outsider_tokens = make_user()
+    room = services.room_create(creator=owner, name="rest copies", origin=TEST_ORIGIN)
+    greeting.read_room(room.pk)  # a connect's reading left the room's copy
+    for user, tokens in ((owner, owner_tokens), (outsider, outsider_tokens)):
+        selectors.authenticate_verified_token(verified(tokens))  # and each user's
+    room_selectors.membership(user=owner, room=room)
+    authcache.forget_all()
+    database_down()
+
+    def get(path, tokens):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens.access}")
+        return client.get(f"/api/v1/rooms/{path}")
+
+    r = get(room.pk, owner_tokens)
+    assert (r.status_code, r["SyncTV-Stale"], r.json()["id"]) == (200, "true", room.pk)
+    r = get(f"{room.pk}/playback", owner_tokens)
+    assert (r.status_code, r["SyncTV-Stale"], r.json()["version"]) == (200, "true", 0)
+    # No membership copy for an outsider: nothing says they are a member, so no state for them
+    # (the outage's 503, as without copies).
+    r = get(f"{room.pk}/playback", outsider_tokens)
+    assert (r.status_code, r.json()["error"]["code"]) == (503, "service_degraded")
+    r = get(f"{room.pk}/movies", owner_tokens)  # a read no copy answers
+    assert (r.status_code, r.json()["error"]["code"]) == (503, "service_degraded")
+    r = get("nosuchroom00000", owner_tokens)  # no copy: the outage, not a 404
+    assert r.status_code == 503
