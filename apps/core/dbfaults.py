@@ -110,12 +110,16 @@ def commit_mark(alias: str = "default") -> int | None:
 
 
 def may_retry(exc: BaseException, mark: int | None, alias: str = "default") -> bool:
+    """Another try is worth it: a transient failure, nothing committed, not inside a transaction
+    the work does not own, and the breaker not opened by this very failure (a half-open probe
+    that failed answers at once instead of waiting 100 ms to be refused)."""
     connection = connections[alias]
     return (
         transient(exc)
         and mark is not None
         and getattr(connection, "commits", None) == mark
         and not connection.in_atomic_block
+        and not database_breaker.refusing()
     )
 
 

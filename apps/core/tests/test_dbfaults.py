@@ -270,3 +270,25 @@ def test_an_open_breaker_answers_503_with_retry_after_at_once(client, url, kind)
             "message": "The database is unavailable; retry shortly.",
             "details": {},
         }
+
+
+def test_a_failure_that_opens_the_breaker_is_not_retried():
+    """A half-open probe that fails (the database still down) answers at once: waiting 100 ms to
+    be refused by the breaker it just opened would only delay the 503."""
+    db_port = int(connections["default"].settings_dict.get("PORT") or 5432)
+    proxy = TcpProxy(db_port).start()
+    proxy.cut()
+    conn = dead_connection(proxy.port)
+    connections["dbfaults-test"] = conn  # run_with_retries looks its connection up by alias
+    slept: list[float] = []
+    try:
+        for _ in range(database_breaker.failure_threshold - 1):
+            database_breaker.record_failure()
+        with pytest.raises(DatabaseError) as caught:
+            run_with_retries(conn.ensure_connection, alias="dbfaults-test", sleep=slept.append)
+        assert dbfaults.lost_connection(caught.value)
+        assert database_breaker.state == "open"
+        assert slept == []
+    finally:
+        del connections["dbfaults-test"]
+        proxy.stop()
