@@ -8,6 +8,8 @@ import time
 
 from django.core.cache import cache
 
+from apps.core.redis import REDIS_DOWN_ERRORS
+
 ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"}
 _ESCAPE_RE = re.compile("[&<>\"']")
 
@@ -37,7 +39,14 @@ class _WordFilter:
         if now - self._checked_at < RELOAD_SECONDS:
             return self._pattern
         self._checked_at = now
-        version = cache.get(WORDS_VERSION_KEY, 0)
+        try:
+            version = cache.get(WORDS_VERSION_KEY, 0)
+        except REDIS_DOWN_ERRORS:
+            # Redis is down (docs/security.md, "When Redis is down"): keep the list in hand; with
+            # none yet, read it now and ask again on the next check. Never chat unfiltered.
+            if self._pattern is not None or self._version is not None:
+                return self._pattern
+            version = object()
         if version != self._version:
             from apps.rooms.models import SensitiveWord
 

@@ -159,3 +159,30 @@ def test_chat_frames_on_the_socket_are_unchanged(chat_room, monkeypatch, fresh_s
         "server_time": sent["server_time"],
     }
     assert (limited["type"], limited["code"], limited["ref"]) == ("error", "rate_limited", 3)
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_the_word_filter_keeps_masking_while_redis_is_down(fresh_word_filter):
+    """The list's version lives in the shared cache (Redis). With Redis down a chat message was a
+    server_error (found by bench/chaos); now the filter keeps the list it has, or reads it from the
+    database when it has none, and never lets a word through unmasked."""
+    from django.test import override_settings
+
+    from apps.rooms.models import SensitiveWord
+    from apps.rooms.moderation import clean_text, word_filter
+
+    SensitiveWord.objects.create(word="darnit")
+    dead = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
+        }
+    }
+    word_filter._version = None  # a process that never read the list
+    with override_settings(CACHES=dead):
+        assert clean_text("DarNit!") == "******!"  # read from the database meanwhile
+        SensitiveWord.objects.all().delete()
+        word_filter._checked_at = 0.0  # the next check: Redis still down, the list in hand kept
+        assert clean_text("darnit") == "******"
