@@ -292,3 +292,20 @@ def test_a_failure_that_opens_the_breaker_is_not_retried():
     finally:
         del connections["dbfaults-test"]
         proxy.stop()
+
+
+def test_the_end_of_a_unit_of_work_drops_the_connection_while_the_breaker_is_open():
+    """Django's end-of-request check asks the connection its autocommit mode through
+    ensure_connection; with the breaker open that raised where nothing may (bench/chaos saw a
+    socket's chat end in server_error from it). The connection is dropped instead."""
+    from django.db import close_old_connections
+
+    connection.ensure_connection()
+    assert connection.connection is not None
+    try:
+        for _ in range(database_breaker.failure_threshold):
+            database_breaker.record_failure()
+        close_old_connections()
+        assert connection.connection is None
+    finally:
+        database_breaker.reset()
