@@ -19,6 +19,8 @@ read answers from the copy (``recall``), and what is built from it is marked sta
 from __future__ import annotations
 
 import json
+import logging
+import os
 import threading
 import time
 from typing import Any, TypeVar
@@ -36,14 +38,23 @@ REWRITE_AFTER_S = 3600.0  # rewrite an unchanged copy this often (Redis may have
 MAX_REMEMBERED = 50_000
 
 M = TypeVar("M", bound=models.Model)
+logger = logging.getLogger(__name__)
 
 _written: dict[str, tuple[int, float]] = {}  # name -> (hash of the text, when this process wrote it)
+_pending: dict[str, tuple[str, int]] = {}  # name -> (text, hash): waiting for the writer
+_inflight: dict[str, tuple[str, int]] = {}  # being written now (a recall meanwhile finds them here)
 _lock = threading.Lock()
+_wake = threading.Condition(_lock)
+_writer: tuple[int, threading.Thread] | None = None  # (pid, thread): a forked worker starts its own
 
 
 def keep(name: str, value: dict[str, Any]) -> None:
     """Store ``value`` (JSON-able with Django's encoder: datetimes, decimals) under ``name``. Not
-    inside a transaction: what it read may be its own writes, not yet committed."""
+    inside a transaction: what it read may be its own writes, not yet committed.
+
+    The write is left to this process's writer thread, which sends every copy waiting in one
+    pipeline as soon as it is free: a connect's two copies cost it no Redis round trip of its own
+    (two synchronous writes were ~0.5 ms of a connect's CPU, bench/ws/README.md)."""
     if not settings.REDIS_URL or connection.in_atomic_block:
         return
     text = json.dumps(value, cls=DjangoJSONEncoder, separators=(",", ":"))
@@ -51,18 +62,74 @@ def keep(name: str, value: dict[str, Any]) -> None:
     last = _written.get(name)
     if last is not None and last[0] == digest and now - last[1] < REWRITE_AFTER_S:
         return
-    try:
-        call_redis(lambda client: client.set(KEY.format(name=name), text, ex=TTL_S))
-    except RedisUnavailable:
-        return
+    with _wake:
+        _pending[name] = (text, digest)
+        _ensure_writer()
+        _wake.notify()
+
+
+def _ensure_writer() -> None:
+    global _writer
+    pid = os.getpid()
+    if _writer is None or _writer[0] != pid or not _writer[1].is_alive():
+        thread = threading.Thread(target=_write_forever, name="redis-copies", daemon=True)
+        _writer = (pid, thread)
+        thread.start()
+
+
+def _write_forever() -> None:
+    while True:
+        with _wake:
+            while not _pending:
+                _wake.wait()
+        flush()
+
+
+def flush() -> None:
+    """Write every copy waiting, in one pipeline (the writer thread; tests call it to be sure)."""
     with _lock:
-        if len(_written) >= MAX_REMEMBERED:
+        batch = dict(_pending)
+        _pending.clear()
+        _inflight.update(batch)
+    if not batch:
+        return
+    try:
+        _write(batch)
+    finally:
+        with _lock:
+            for name, waiting in batch.items():
+                if _inflight.get(name) is waiting:
+                    del _inflight[name]
+
+
+def _write(batch: dict[str, tuple[str, int]]) -> None:
+    def write(client) -> None:
+        pipe = client.pipeline(transaction=False)
+        for name, (text, _digest) in batch.items():
+            pipe.set(KEY.format(name=name), text, ex=TTL_S)
+        pipe.execute()
+
+    try:
+        call_redis(write)
+    except RedisUnavailable:
+        return  # not remembered as written: the next read keeps it again
+    except Exception:  # the writer thread must live on
+        logger.exception("copies: a write to Redis failed")
+        return
+    now = time.monotonic()
+    with _lock:
+        if len(_written) + len(batch) >= MAX_REMEMBERED:
             _written.clear()
-        _written[name] = (digest, now)
+        for name, (_text, digest) in batch.items():
+            _written[name] = (digest, now)
 
 
 def recall(name: str) -> dict[str, Any] | None:
-    """The copy stored under ``name``, or None (none, or Redis not answering)."""
+    """The copy stored under ``name`` (or waiting to be), or None (none, or Redis not answering)."""
+    with _lock:
+        waiting = _pending.get(name) or _inflight.get(name)
+    if waiting is not None:
+        return json.loads(waiting[0])
     try:
         text = call_redis(lambda client: client.get(KEY.format(name=name)))
     except RedisUnavailable:
