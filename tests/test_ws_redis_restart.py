@@ -71,6 +71,13 @@ def test_sockets_hear_each_other_again_after_a_redis_restart(cluster):
 
         await asyncio.to_thread(cluster.redis.start)
         back_at = time.monotonic()
+        # The playback change made during the outage on n1 never reached n2: once n2 is back on
+        # Redis it tells its sockets the room's current state, without waiting for a new change.
+        told = await b.expect(
+            "playback", RECOVERY_LIMIT + 2, where=lambda m: m["version"] == state["version"]
+        )
+        assert told["position"] >= 5.0 and told.get("by") is None, told
+        report("Redis restart -> the outage's playback change told on n2", f"{told['_t'] - back_at:.2f} s")
         # Change playback on n1 until bob's socket on n2 hears it (each attempt is a new version).
         attempt = 0
         heard = None

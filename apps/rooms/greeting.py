@@ -194,3 +194,13 @@ def hello(reading: RoomReading, member: dict[str, Any]) -> events.Hello:
     if reading.stale:
         greeting["stale"] = True
     return greeting
+
+
+def current_playback_event(room_id: str) -> events.Playback | None:
+    """The room's playback state as a ``playback`` event (``by`` none), or None (no room): what
+    the hub tells a room's sockets when Redis comes back, since a change made meanwhile on another
+    node never reached them (RoomHub._tell_current_playback)."""
+    state = PlaybackState.objects.filter(room_id=room_id).first()
+    if state is None:
+        return None
+    return events.playback(state=events.playback_state(selectors.playback_view(state)), by=None)

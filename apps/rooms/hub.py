@@ -12,7 +12,8 @@ Invariants:
   state a consumer reads afterwards misses no event.
 - When Redis goes away the hub keeps serving local traffic, reconnects with backoff and
   re-subscribes every channel it needs, then asks every local socket to re-check what it may
-  have missed (docs/security.md, When Redis is down).
+  have missed and tells each room's sockets its current playback state (docs/security.md, When
+  Redis is down).
 - The pass is the hot path measured by bench/ws: per socket per event it does only what
   ``dispatch``/``send_many`` do here and in apps.rooms.frames, nothing more.
 
@@ -46,8 +47,9 @@ from redis.backoff import NoBackoff
 
 from apps.core import events, realtime
 from apps.rooms.batching import Batcher
+from apps.rooms.dbthreads import database_sync_to_async
 from apps.rooms.frames import DIRECT_WRITES, direct_protocol, text_frame, write_direct
-from apps.rooms.greeting import readings
+from apps.rooms.greeting import current_playback_event, readings
 from apps.rooms.presence import (
     HEARTBEAT_SECONDS,
     PRESENCE_TTL_SECONDS,
@@ -106,6 +108,7 @@ class RoomHub:
         self.presence: Presence | None = None
         self.rosters = Rosters(self.send_text)
         self._reloading: asyncio.Future | None = None
+        self._catching_up: asyncio.Future | None = None
         self.shutting_down = False
         self.admission = asyncio.Semaphore(settings.WS_CONNECTS_IN_FLIGHT)  # RoomConsumer._connect
         self.stats = {"delivered": 0, "delivered_direct": 0, "dropped_slow": 0, "redis_reconnects": 0}
@@ -346,6 +349,19 @@ class RoomHub:
             except Exception:
                 logger.exception("resync failed for a subscriber")
 
+    async def _tell_current_playback(self) -> None:
+        """After Redis came back: a playback change made meanwhile on another node (or over REST)
+        reached none of this node's sockets, and nothing would tell them until the next change.
+        Each room's current state goes to its sockets once (a client applies the newest version)."""
+        for room_id in [roster.room_id for roster in self.rosters.by_channel.values()]:
+            try:
+                event = await database_sync_to_async(current_playback_event)(room_id)
+            except Exception:  # the database is down too: the next change will tell them
+                logger.warning("playback of %s not re-sent after the Redis outage", room_id, exc_info=True)
+                continue
+            if event is not None:
+                await self.dispatch_event(realtime.room_channel(room_id), event)
+
     # --- Redis reader ------------------------------------------------------------------------------
 
     async def _read_forever(self) -> None:
@@ -362,6 +378,7 @@ class RoomHub:
                     readings.clear()
                     self._resync_local()
                     self._reloading = asyncio.ensure_future(self.rosters.reload(self.presence))
+                    self._catching_up = asyncio.ensure_future(self._tell_current_playback())
                 attempt = 0
                 while True:
                     message = await self._pubsub.get_message(timeout=1.0)
