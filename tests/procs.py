@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
 import signal
 import socket
@@ -41,6 +42,18 @@ def procfile_command(name: str) -> str:
         if line.startswith(f"{name}:"):
             return line.split(":", 1)[1].strip()
     raise KeyError(name)
+
+
+def render_template(text: str, values: dict[str, str]) -> str:
+    """``${NAME}`` placeholders of a config template (deploy/nginx/synctv.conf.template), as
+    envsubst with an explicit list would; nginx's own ``$var`` stay. A missing value: KeyError."""
+
+    def sub(m: re.Match) -> str:
+        if m.group(1) not in values:
+            raise KeyError(f"template placeholder ${{{m.group(1)}}} has no value")
+        return values[m.group(1)]
+
+    return re.sub(r"\$\{([A-Z_]+)\}", sub, text)
 
 
 def base_env(**overrides: str) -> dict[str, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -30,7 +29,7 @@ import httpx  # noqa: E402
 import psycopg  # noqa: E402
 import report  # noqa: E402
 
-from tests.procs import free_port, procfile_command, production_env  # noqa: E402
+from tests.procs import free_port, procfile_command, production_env, render_template  # noqa: E402
 from tests.tcpproxy import TcpProxy  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -656,17 +655,6 @@ class Chaos:
                 log(f"could not drop {self.dbname}: {exc}")
         shutil.rmtree(self.tmp, ignore_errors=True)
         log(f"stopped everything; logs in {self.logs.relative_to(ROOT)}")
-
-
-def render_template(text: str, values: dict[str, str]) -> str:
-    """``${NAME}`` placeholders (as envsubst with an explicit list would); nginx's own ``$var`` stay."""
-
-    def sub(m: re.Match) -> str:
-        if m.group(1) not in values:
-            raise KeyError(f"template placeholder ${{{m.group(1)}}} has no value")
-        return values[m.group(1)]
-
-    return re.sub(r"\$\{([A-Z_]+)\}", sub, text)
 
 
 def code_fingerprint() -> str:
