@@ -73,9 +73,13 @@ def prod_env(scratch_database, tmp_path):
 def test_procfile_server_serves_accounts_in_production(process, prod_env, tmp_path):
     log = tmp_path / f"{process}.log"
     base = f"http://127.0.0.1:{prod_env['PORT']}"
-    with running(procfile_command(process), env=prod_env, log=log) as proc:
+    # WEB_CONCURRENCY is gunicorn's (web); uvicorn reads it too, so the ws line pins one process.
+    env = {**prod_env, "WEB_CONCURRENCY": "3"}
+    with running(procfile_command(process), env=env, log=log) as proc:
         r = wait_http(f"{base}/healthz", proc=proc, log=log, timeout=60)
         assert r.status_code == 200
+        workers = _children(proc.pid)
+        assert len(workers) == (3 if process == "web" else 0), workers
         r = httpx.get(f"{base}/readyz", timeout=10)
         assert r.status_code == 200, r.text
         assert r.json()["checks"]["redis"]["ok"] is True
@@ -242,3 +246,17 @@ def test_readme_run_command_on_a_clean_clone(tmp_path):
     assert (clone / ".venv" / "bin" / "python").exists()
     assert (clone / "var" / "synctv.sqlite3").exists()
     assert (clone / "var" / "jwt_private.pem").exists()
+
+
+def _children(pid: int) -> list[int]:
+    """The process's children, from /proc (gunicorn's workers; none for a single uvicorn)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
