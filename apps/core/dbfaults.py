@@ -27,9 +27,10 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
+from django.http import HttpResponse, JsonResponse
 from psycopg_pool import PoolTimeout
 
-from apps.core.errors import ServiceDegraded
+from apps.core.errors import ServiceDegraded, error_body, is_api
 from apps.core.resilience import CircuitBreaker, register
 
 logger = logging.getLogger(__name__)
@@ -196,14 +197,10 @@ def _buffered_body(request) -> bytes | None:
 def degraded_response(request, exception: BaseException):
     """The 503 for a database fault, in the API's format under /api/ (and noted on the request
     for DatabaseFaultMiddleware)."""
-    from django.http import HttpResponse, JsonResponse
-
-    from apps.core.errors import error_body
-
     request.database_fault = exception
     error = as_service_degraded(exception)
     response: HttpResponse
-    if request.path.startswith("/api/"):
+    if is_api(request):
         response = JsonResponse(error_body(error.code, error.message), status=503)
     else:
         response = HttpResponse(

@@ -215,12 +215,12 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
 
 # Django-level handlers (urls.py): under /api/ errors keep the API's format; elsewhere
 # (admin, pages) Django's own pages.
-def _is_api(request) -> bool:
+def is_api(request) -> bool:
     return request.path.startswith("/api/")
 
 
 def not_found(request, exception=None):
-    if _is_api(request):
+    if is_api(request):
         return JsonResponse(error_body("not_found", "Not found."), status=404)
     return defaults.page_not_found(request, exception)
 
@@ -231,12 +231,12 @@ def server_error(request):
     exc = sys.exc_info()[1]
     if exc is not None and dbfaults.degraded(exc):  # a middleware's query failed: 503, not 500
         return dbfaults.degraded_response(request, exc)
-    if _is_api(request):
+    if is_api(request):
         return JsonResponse(error_body("server_error", "Internal server error."), status=500)
     return defaults.server_error(request)
 
 
 def bad_request(request, exception=None):
-    if _is_api(request):
+    if is_api(request):
         return JsonResponse(error_body("invalid", "The request was malformed."), status=400)
     return defaults.bad_request(request, exception)

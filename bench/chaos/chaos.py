@@ -400,29 +400,39 @@ class Chaos:
         self.tell(f"window_end {record['name']} {record['end']}")
         log(f"fault {record['name']}: end after {record['end'] - record['start']:.1f}s")
 
-    def redis_restart(self) -> None:
-        rec = self.fault("redis_restart")
+    def outage(self, name: str, *, down, up, seconds: float, back_key: str, ready_within: float) -> None:
+        """A dependency down for ``seconds`` (``down()``), then back (``up()``); the fault's record
+        notes when it came back and when every node's /readyz answered 200 again."""
+        rec = self.fault(name)
         self.poll_fast.set()
-        self.redis.kill()
-        time.sleep(REDIS_DOWN_S)
-        self.redis.start()
-        rec["redis_back"] = round(time.time(), 3)
+        down()
+        time.sleep(seconds)
+        up()
+        rec[back_key] = round(time.time(), 3)
         self.fault_end(rec)
-        t = self.wait_all_ready(rec["end"], 30)
+        t = self.wait_all_ready(rec["end"], ready_within)
         rec["all_readyz_200_after_s"] = round(t - rec["end"], 3) if t else None
         self.poll_fast.clear()
 
+    def redis_restart(self) -> None:
+        self.outage(
+            "redis_restart",
+            down=self.redis.kill,
+            up=self.redis.start,
+            seconds=REDIS_DOWN_S,
+            back_key="redis_back",
+            ready_within=30,
+        )
+
     def pg_cut(self) -> None:
-        rec = self.fault("pg_cut")
-        self.poll_fast.set()
-        self.proxy.cut()
-        time.sleep(PG_CUT_S)
-        self.proxy.restore()
-        rec["db_back"] = round(time.time(), 3)
-        self.fault_end(rec)
-        t = self.wait_all_ready(rec["end"], 60)
-        rec["all_readyz_200_after_s"] = round(t - rec["end"], 3) if t else None
-        self.poll_fast.clear()
+        self.outage(
+            "pg_cut",
+            down=self.proxy.cut,
+            up=self.proxy.restore,
+            seconds=PG_CUT_S,
+            back_key="db_back",
+            ready_within=60,
+        )
 
     def restart_ws(self, name: str, rec: dict) -> None:
         p = self.procs[name]
