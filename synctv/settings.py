@@ -98,6 +98,10 @@ WS_DB_THREADS = env.int("WS_DB_THREADS", default=0)
 # How many reconnects a second the nodes that stay should get when a `ws` node stops: its
 # server_shutdown spreads its sockets' reconnects over sockets / this (apps/rooms/lifecycle.py).
 WS_RECONNECTS_PER_SECOND = env.float("WS_RECONNECTS_PER_SECOND", default=250.0)
+# How long a stopping `ws` node keeps its sockets open while their clients move to another node
+# (apps/rooms/lifecycle.py); 0 closes them at once. The process manager's stop timeout must allow
+# this plus uvicorn's --timeout-graceful-shutdown (docs/operations.md).
+WS_DRAIN_SECONDS = env.float("WS_DRAIN_SECONDS", default=20.0)
 # Connects a `ws` process works on at once; more wait their turn (apps/rooms/consumers.py).
 WS_CONNECTS_IN_FLIGHT = env.int("WS_CONNECTS_IN_FLIGHT", default=8)
 # The `ws` process's cyclic garbage collector thresholds (gc.set_threshold), set at startup

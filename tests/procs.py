@@ -6,6 +6,7 @@ import base64
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -175,3 +176,46 @@ def publish_test_pattern(url: str, log: Path, seconds: int) -> subprocess.Popen:
     return subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=log.open("wb"), stdin=subprocess.DEVNULL
     )
+
+
+# --- the nginx front (deploy/nginx/synctv.conf.template) ---------------------------------------------
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def start_front(stack_tmp: Path, web_ports: list[int], ws_ports: list[int], *, port: int | None = None):
+    """nginx from the production template, unprivileged, in ``stack_tmp``, in front of the
+    servers on ``web_ports`` and ``ws_ports``, listening on ``port`` (a free one by default);
+    returns (port, context manager running it)."""
+    prefix = stack_tmp / "nginx"
+    for folder in ("logs", "temp"):
+        (prefix / folder).mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    conf = render_template(
+        (ROOT / "deploy/nginx/synctv.conf.template").read_text(),
+        {
+            "LISTEN_PORT": f"127.0.0.1:{port}",
+            "WEB_SERVERS": "\n".join(f"server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in web_ports),
+            "WS_SERVERS": "\n".join(f"server 127.0.0.1:{p} max_fails=0;" for p in ws_ports),
+            "NGINX_PREFIX": str(prefix),
+            "WORKER_PROCESSES": "1",
+        },
+    )
+    (prefix / "nginx.conf").write_text(conf)
+    check = subprocess.run(
+        [NGINX, "-t", "-p", str(prefix), "-c", str(prefix / "nginx.conf")], capture_output=True
+    )
+    assert check.returncode == 0, check.stderr.decode()
+    command = f"{NGINX} -p {prefix} -c {prefix}/nginx.conf -g 'daemon off;'"
+    return port, running(command, env={"PATH": "/usr/sbin:/usr/bin:/bin"}, log=stack_tmp / "nginx.log")
+
+
+def holds_a_socket(port: int) -> bool:
+    """Whether the server on ``port`` has an established TCP connection (behind the front: the
+    upstream side of a WebSocket): read from /proc/net/tcp, no tool needed."""
+    suffix = f":{port:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(suffix) and fields[3] == "01":  # 01: ESTABLISHED
+            return True
+    return False

@@ -1,53 +1,24 @@
 """The production front (deploy/nginx/synctv.conf.template) in front of real nodes: REST goes to
 the `web` node, `/ws/` to the `ws` nodes with the upgrade, the app sees the client's address from
 the front's ``X-Forwarded-For`` (``TRUSTED_PROXY_COUNT=1``), and when the `ws` node holding a
-socket is stopped (SIGTERM) the client's reconnect through the same front address lands on the
-other node and gets its hello.
+socket is stopped (SIGTERM) it drains: the socket stays open while new sockets through the same
+front address land on the other node (the stopping one answers 503, nginx tries the next).
 
 Without nginx the module fails (scripts/install-system-packages installs it)."""
 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
-import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.procs import ROOT, free_port, procfile_command, render_template, running, wait_http
-from tests.wsclient import Api, Cluster, Node, PrivateRedis, close_all, db_scalar, dial, run, scratch_database
+from tests.procs import NGINX, holds_a_socket, procfile_command, start_front, wait_http
+from tests.wsclient import Api, Cluster, PrivateRedis, close_all, db_scalar, dial, run, scratch_database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
-
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-
-def start_front(stack_tmp: Path, web: list[Node], ws: list[Node]):
-    """nginx from the template, unprivileged, in ``stack_tmp``; returns (port, context manager)."""
-    prefix = stack_tmp / "nginx"
-    for folder in ("logs", "temp"):
-        (prefix / folder).mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    conf = render_template(
-        (ROOT / "deploy/nginx/synctv.conf.template").read_text(),
-        {
-            "LISTEN_PORT": f"127.0.0.1:{port}",
-            "WEB_SERVERS": "\n".join(f"server 127.0.0.1:{n.port} max_fails=1 fail_timeout=2s;" for n in web),
-            "WS_SERVERS": "\n".join(f"server 127.0.0.1:{n.port} max_fails=0;" for n in ws),
-            "NGINX_PREFIX": str(prefix),
-            "WORKER_PROCESSES": "1",
-        },
-    )
-    (prefix / "nginx.conf").write_text(conf)
-    check = subprocess.run(
-        [NGINX, "-t", "-p", str(prefix), "-c", str(prefix / "nginx.conf")], capture_output=True
-    )
-    assert check.returncode == 0, check.stderr.decode()
-    command = f"{NGINX} -p {prefix} -c {prefix}/nginx.conf -g 'daemon off;'"
-    return port, running(command, env={"PATH": "/usr/sbin:/usr/bin:/bin"}, log=stack_tmp / "nginx.log")
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +35,8 @@ def front(tmp_path_factory):
             try:
                 cluster.release()
                 web = cluster.start("web", command=procfile_command("web"), WEB_CONCURRENCY="1")
-                ws = cluster.start("ws1", "ws2")
-                port, nginx = start_front(tmp, web, ws)
+                ws = cluster.start("ws1", "ws2", WS_DRAIN_SECONDS="30")
+                port, nginx = start_front(tmp, [n.port for n in web], [n.port for n in ws])
                 with nginx as proc:
                     base = f"http://127.0.0.1:{port}"
                     assert (
@@ -79,7 +50,7 @@ def front(tmp_path_factory):
         redis.kill()
 
 
-def test_rest_and_websocket_go_through_the_front_and_a_stopped_ws_node_hands_over(front):
+def test_rest_and_websocket_go_through_the_front_and_a_stopped_ws_node_drains(front):
     base, (ws1, ws2), dsn = front
     api = Api(base)
     owner = api.register("frontowner")
@@ -102,29 +73,22 @@ def test_rest_and_websocket_go_through_the_front_and_a_stopped_ws_node_hands_ove
         sock = await dial(ws_url, token=owner.access, label="front")
         hello = await sock.next(10)
         assert hello["type"] == "hello", hello
-        # Which node holds it? Stop that one: its notice, its close, and a reconnect through the
-        # same front address lands on the other node.
-        holder, other = (ws1, ws2) if _holds(ws1) else (ws2, ws1)
+        # Which node holds it? Stop that one: it drains (the socket stays open), and every new
+        # socket through the same front address lands on the other node: the stopping one answers
+        # the handshake 503, which nginx takes as "next node" (proxy_next_upstream http_503).
+        holder, other = (ws1, ws2) if holds_a_socket(ws1.port) else (ws2, ws1)
         holder.signal(signal.SIGTERM)
         notice = await sock.expect("server_shutdown", 10)
-        assert await sock.wait_closed(10) == 1012
-        await asyncio.sleep(notice["reconnect_after_ms"] / 1000)
-        again = await dial(ws_url, token=owner.access, label="front-again")
-        hello = await again.next(15)
-        assert hello["type"] == "hello", hello
-        assert hello["playback"]["version"] >= 0
+        assert notice["drain_ms"] > 0, notice
+        moved = [await dial(ws_url, token=owner.access, label=f"front-again{i}") for i in range(4)]
+        for again in moved:
+            hello = await again.next(15)
+            assert hello["type"] == "hello", hello
+            assert hello["playback"]["version"] >= 0
+        await sock.ping()  # the old socket still answers
+        await sock.close()
+        assert await asyncio.to_thread(holder.wait_exit, 15) in (0, -signal.SIGTERM), holder.log_tail()
         assert other.proc.poll() is None
-        await close_all(again)
+        await close_all(*moved)
 
     run(scenario(), timeout=60)
-
-
-def _holds(node: Node) -> bool:
-    """Whether ``node`` has an established TCP connection on its port (the front's upstream side
-    of the socket): read from /proc/net/tcp, no tool needed."""
-    port = f":{node.port:04X}"
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[1].endswith(port) and fields[3] == "01":  # 01: ESTABLISHED
-            return True
-    return False

@@ -2,21 +2,24 @@
 nodes (docs/api.md, "WebSocket"; docs/architecture.md, "A playback change, end to end").
 
 Chat, playback, kicks, bans, role changes, logout-all and site bans cross nodes; presence is
-shared and a dead node's members expire; SIGTERM tells every socket ``server_shutdown`` before
-uvicorn closes it with 1012, and the playback state survives.
+shared and a dead node's members expire; SIGTERM tells every socket ``server_shutdown``, keeps it
+delivering while its client moves to another node (make before break) and exits once the last
+one left; without a drain uvicorn closes them with 1012 at once; the playback state survives.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import statistics
 import time
 
 import pytest
+from websockets.exceptions import InvalidStatus
 
 from apps.permissions.flags import DEFAULT_MEMBER, Perm
-from tests.wsclient import Api, close_all, cluster_fixture, join, refused, report, run
+from tests.wsclient import Api, close_all, cluster_fixture, dial, join, refused, report, run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -307,9 +310,10 @@ def test_presence_across_nodes_and_a_dead_node_expires(cluster, nodes):
     report("dead node (SIGKILL) -> member_left on the live nodes", f"{gone_after:.1f} s")
 
 
-def test_sigterm_sends_server_shutdown_then_1012_and_keeps_playback(cluster, nodes):
+def test_sigterm_without_a_drain_sends_server_shutdown_then_1012_and_keeps_playback(cluster, nodes):
+    """WS_DRAIN_SECONDS=0: the notice says ``drain_ms: 0`` and the sockets close at once."""
     n1, _ = nodes
-    (n4,) = cluster.start("n4")
+    (n4,) = cluster.start("n4", WS_DRAIN_SECONDS="0")
     api1 = Api(n1)
     owner = api1.register("sowner")
     others = [api1.register(f"sterm{i}") for i in range(3)]
@@ -333,6 +337,7 @@ def test_sigterm_sends_server_shutdown_then_1012_and_keeps_playback(cluster, nod
             assert ws.types()[-1] == "server_shutdown", ws.types()
             notice = ws.frames[-1]
             assert notice["reconnect_after_ms"] > 0 and notice["message"] and notice["server_time"] > 0
+            assert notice["drain_ms"] == 0
         assert n4.wait_exit(15) in (0, -signal.SIGTERM), n4.log_tail()  # uvicorn re-raises the signal
 
         # The state set before the shutdown is still there, read from the other node.
@@ -346,3 +351,55 @@ def test_sigterm_sends_server_shutdown_then_1012_and_keeps_playback(cluster, nod
         await close_all(watcher)
 
     run(scenario(), timeout=60)
+
+
+def test_sigterm_drains_while_clients_move_and_the_node_exits_once_they_left(cluster, nodes):
+    """Another node is live: the stopping node keeps its sockets open and delivering, refuses new
+    handshakes with 503 before the upgrade, and exits as soon as the last socket has moved, long
+    before WS_DRAIN_SECONDS. A member who moves is never announced gone (the new socket opens
+    before the old one closes)."""
+    n1, _ = nodes
+    (n5,) = cluster.start("n5", WS_DRAIN_SECONDS="60")
+    api1 = Api(n1)
+    owner, movers, room = api1.room_with_members("drain", 3)
+
+    async def scenario():
+        watcher = await join(n1, room, owner, label="owner@n1")
+        doomed = {who.username: await join(n5, room, who) for who in movers}
+        version = watcher.hello["playback"]["version"]
+        stopped_at = time.monotonic()
+        n5.signal(signal.SIGTERM)
+        for ws in doomed.values():
+            notice = await ws.expect("server_shutdown", 5)
+            assert notice["drain_ms"] == 60_000, notice
+            assert 0 < notice["reconnect_window_ms"] <= 30_000, notice
+        # Still delivering: a change made on the other node reaches the draining sockets.
+        body = {"playing": True, "position": 12.0, "rate": 1.0, "version": version}
+        api1.call("PUT", f"rooms/{room['id']}/playback", who=owner, body=body, expect=200)
+        for ws in doomed.values():
+            await ws.expect("playback", 5, where=lambda m: m["version"] == version + 1)
+        # A new handshake on the stopping node: HTTP 503 before the upgrade (the front tries
+        # the next node), with the API's error body.
+        with pytest.raises(InvalidStatus) as refusal:
+            await dial(n5.ws_url(room["id"]), token=movers[0].access)
+        response = refusal.value.response
+        assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+        assert json.loads(response.body)["error"]["details"]["cause"] == "server_restarting"
+        # Make before break: the new socket on n1, then the old one closed.
+        for who in movers:
+            again = await join(n1, room, who, label=f"{who.username}@n1")
+            assert again.hello["playback"]["version"] == version + 1
+            await doomed[who.username].close()
+            doomed[who.username] = again
+        assert await asyncio.to_thread(n5.wait_exit, 10) in (0, -signal.SIGTERM), n5.log_tail()
+        exited_after = time.monotonic() - stopped_at
+        await watcher.ping()
+        await asyncio.sleep(0.6)  # a roster batch (0.5 s) would have carried a departure by now
+        gone = [m for m in watcher.frames if m["type"] in ("member_left", "members_changed")]
+        assert not [m for m in gone if m["type"] == "member_left" or m.get("left")], gone
+        await close_all(watcher, *doomed.values())
+        return exited_after
+
+    exited_after = run(scenario(), timeout=60)
+    assert exited_after < 15, exited_after
+    report("drain: SIGTERM -> exit once 3 sockets moved (WS_DRAIN_SECONDS=60)", f"{exited_after:.1f} s")

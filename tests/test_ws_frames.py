@@ -101,6 +101,7 @@ def test_room_events_are_written_directly_and_arrive_in_order(cluster):
         await drive(driver, listeners[:3], listeners, changes=changes)
         reference = assert_same_room_order(everyone, changes=changes, version0=version0)
         assert len(reference) == changes + 2 * len(range(0, changes, 4))
+        await close_all(*everyone)  # else the first node to stop drains them (WS_DRAIN_SECONDS)
         return len(reference)
 
     events = run(scenario(), timeout=90)

@@ -147,6 +147,10 @@ class Cluster:
         )
         # The site's address, as production sets it: its origin is the one the nodes accept.
         self.env["PUBLIC_URL"] = ORIGIN
+        # A node stopped while another runs drains its sockets (docs/realtime.md, "Shutdown"); the
+        # test clients do not move, so tests that do not measure the drain keep it short (the
+        # teardown stops nodes one by one). The drain tests set their own.
+        self.env["WS_DRAIN_SECONDS"] = "3"
         self.nodes: list[Node] = []
         self._stack = ExitStack()
 

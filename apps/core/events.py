@@ -331,15 +331,22 @@ class ServerShutdown(TypedDict):
     # Reconnect at a random moment within this many ms after reconnect_after_ms: the node sizes
     # it from the sockets it holds so that they do not all arrive at once (apps.rooms.lifecycle).
     reconnect_window_ms: int
+    # How long this socket stays open and keeps delivering after the notice (0: it closes now).
+    # A client opens its new socket at its moment of the window without waiting for the close,
+    # and closes this one once the new one's hello has come: no gap (docs/realtime.md, "Shutdown").
+    drain_ms: int
 
 
 @_builds("server_shutdown")
-def server_shutdown(*, message: str, reconnect_after_ms: int, reconnect_window_ms: int) -> ServerShutdown:
+def server_shutdown(
+    *, message: str, reconnect_after_ms: int, reconnect_window_ms: int, drain_ms: int = 0
+) -> ServerShutdown:
     return {
         "type": "server_shutdown",
         "message": message,
         "reconnect_after_ms": reconnect_after_ms,
         "reconnect_window_ms": reconnect_window_ms,
+        "drain_ms": drain_ms,
     }
 
 

@@ -166,26 +166,28 @@ class RoomHub:
         return list(seen.values())
 
     async def announce_shutdown(
-        self, message: str, reconnect_after_ms: int, reconnects_per_second: float
+        self, message: str, reconnect_after_ms: int, reconnects_per_second: float, drain_ms: int = 0
     ) -> int:
         """Tell every local socket the server is going away; new connections are refused from now.
         Their reconnects are spread over a window sized from how many they are, so that the
-        nodes taking them over get ``reconnects_per_second`` at most (docs/operations.md)."""
+        nodes taking them over get ``reconnects_per_second`` at most (docs/operations.md). With
+        ``drain_ms`` the sockets stay open and delivering that long while their clients move
+        (apps.rooms.lifecycle): the window then fits in the first half of it."""
         self.shutting_down = True
         self.rosters.stop_telling()
         subscribers = self.local_subscribers()
         window_ms = reconnect_window_ms(len(subscribers), reconnects_per_second)
+        if drain_ms:
+            window_ms = min(window_ms, max(500, drain_ms // 2))
         text = realtime.encode(
             events.server_shutdown(
-                message=message, reconnect_after_ms=reconnect_after_ms, reconnect_window_ms=window_ms
+                message=message,
+                reconnect_after_ms=reconnect_after_ms,
+                reconnect_window_ms=window_ms,
+                drain_ms=drain_ms,
             )
         )
         await self.send_many(subscribers, {"type": "websocket.send", "text": text})
-        # This process leaves the cluster registry now (docs/streaming.md, "Nodes"): failover need
-        # not wait for its heartbeat's TTL. A thread: the Redis call is blocking.
-        from apps.streaming.cluster import stop_heartbeat
-
-        await asyncio.to_thread(stop_heartbeat, "ws")
         logger.info(
             "hub: %(delivered)d frames delivered (%(delivered_direct)d written directly), "
             "%(dropped_slow)d slow sockets dropped, %(redis_reconnects)d Redis reconnects",

@@ -15,7 +15,8 @@ the clients of those rooms see a dense stream of room events and a gap in it mea
 
 Reconnects follow static/js/socket.js: backoff 0.5 s doubling to 15 s, each delay drawn from the
 upper half; after ``server_shutdown``, ``reconnect_after_ms`` + a random part of
-``reconnect_window_ms`` (no window: up to 1 s); 4401 refreshes the token (twice at most), 4403 /
+``reconnect_window_ms`` (no window: up to 1 s); with ``drain_ms`` the new socket is opened at that
+moment beside the old one, which is closed once the new one's hello came (a handover); 4401 refreshes the token (twice at most), 4403 /
 4404 stop the client; 15 s without any frame: close and reconnect.
 
 Times are wall-clock (``time.time()``) so they line up with the orchestrator's fault log.
@@ -45,6 +46,7 @@ BASE_DELAY = 0.5
 SILENCE_S = 15.0
 POS_STEP = 7.0  # playback positions are seq * POS_STEP: a position tells which change it was
 LATE_S = 3.0  # an event that reaches a client later than this after its sending is listed (``late``)
+REPLAY_S = 0.3  # a hello's state is checked this long after it, once the events held meanwhile came
 WINDOW_TAIL_S = 5.0  # a fault window's per-client figures also cover this long after its end
 
 now = time.time
@@ -60,6 +62,7 @@ class Shared:
         self.rest: list[list] = []  # [t_start, kind, status, code, ms]
         self.ws_events: list[list] = []  # [t, client, kind]  (closes, error frames, connect failures)
         self.reconnects: list[list] = []  # [t_close, close_code, seconds to the next hello, client]
+        self.handovers: list[list] = []  # [t_start, seconds from the dial to the hello, client]
         self.windows: dict[str, list] = {}  # name -> [start, end or None]
         self.win_stats: dict[str, dict[int, list[float]]] = defaultdict(dict)  # name -> client -> [gap, lag]
         self.flow: dict[str, dict[str, float]] = defaultdict(dict)  # window -> room -> first recv - end
@@ -110,6 +113,11 @@ class Shared:
         return r, t0
 
 
+def connect_error(exc: Exception, prefix: str) -> str:
+    status = getattr(getattr(exc, "response", None), "status_code", "")
+    return f"{prefix}:{status}" if status else f"{prefix}:{type(exc).__name__}"
+
+
 class Client:
     def __init__(self, shared: Shared, idx: int, room_idx: int, pos: int, room: str, account: dict) -> None:
         self.s = shared
@@ -121,6 +129,8 @@ class Client:
         self.access = account["access"]
         self.refresh = account["refresh"]
         self.conn = None
+        self.replacement = None  # the socket that takes over after a handover
+        self.handover: asyncio.Task | None = None
         self.attempt = 0
         self.shutdown_delay: float | None = None
         self.closed_at: float | None = None
@@ -130,6 +140,7 @@ class Client:
         self.last_event: float | None = None
         self.max_chat_id = 0
         self.max_version = -1
+        self.conn_version = -1  # the newest playback version on the current socket since its hello
         self.max_gap = 0.0
         self.max_lag = 0.0
         self.errors: Counter = Counter()
@@ -147,54 +158,35 @@ class Client:
     # --- connection ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        a = self.s.args
-        url = f"{a.ws_base}/ws/rooms/{self.room}/"
         actor = asyncio.create_task(self.act())
         try:
             while not self.s.stop.is_set() and not self.stopped:
-                self.shutdown_delay = None
-                self.connect_started = now()
-                try:
-                    self.conn = await connect(
-                        url,
-                        origin=a.origin,
-                        subprotocols=["synctv.v2", "synctv.v1", f"bearer.{self.access}"],
-                        # A browser gives a handshake far longer than 10 s (the page sets no
-                        # limit of its own): giving up early only adds connects to a busy node.
-                        open_timeout=self.s.args.open_timeout,
-                        close_timeout=3,
-                        ping_interval=None,
-                        compression=None,
-                        max_size=2**20,
-                    )
-                except Exception as exc:  # handshake refused (nginx 502, ...), reset, timeout
-                    kind = f"ws_connect:{getattr(getattr(exc, 'response', None), 'status_code', '')}"
-                    kind = kind if kind != "ws_connect:" else f"ws_connect:{type(exc).__name__}"
-                    self.error(kind)
-                    if self.closed_at is None:
-                        self.closed_at = now()
-                    await self.sleep(self.backoff())
-                    continue
-                self.last_heard = now()
-                try:
-                    async for raw in self.conn:
-                        self.last_heard = now()
-                        self.s.frames += 1
-                        self.handle(json.loads(raw))
-                except websockets.ConnectionClosed:
-                    pass
-                except Exception as exc:
-                    self.error(f"client:{type(exc).__name__}")
-                code = self.conn.close_code or 1006
-                self.conn = None
+                if self.replacement is not None:  # handed over: its hello was read already
+                    conn, self.replacement = self.replacement, None
+                else:
+                    self.shutdown_delay = None
+                    conn = await self.dial()
+                    if conn is None:
+                        continue
+                self.conn = conn
+                await self.read(conn)
                 if self.s.stop.is_set():
                     break
+                if self.replacement is not None:
+                    continue  # this one was closed by us: its replacement's hello came
+                if self.conn is conn:
+                    self.conn = None
+                code = conn.close_code or 1006
                 self.closed_at = now()
                 self.close_code = code
                 self.error(f"close:{code}")
                 if self.refusal:
                     self.error(self.refusal.replace("{close}", str(code)))
                     self.refusal = ""
+                if self.handover is not None and not self.handover.done():
+                    await self.handover  # the drain ended before the replacement's hello
+                    if self.replacement is not None:
+                        continue
                 if code == 4401:
                     if self.auth_retries < 2 and await self.refresh_tokens():
                         self.auth_retries += 1
@@ -208,9 +200,84 @@ class Client:
                 else:
                     await self.sleep(self.backoff())
         finally:
-            actor.cancel()
-            with contextlib.suppress(BaseException):
-                await actor
+            for task in (actor, self.handover):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+
+    async def open_socket(self):
+        a = self.s.args
+        return await connect(
+            f"{a.ws_base}/ws/rooms/{self.room}/",
+            origin=a.origin,
+            subprotocols=["synctv.v2", "synctv.v1", f"bearer.{self.access}"],
+            # A browser gives a handshake far longer than 10 s (the page sets no limit of its
+            # own): giving up early only adds connects to a busy node.
+            open_timeout=a.open_timeout,
+            close_timeout=3,
+            ping_interval=None,
+            compression=None,
+            max_size=2**20,
+        )
+
+    async def dial(self):
+        """A new socket, or None after recording why not and waiting the backoff."""
+        self.connect_started = now()
+        try:
+            return await self.open_socket()
+        except Exception as exc:  # handshake refused (nginx 502, ...), reset, timeout
+            self.error(connect_error(exc, "ws_connect"))
+            if self.closed_at is None:
+                self.closed_at = now()
+            await self.sleep(self.backoff())
+            return None
+
+    async def read(self, conn) -> None:
+        try:
+            async for raw in conn:
+                if conn is not self.conn:
+                    continue  # moved to its replacement; this one is closing
+                self.last_heard = now()
+                self.s.frames += 1
+                self.handle(json.loads(raw))
+        except websockets.ConnectionClosed:
+            pass
+        except Exception as exc:
+            self.error(f"client:{type(exc).__name__}")
+
+    async def hand_over(self, delay: float) -> None:
+        """Make before break, as static/js/socket.js: while the old socket drains, open the new
+        one at its moment; once its hello came, it takes over and the old one is closed."""
+        await self.sleep(delay)
+        for attempt in range(6):
+            if self.s.stop.is_set() or (self.conn is None and attempt):
+                return
+            started = now()
+            try:
+                conn = await self.open_socket()
+            except Exception as exc:
+                self.error(connect_error(exc, "handover_connect"))
+                await self.sleep(BASE_DELAY * 2**attempt * (0.5 + random.random() / 2))
+                continue
+            try:
+                first = json.loads(await asyncio.wait_for(conn.recv(), self.s.args.open_timeout))
+            except Exception as exc:
+                first = {"type": f"client:{type(exc).__name__}"}
+            if first.get("type") != "hello":
+                self.error(f"handover_refused:{first.get('code') or first.get('type')}")
+                await conn.close()
+                await self.sleep(BASE_DELAY * 2**attempt * (0.5 + random.random() / 2))
+                continue
+            old, self.conn, self.replacement = self.conn, conn, conn
+            self.shutdown_delay = None
+            self.s.handovers.append([round(started, 3), round(now() - started, 3), self.idx])
+            self.s.frames += 1
+            self.last_heard = now()
+            self.handle(first)
+            if old is not None:
+                await old.close()
+            return
 
     def backoff(self) -> float:
         ceiling = min(MAX_DELAY, BASE_DELAY * 2**self.attempt)
@@ -272,6 +339,8 @@ class Client:
             self.shutdown_delay = (
                 float(msg.get("reconnect_after_ms") or 2000) + random.random() * window
             ) / 1000
+            if (msg.get("drain_ms") or 0) > 0 and (self.handover is None or self.handover.done()):
+                self.handover = asyncio.create_task(self.hand_over(self.shutdown_delay))
 
     def on_hello(self, msg: dict, t: float) -> None:
         self.hellos += 1
@@ -291,7 +360,10 @@ class Client:
             self.max_version = version
             self.ready.set()
             return
-        self.check_survival(pb, t)
+        # Events held while the hello was made follow it at once (a change committed after the
+        # room was read): the state survived if it is there once they came.
+        self.conn_version = version
+        asyncio.get_running_loop().call_later(REPLAY_S, self.check_survival, pb, t)
         if version > self.max_version:
             # The hello brings every change missed while away: each is "had" now.
             for v in range(self.max_version + 1, version + 1):
@@ -308,7 +380,7 @@ class Client:
         self.s.hellos_checked += 1
         version = int(pb.get("version", 0))
         problem = None
-        if version < acked["version"]:
+        if max(version, self.conn_version) < acked["version"]:
             problem = "version_went_back"
         elif version == acked["version"]:
             expected = acked["position"] + ((t - acked["t"]) * acked["rate"] if acked["playing"] else 0.0)
@@ -351,6 +423,7 @@ class Client:
 
     def on_playback(self, msg: dict, t: float) -> None:
         version = int(msg.get("version", 0))
+        self.conn_version = max(self.conn_version, version)
         position = float(msg.get("position", 0))
         seq = round(position / POS_STEP)
         sent = self.s.pb_sent.get((self.room, seq)) if abs(position - seq * POS_STEP) < 1 else None
@@ -670,6 +743,7 @@ async def main() -> None:
         "rest": s.rest,
         "ws_events": s.ws_events,
         "reconnects": s.reconnects,
+        "handovers": s.handovers,
         "windows": s.windows,
         "win_stats": {
             name: {str(k): [round(x, 3) for x in v] for k, v in st.items()}

@@ -82,7 +82,9 @@ def analyse(result: dict, load: dict) -> dict:
         recon = [r[2] for r in load["reconnects"] if in_window(r[0], faults.get(name), 0)]
         handshake = [r[4] for r in load["reconnects"] if in_window(r[0], faults.get(name), 0)]
         closes = Counter(f"{r[1]}" for r in load["reconnects"] if in_window(r[0], faults.get(name), 0))
+        moved = [r[1] for r in load.get("handovers", []) if in_window(r[0], faults.get(name))]
         return {
+            "handover_dial_to_hello_s": dist(moved),
             "longest_gap_probe_clients_s": dist(gaps_probe),
             "longest_lag_all_clients_s": dist(lags),
             "reconnect_close_to_hello_s": dist(recon),
@@ -201,6 +203,7 @@ def analyse(result: dict, load: dict) -> dict:
         "longest_lag_whole_run_all_s": dist([c["max_lag"] for c in clients]),
         "reconnects": len(load["reconnects"]),
         "reconnect_close_to_hello_s": dist([r[2] for r in load["reconnects"]]),
+        "handovers": len(load.get("handovers", [])),
         "frames_received": load["frames_received"],
         "playback_hellos_checked": load["survival"]["hellos_checked"],
         "playback_survival_problems": len(load["survival"]["problems"]),
@@ -330,6 +333,17 @@ def summary(result: dict) -> str:
     for f in result["faults"]:
         start = _utc(f["start"])
         lines.append(f"- {f['name']}: {start} for {f.get('end', f['start']) - f['start']:.1f} s")
+    lines += [
+        "",
+        "Handovers (a draining node's socket replaced before its close: new socket's dial -> hello):",
+        "",
+    ]
+    for name in RESTARTS:
+        if name in fig:
+            d = fig[name]["handover_dial_to_hello_s"]
+            lines.append(
+                f"- {name}: {d['n']} handovers, p50 {d['p50']} s, p99 {d['p99']} s, max {d['max']} s"
+            )
     lines += ["", "Reconnects (close -> new hello):", ""]
     for name in ("redis_restart", "pg_cut", *RESTARTS):
         if name in fig:

@@ -996,7 +996,10 @@ async function move() {
       c.attempts++;
       try {
         const r = await openTracked(portA, room.id, c.token, handlers(c, true));
+        const old = c.ws;
         c.ws = r.ws;
+        c.handedOver = true; // frames still arriving on the old socket are ignored
+        if (old && old.readyState === WebSocket.OPEN) { old._benchClosing = true; old.close(1000); } // make before break
         return;
       } catch (err) {
         refusals[err.kind] = (refusals[err.kind] || 0) + 1;
@@ -1013,6 +1016,7 @@ async function move() {
       else c.helloVersion = msg.playback && msg.playback.version;
     },
     onFrame: (type, buf, now) => {
+      if (!again && c.handedOver) return;
       if (type === 'playback') onPlayback(c, buf, now);
       else if (type === 'error' && c.i === 0) {
         let code = '?';
@@ -1020,7 +1024,11 @@ async function move() {
         senderRefused[code] = (senderRefused[code] || 0) + 1;
       } else if (type === 'server_shutdown') {
         const msg = JSON.parse(buf.toString());
-        if (isNaN(c.noticeAt)) { c.noticeAt = now; c.notice = msg; }
+        if (isNaN(c.noticeAt)) {
+          c.noticeAt = now; c.notice = msg;
+          // A draining node keeps this socket open: open the new one at its moment beside it.
+          if (c.moves && Number(msg.drain_ms) > 0) { c.reconnecting = true; reconnect(c); }
+        }
         if (notices.length < 3) notices.push(msg);
       }
     },
@@ -1030,7 +1038,7 @@ async function move() {
         c.closeAt = now; c.closeCode = code;
         closes[code] = (closes[code] || 0) + 1;
         if (isNaN(c.noticeAt)) closedWithoutNotice++;
-        reconnect(c);
+        if (!c.reconnecting) { c.reconnecting = true; reconnect(c); } // else: its handover is on its way
       } else { unexpectedCloses++; counters.closed_early++; }
     },
   });
@@ -1115,17 +1123,20 @@ async function move() {
   const phaseOf = (j) => (sendAt[j] < killAt ? 'before' : sendAt[j] <= allBackAt ? 'during' : 'after'); // j: send index
   const lat = { stayed: { before: [], during: [], after: [] }, moved: { before: [], during: [], after: [] } };
   for (const [j, d, i] of deliveries) lat[clients[i].moves ? 'moved' : 'stayed'][phaseOf(j)].push(d);
-  const stayedGap = [], stayedMissing = [];
-  for (const c of stayed) {
+  const longestSilence = (c) => {
     let g = 0, prev = NaN;
     for (const t of c.arrivals) {
       if (t >= killAt && t <= allBackAt + 2000 && !isNaN(prev)) g = Math.max(g, t - prev);
       prev = t;
     }
-    stayedGap.push(g);
+    return g;
+  };
+  const stayedGap = stayed.map(longestSilence), stayedMissing = [];
+  for (const c of stayed) {
     let miss = 0; for (let k = 0; k < sentK; k++) if (!c.got[k]) miss++;
     stayedMissing.push(miss);
   }
+  const movedGap = moved.map(longestSilence); // with a drain: the moved clients' longest silence
   const sumLat = (o) => Object.fromEntries(Object.entries(o).map(([p, v]) => [p, summary(v)]));
   const result = {
     scenario: 'move', members: n, nodes: 2, protocol_offered: args.protocol, interval_ms: interval, settle_s: args.settle,
@@ -1141,7 +1152,7 @@ async function move() {
     attempts: moved.reduce((a, c) => a + c.attempts, 0), refusals,
     notice_to_hello_ms: summary(noticeToHello), close_to_hello_ms: summary(closeToHello),
     sigterm_to_last_hello_ms: round(allBackAt - killAt, 1),
-    event_gap_ms: summary(gap), event_gap_measured: gap.length,
+    event_gap_ms: summary(gap), event_gap_measured: gap.length, moved_longest_silence_ms: summary(movedGap),
     versions_every_a_client_got: refCount,
     missed_as_event: summary(missed), missed_as_event_total: missed.reduce((a, b) => a + b, 0),
     missed_not_covered_by_hello_total: missedAfterHello.reduce((a, b) => a + b, 0),

@@ -227,7 +227,8 @@ def move_table(rows: list[dict]) -> list[str]:
     lines = [
         "| members (moved) | protocol → accepted | nodes from | changes sent → applied (refused) | server_shutdown "
         "| notice → new hello p50 / p99 / max "
-        "| SIGTERM → last hello | refusals (attempts) | event gap p50 / p99 / max | versions missed as event "
+        "| SIGTERM → last hello | refusals (attempts) | moved: event gap (drain: longest silence) p50 / p99 / max "
+        "| versions missed as event "
         "(not covered by the hello) | stayed on A: send → arrival before / during the move "
         "| stayed on A: longest silence p50 / max |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -237,16 +238,20 @@ def move_table(rows: list[dict]) -> list[str]:
         sd = r.get("server_shutdown") or {}
         notice = (
             f"after {sd.get('reconnect_after_ms')} ms, window {sd.get('reconnect_window_ms', '— (0–1,000 ms used)')}"
+            + (f", drain {sd['drain_ms']} ms" if sd.get("drain_ms") else "")
             if sd
             else "none"
         )
         refusals = ", ".join(f"{k}: {v}" for k, v in sorted(r["refusals"].items())) or "none"
         lat = r["latency_ms"]["stayed_on_a"]
+        # Make before break (a drain): no reconnect gap to measure; the longest silence between
+        # two events of each moved client from the SIGTERM to 2 s after the last new hello.
+        gap = r["moved_longest_silence_ms"] if sd.get("drain_ms") else r["event_gap_ms"]
         lines.append(
             f"| {r['members']:,} ({r['moved_back']}/{r['moved']} back) | {r['protocol_offered']} → {(r.get('ws') or {}).get('protocol')} "
             f"| {tree(r)} | {r['sent']:,} → {r.get('versions', r['sent']):,} ({refused}) | {notice} "
             f"| **{ms3(r['notice_to_hello_ms'])}** | {f(r['sigterm_to_last_hello_ms'] / 1000, 2)} s "
-            f"| {refusals} ({r['attempts']:,}) | **{ms3(r['event_gap_ms'])}** "
+            f"| {refusals} ({r['attempts']:,}) | **{ms3(gap)}** "
             f"| {r['missed_as_event_total']:,} ({r['missed_not_covered_by_hello_total']:,}) "
             f"| {ms3(lat.get('before'))}; {ms3(lat.get('during'))} "
             f"| {f(r['stayed_longest_silence_ms'].get('p50'), 0)} / {f(r['stayed_longest_silence_ms'].get('max'), 0)} ms |"
@@ -368,8 +373,10 @@ def main() -> None:
             "## Move: node B stops while the room plays",
             "",
             "`bench/ws/run move`: members over nodes A and B, the sender on A changes playback every 100 ms; "
-            "node B gets SIGTERM and its clients reconnect to A as the page does. Notice → new hello per moved "
-            "client; event gap = the last `playback` event before the notice → the first after the new hello; "
+            "node B gets SIGTERM and its clients reconnect to A as the page does (with a drain: the new socket "
+            "opened beside the old one, which is closed after the new hello). Notice → new hello per moved "
+            "client; event gap = the last `playback` event before the notice → the first after the new hello "
+            "(with a drain: each moved client's longest silence between two events); "
             "versions missed = playback versions every client on A got as events that a moved client did not "
             "(those newer than its new hello's state in brackets: real losses). Latencies p50 / p99 / max.",
             "",

@@ -153,7 +153,8 @@ function onMessage(msg) {
       onServerError(msg);
       break;
     case "server_shutdown":
-      toast(msg.message || "The server is restarting; reconnecting shortly.", { kind: "warn" });
+      // With a drain the socket moves to another server without a break: nothing to say.
+      if (!(Number(msg.drain_ms) > 0)) toast(msg.message || "The server is restarting; reconnecting shortly.", { kind: "warn" });
       break;
     case "publisher_changed":
       publisherChanged(msg.stream_id);
