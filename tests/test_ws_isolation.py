@@ -491,3 +491,29 @@ def test_the_frame_allowance_answers_rate_limited_and_keeps_the_socket(nodes):
         await close_all(ws)
 
     run(scenario())
+
+
+def test_a_client_that_leaves_with_answers_on_their_way_costs_no_error(nodes):
+    """Pings, then the connection dropped at once (a moved socket, a closed tab): the pongs find
+    the client gone. Nothing is logged as a failure and the node serves on."""
+    n1, _ = nodes
+    api = Api(n1)
+    leaver = api.register("quitter")
+    room = api.create_room(leaver, "leaving")
+    before = n1.log.read_text(errors="replace").count("room consumer failed")
+
+    async def scenario():
+        for _ in range(5):
+            ws = await join(n1, room, leaver)
+            for t in range(30):
+                await ws.send({"type": "ping", "t": t})
+            ws.conn.transport.abort()  # no close frame: gone
+            await ws.wait_closed(5)
+        again = await join(n1, room, leaver)
+        await again.ping()
+        await close_all(again)
+
+    run(scenario())
+    time.sleep(0.5)
+    log = n1.log.read_text(errors="replace")
+    assert log.count("room consumer failed") == before, log[-3000:]

@@ -19,10 +19,10 @@ from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
+from uvicorn.protocols.utils import ClientDisconnected
 
 from apps.accounts.selectors import authenticate_access_token, authenticate_verified_token
 from apps.core import events, ratelimit, realtime
-from apps.core.context import Origin
 from apps.core.errors import ApplicationError, NotFound, ServiceDegraded, UserBanned
 from apps.permissions.flags import Perm
 from apps.permissions.rules import RoomActor
@@ -39,6 +39,7 @@ from apps.rooms.handshake import (  # the close codes are read as consumers.CLOS
     CLOSE_UNAUTHORIZED,
     SUBPROTOCOL,
     Refused,
+    origin_of,
     protocol_offered,
     refusal_for,
     take_connect_allowance,
@@ -139,9 +140,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def _connect(self) -> None:
         self._frames = ratelimit.socket_bucket("ws_frame")
         self.room_id = self.scope["url_route"]["kwargs"]["room_id"]
-        client = self.scope.get("client") or (None, None)
-        headers = dict(self.scope.get("headers") or ())
-        self.origin = Origin(ip=client[0], user_agent=headers.get(b"user-agent", b"").decode("latin-1")[:512])
+        self.origin = origin_of(self.scope)
         # A few connects at a time (WS_CONNECTS_IN_FLIGHT): under a reconnect storm the others
         # wait their turn here, and the events of the rooms already open are not queued behind
         # hundreds of half-done connects on the event loop.
@@ -319,6 +318,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await getattr(self, f"on_{message.type}")(message)
         except ApplicationError as exc:
             await self.send_error(exc.code, exc.message, message.ref, **exc.details)
+        except ClientDisconnected:
+            return  # the client left while its answer was on its way (a moved socket, a closed tab)
         except Exception:
             logger.exception("room consumer failed on %s", message.type)
             await self.send_error("server_error", "That failed on our side.", message.ref)

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 from apps.accounts.keystore import KeysNotLoaded, keystore
 from apps.accounts.selectors import verify_access_token
 from apps.core import ratelimit
+from apps.core.context import Origin
 from apps.core.errors import ApplicationError, ServiceDegraded, UserBanned
 from apps.rooms import roster
 from apps.rooms.dbthreads import database_sync_to_async
@@ -37,6 +38,13 @@ class Refused(Exception):
     def __init__(self, code: int, reason: str, **details: Any) -> None:
         super().__init__(reason)
         self.code, self.reason, self.details = code, reason, details
+
+
+def origin_of(scope: Mapping[str, Any]) -> Origin:
+    """Who is connecting, for the audit log: the client's address and its user agent."""
+    client = scope.get("client") or (None, None)
+    headers = dict(scope.get("headers") or ())
+    return Origin(ip=client[0], user_agent=headers.get(b"user-agent", b"").decode("latin-1")[:512])
 
 
 def token_from(scope: Mapping[str, Any]) -> str | None:
