@@ -404,6 +404,9 @@ class Chaos:
         record["end"] = round(time.time(), 3)
         self.tell(f"window_end {record['name']} {record['end']}")
         log(f"fault {record['name']}: end after {record['end'] - record['start']:.1f}s")
+        # Memory after each fault too: a high-water mark (more connections at once while sockets
+        # move) shows as a step at a fault and no growth after; a leak keeps growing.
+        self.snapshot_rss(f"after:{record['name']}")
 
     def outage(self, name: str, *, down, up, seconds: float, back_key: str, ready_within: float) -> None:
         """A dependency down for ``seconds`` (``down()``), then back (``up()``); the fault's record

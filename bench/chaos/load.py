@@ -62,6 +62,7 @@ class Shared:
         self.rest: list[list] = []  # [t_start, kind, status, code, ms]
         self.ws_events: list[list] = []  # [t, client, kind]  (closes, error frames, connect failures)
         self.reconnects: list[list] = []  # [t_close, close_code, seconds to the next hello, client]
+        self.pb_answered_t: dict[tuple[str, int], float] = {}  # a REST change's answer: committed, published
         self.handovers: list[list] = []  # [t_start, seconds from the dial to the hello, client]
         self.windows: dict[str, list] = {}  # name -> [start, end or None]
         self.win_stats: dict[str, dict[int, list[float]]] = defaultdict(dict)  # name -> client -> [gap, lag]
@@ -370,6 +371,7 @@ class Client:
                 sent = self.s.pb_version_t.get((self.room, v))
                 if sent is not None:
                     self.lag(sent, t, f"playback({self.s.pb_version_via.get((self.room, v), '?')}):hello")
+                self.delivered(v, t)
             self.max_version = version
             self.event(t, None)
 
@@ -441,6 +443,7 @@ class Client:
                 if vs is not None:
                     how = "live" if v == version else "covered_by_later"
                     self.lag(vs, t, f"playback({self.s.pb_version_via.get((self.room, v), '?')}):{how}")
+                self.delivered(v, t)
             self.max_version = version
             self.event(t, sent)
 
@@ -463,7 +466,7 @@ class Client:
         if gap > self.max_gap:
             self.max_gap = gap
         for name in self.s.windows_hit(prev, t):
-            stats = self.s.win_stats[name].setdefault(self.idx, [0.0, 0.0])
+            stats = self.s.win_stats[name].setdefault(self.idx, [0.0, 0.0, 0.0])
             stats[0] = max(stats[0], gap)
         if sent is not None and sent >= (self.first_hello or t):
             for name, (_ws, we) in self.s.windows.items():
@@ -479,8 +482,18 @@ class Client:
         if lag > self.max_lag:
             self.max_lag = lag
         for name in self.s.windows_hit(sent, sent):
-            stats = self.s.win_stats[name].setdefault(self.idx, [0.0, 0.0])
+            stats = self.s.win_stats[name].setdefault(self.idx, [0.0, 0.0, 0.0])
             stats[1] = max(stats[1], lag)
+
+    def delivered(self, version: int, t: float) -> None:
+        """The part of a REST change's lag after its answer (the change committed and published):
+        what the WebSocket path alone added. Events that arrive before the answer add nothing."""
+        answered = self.s.pb_answered_t.get((self.room, version))
+        if answered is None or answered > t or self.first_hello is None or answered < self.first_hello:
+            return
+        for name in self.s.windows_hit(answered, answered):
+            stats = self.s.win_stats[name].setdefault(self.idx, [0.0, 0.0, 0.0])
+            stats[2] = max(stats[2], t - answered)
 
     # --- what the person does -----------------------------------------------------------------
 
@@ -563,6 +576,7 @@ async def rest_playback(s: Shared, room: str, token: str, body: dict, seq: int) 
         state = r.json()
         version = int(state["version"])
         s.pb_version_t.setdefault((room, version), t0)
+        s.pb_answered_t.setdefault((room, version), now())
         s.pb_version_via.setdefault((room, version), s.pb_via.get((room, seq), "rest"))
         s.acked_playback.append([room, version, "rest"])
         current = s.room_acked.get(room)
@@ -577,16 +591,20 @@ async def rest_playback(s: Shared, room: str, token: str, body: dict, seq: int) 
 
 
 async def probe_driver(s: Shared, room: str, token: str) -> None:
-    """The room plays: a playback change every --probe-ms (REST, through the web nodes)."""
+    """The room plays: a playback change every --probe-ms (REST, through the web nodes), one at a
+    time; after an answer slower than the beat the next goes at once (no pause of the driver's
+    own in the clients' gaps). One in flight: an open loop would queue changes at the web nodes
+    faster than a busy host answers them."""
     seq = 100000  # apart from the owner's own changes (there are none in a probe room)
+    beat = s.args.probe_ms / 1000
     while not s.stop.is_set():
         seq += 1
         body = {"playing": True, "position": seq * POS_STEP}
-        s.pb_sent[(room, seq)] = now()
+        started = s.pb_sent[(room, seq)] = now()
         s.pb_via[(room, seq)] = "probe"
         await rest_playback(s, room, token, body, seq)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(s.stop.wait(), s.args.probe_ms / 1000)
+            await asyncio.wait_for(s.stop.wait(), max(0.0, started + beat - now()))
 
 
 # --- phases ---------------------------------------------------------------------------------------
