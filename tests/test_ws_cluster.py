@@ -15,6 +15,7 @@ import signal
 import statistics
 import time
 
+import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
@@ -373,6 +374,8 @@ def test_sigterm_drains_while_clients_move_and_the_node_exits_once_they_left(clu
             notice = await ws.expect("server_shutdown", 5)
             assert notice["drain_ms"] == 60_000, notice
             assert 0 < notice["reconnect_window_ms"] <= 30_000, notice
+        ready = await asyncio.to_thread(httpx.get, f"{n5.http}/readyz", timeout=5)
+        assert ready.status_code == 503 and ready.json()["failed"] == ["accepting"], ready.text
         # Still delivering: a change made on the other node reaches the draining sockets.
         body = {"playing": True, "position": 12.0, "rate": 1.0, "version": version}
         api1.call("PUT", f"rooms/{room['id']}/playback", who=owner, body=body, expect=200)

@@ -6,6 +6,7 @@ notes and timings only to operators (apps.core.operators, docs/security.md).
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
@@ -60,11 +61,26 @@ def _check_channel_layer() -> None:
     async_to_sync(round_trip)()
 
 
+_stopping = threading.Event()
+
+
+def mark_stopping() -> None:
+    """This process is stopping (a ``ws`` node draining its sockets: apps.rooms.lifecycle): from
+    now on /readyz fails, so a load balancer that reads it sends no more sockets here."""
+    _stopping.set()
+
+
+def _check_accepting() -> None:
+    if _stopping.is_set():
+        raise RuntimeError("this process is stopping: it drains its sockets and takes no new ones")
+
+
 CHECKS = {
     "database": _check_database,
     "cache": _check_cache,
     "redis": _check_redis,
     "channel_layer": _check_channel_layer,
+    "accepting": _check_accepting,
 }
 
 

@@ -24,6 +24,7 @@ import signal
 
 from django.conf import settings
 
+from apps.core import health
 from apps.core.errors import error_body
 from apps.rooms.hub import hub
 
@@ -64,6 +65,7 @@ def install_shutdown_notice() -> None:
 async def drain_then_exit(exit_server, stop_now: asyncio.Event) -> None:
     try:
         hub.shutting_down = True  # from now on a new socket is refused before its upgrade
+        health.mark_stopping()  # and /readyz fails
         others = await asyncio.to_thread(leave_cluster)
         drain_ms = int(settings.WS_DRAIN_SECONDS * 1000) if others else 0
         count = await hub.announce_shutdown(

@@ -57,7 +57,7 @@ def test_readyz_all_ok():
     r, body = readyz()
     assert r.status_code == 200, body
     assert body["status"] == "ok" and body["failed"] == []
-    assert set(body["checks"]) == {"database", "cache", "redis", "channel_layer"}
+    assert set(body["checks"]) == {"database", "cache", "redis", "channel_layer", "accepting"}
     for check in body["checks"].values():
         assert check["ok"] is True and isinstance(check["ms"], float | int)
     if not settings.REDIS_URL:

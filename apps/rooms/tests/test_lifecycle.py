@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from apps.core import health
 from apps.rooms import lifecycle
 from apps.rooms.hub import hub
 from apps.streaming import cluster
@@ -46,12 +47,13 @@ def test_an_empty_setting_keeps_pythons_thresholds(settings, collector_restored)
 @pytest.fixture
 def local_registry(settings):
     """The cluster registry in process memory (the embedded default), empty before and after;
-    the hub's stopping flag put back."""
+    the hub's and /readyz's stopping flags put back."""
     settings.REDIS_URL = ""
     cluster._local.clear()
     yield
     cluster._local.clear()
     hub.shutting_down = False
+    health._stopping.clear()
 
 
 def drain() -> float:
@@ -70,9 +72,12 @@ def drain() -> float:
 def test_a_node_alone_does_not_drain_and_a_node_with_company_does(local_registry, settings, caplog):
     settings.WS_DRAIN_SECONDS = 30
     caplog.set_level(logging.INFO, logger="apps.rooms.lifecycle")
+    assert health.CHECKS["accepting"]() is None
     took = drain()
     assert took < 1 and hub.shutting_down
     assert "draining for 0 ms" in caplog.text
+    with pytest.raises(RuntimeError, match="stopping"):  # /readyz fails from the signal on
+        health.CHECKS["accepting"]()
     caplog.clear()
     cluster.register("other-node", "ws", started=time.time())
     took = drain()
