@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -176,6 +177,56 @@ def publish_test_pattern(url: str, log: Path, seconds: int) -> subprocess.Popen:
     return subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=log.open("wb"), stdin=subprocess.DEVNULL
     )
+
+
+class PrivateRedis:
+    """A redis-server of our own on a free port: killing it disturbs no one else. It keeps
+    nothing on disk, so a restart comes back empty, like a real Redis restart without persistence.
+    Its own session: a Ctrl-C meant for the caller does not stop it before the caller's clean-up.
+    Used by the tests and by bench/chaos (``workdir``, ``maxclients`` for thousands of clients)."""
+
+    def __init__(
+        self, workdir: Path | None = None, *, maxclients: int | None = None, start_timeout: float = 5.0
+    ) -> None:
+        if not shutil.which("redis-server"):
+            raise AssertionError("redis-server binary not found")
+        self.port = free_port()
+        self.workdir = workdir or Path(tempfile.gettempdir())
+        self.maxclients = maxclients
+        self.start_timeout = start_timeout
+        self.proc: subprocess.Popen | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        import redis
+
+        # Nothing on disk: no snapshots, no append-only file (and a scratch working directory).
+        options = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
+        if self.maxclients:
+            options += ["--maxclients", str(self.maxclients)]
+        self.proc = subprocess.Popen(
+            [shutil.which("redis-server"), "--port", str(self.port), *options],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise AssertionError("private redis-server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
 
 
 # --- the nginx front (deploy/nginx/synctv.conf.template) ---------------------------------------------

@@ -8,7 +8,6 @@ shared Redis other tests use.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 
 import pytest
@@ -17,57 +16,19 @@ from rest_framework.test import APIClient
 
 from apps.accounts.tests.factories import PASSWORD, make_user
 from apps.core import redis as core_redis
-from tests.procs import free_port
+from tests.procs import PrivateRedis
 
 # transaction=True: revocations reach Redis in on_commit callbacks, which need real commits.
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
-
-
-class PrivateRedis:
-    def __init__(self, port: int):
-        self.port = port
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                shutil.which("redis-server"),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        import redis
-
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        for _ in range(100):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("private redis-server did not start")
-
-    def kill(self) -> None:
-        if self.proc:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
 
 
 @pytest.fixture
 def private_redis():
     if not shutil.which("redis-server"):
         pytest.fail("redis-server binary not found")
-    server = PrivateRedis(free_port())
+    server = PrivateRedis()
     server.start()
-    url = f"redis://127.0.0.1:{server.port}/0"
+    url = server.url(0)
     caches = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",

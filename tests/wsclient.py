@@ -16,9 +16,7 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 from contextlib import ExitStack
@@ -32,7 +30,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.procs import free_port, procfile_command, production_env, running, wait_http
+from tests.procs import PrivateRedis, free_port, procfile_command, production_env, running, wait_http
 from tests.procs import run as run_command
 
 ORIGIN = "http://localhost:8000"
@@ -64,46 +62,6 @@ def scratch_database():
     finally:
         with psycopg.connect(admin_dsn(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-class PrivateRedis:
-    """A redis-server of our own on a free port: killing it disturbs no one else. It keeps
-    nothing on disk, so a restart comes back empty, like a real Redis restart without persistence."""
-
-    def __init__(self) -> None:
-        if not shutil.which("redis-server"):
-            raise AssertionError("redis-server binary not found")
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-
-    def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def start(self, timeout: float = 5.0) -> None:
-        import redis
-
-        # Nothing on disk: no snapshots, no append-only file (and a scratch working directory).
-        options = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tempfile.gettempdir()]
-        self.proc = subprocess.Popen(
-            [shutil.which("redis-server"), "--port", str(self.port), *options],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise AssertionError("private redis-server did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
 
 
 @dataclass

@@ -29,7 +29,7 @@ import httpx  # noqa: E402
 import psycopg  # noqa: E402
 import report  # noqa: E402
 
-from tests.procs import free_port, procfile_command, production_env, render_template  # noqa: E402
+from tests.procs import PrivateRedis, free_port, procfile_command, production_env, render_template  # noqa: E402
 from tests.tcpproxy import TcpProxy  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -167,42 +167,6 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-class PrivateRedis:
-    """A redis-server of our own on a fixed free port, nothing on disk: a restart comes back empty.
-    (tests/wsclient.PrivateRedis does the same; importing it would import pytest and Django.)"""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen | None = None
-
-    def url(self, db: int) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def start(self) -> None:
-        import redis
-
-        self.proc = subprocess.Popen(
-            [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir), "--maxclients", "10000"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        for _ in range(200):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-
 # --- the run --------------------------------------------------------------------------------------
 
 
@@ -230,7 +194,7 @@ class Chaos:
 
     def setup(self) -> None:
         self.fingerprint = code_fingerprint()
-        self.redis = PrivateRedis(self.tmp)
+        self.redis = PrivateRedis(self.tmp, maxclients=10000, start_timeout=10.0)
         self.redis.start()
         log(f"redis-server on :{self.redis.port}")
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
