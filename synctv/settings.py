@@ -102,6 +102,11 @@ WS_RECONNECTS_PER_SECOND = env.float("WS_RECONNECTS_PER_SECOND", default=250.0)
 # (apps/rooms/lifecycle.py); 0 closes them at once. The process manager's stop timeout must allow
 # this plus uvicorn's --timeout-graceful-shutdown (docs/operations.md).
 WS_DRAIN_SECONDS = env.float("WS_DRAIN_SECONDS", default=20.0)
+# Every this many seconds a `ws` node compares its socket count with the other nodes' and, when it
+# holds more than its share, asks some sockets to move (apps/rooms/balance.py); 0 turns it off.
+WS_BALANCE_SECONDS = env.float("WS_BALANCE_SECONDS", default=5.0)
+# At most this many sockets a second are asked to move when rebalancing.
+WS_REBALANCE_PER_SECOND = env.float("WS_REBALANCE_PER_SECOND", default=50.0)
 # Connects a `ws` process works on at once; more wait their turn (apps/rooms/consumers.py).
 WS_CONNECTS_IN_FLIGHT = env.int("WS_CONNECTS_IN_FLIGHT", default=8)
 # The `ws` process's cyclic garbage collector thresholds (gc.set_threshold), set at startup

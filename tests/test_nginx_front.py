@@ -2,7 +2,9 @@
 the `web` node, `/ws/` to the `ws` nodes with the upgrade, the app sees the client's address from
 the front's ``X-Forwarded-For`` (``TRUSTED_PROXY_COUNT=1``), and when the `ws` node holding a
 socket is stopped (SIGTERM) it drains: the socket stays open while new sockets through the same
-front address land on the other node (the stopping one answers 503, nginx tries the next).
+front address land on the other node (the stopping one answers 503, nginx tries the next); and
+when it comes back, the other node asks half its sockets to move and they land on it
+(apps/rooms/balance.py, ``least_conn`` at the front).
 
 Without nginx the module fails (scripts/install-system-packages installs it)."""
 
@@ -10,15 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from pathlib import Path
 
 import httpx
 import pytest
+import redis as redis_lib
 
 from tests.procs import NGINX, holds_a_socket, procfile_command, start_front, wait_http
 from tests.wsclient import Api, Cluster, PrivateRedis, close_all, db_scalar, dial, run, scratch_database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+
+# A long drain (the first test moves sockets while the node drains) and a balance round a second.
+NODE_ENV = {"WS_DRAIN_SECONDS": "30", "WS_BALANCE_SECONDS": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +42,7 @@ def front(tmp_path_factory):
             try:
                 cluster.release()
                 web = cluster.start("web", command=procfile_command("web"), WEB_CONCURRENCY="1")
-                ws = cluster.start("ws1", "ws2", WS_DRAIN_SECONDS="30")
+                ws = cluster.start("ws1", "ws2", **NODE_ENV)
                 port, nginx = start_front(tmp, [n.port for n in web], [n.port for n in ws])
                 with nginx as proc:
                     base = f"http://127.0.0.1:{port}"
@@ -43,7 +50,7 @@ def front(tmp_path_factory):
                         wait_http(f"{base}/healthz", proc=proc, log=tmp / "nginx.log", timeout=20).status_code
                         == 200
                     )
-                    yield base, ws, dsn
+                    yield base, ws, dsn, cluster
             finally:
                 cluster.close()
     finally:
@@ -51,7 +58,7 @@ def front(tmp_path_factory):
 
 
 def test_rest_and_websocket_go_through_the_front_and_a_stopped_ws_node_drains(front):
-    base, (ws1, ws2), dsn = front
+    base, (ws1, ws2), dsn, _ = front
     api = Api(base)
     owner = api.register("frontowner")
     room = api.create_room(owner, "behind the front")
@@ -92,3 +99,55 @@ def test_rest_and_websocket_go_through_the_front_and_a_stopped_ws_node_drains(fr
         await close_all(*moved)
 
     run(scenario(), timeout=60)
+
+
+def test_a_node_started_again_gets_its_share_of_the_sockets_back(front):
+    base, nodes, _, cluster = front
+    # One node holds every socket: the other is stopped (the test above may have stopped it).
+    if all(n.proc.poll() is None for n in nodes):
+        nodes[0].signal(signal.SIGTERM)
+        nodes[0].wait_exit(15)
+    stopped, alive = nodes if nodes[0].proc.poll() is not None else nodes[::-1]
+    _, members, room = Api(base).room_with_members("bal", 15)
+    ws_url = f"ws://{base.removeprefix('http://')}/ws/rooms/{room['id']}/"
+    counts = redis_lib.Redis.from_url(cluster.redis.url(0), decode_responses=True)
+
+    def reported() -> dict[str, int]:
+        return {n.name: int(counts.get(f"cluster:sockets:{n.name}-{n.port}") or 0) for n in (alive, stopped)}
+
+    async def scenario():
+        sockets = {}
+        for i, who in enumerate(members * 4):
+            sockets[await dial(ws_url, token=who.access, label=f"bal{i}")] = who
+        for sock in sockets:
+            assert (await sock.next(15))["type"] == "hello"
+        assert not holds_a_socket(stopped.port)
+        cluster.start(stopped.name, port=stopped.port, **NODE_ENV)
+
+        # The clients move as the page does: a new socket through the front, the old one closed
+        # once the new one's hello came.
+        notices, moved = [], []
+        deadline = time.monotonic() + 30
+        while reported() != {alive.name: 30, stopped.name: 30} and time.monotonic() < deadline:
+            for sock, notice in [(s, asked_to_move(s)) for s in list(sockets)]:
+                if notice is None:
+                    continue
+                notices.append(notice)
+                again = await dial(ws_url, token=sockets.pop(sock).access, label=f"{sock.label}-moved")
+                assert (await again.next(15))["type"] == "hello"
+                await sock.close()
+                moved.append(again)
+            await asyncio.sleep(0.05)
+        assert reported() == {alive.name: 30, stopped.name: 30}, (reported(), len(notices))
+        assert len(notices) == 30 and {n["reason"] for n in notices} == {"rebalance"}
+        assert all(n["drain_ms"] > 0 for n in notices)
+        assert all(s.close_code is None for s in sockets)  # the node closed none it asked nothing of
+        await asyncio.sleep(2.5)  # even now: nobody else is asked
+        assert not any(asked_to_move(s) for s in [*sockets, *moved])
+        await close_all(*sockets, *moved)
+
+    run(scenario(), timeout=90)
+
+
+def asked_to_move(sock) -> dict | None:
+    return next((f for f in sock.frames if f["type"] == "server_shutdown"), None)

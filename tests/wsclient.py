@@ -126,17 +126,23 @@ class Cluster:
         return result
 
     def start(
-        self, *names: str, timeout: float = 60, command: str | None = None, **env_extra: str
+        self,
+        *names: str,
+        timeout: float = 60,
+        command: str | None = None,
+        port: int | None = None,
+        **env_extra: str,
     ) -> list[Node]:
         """Start ``ws`` nodes with the Procfile's command (or ``command``) and the cluster's
-        environment (plus ``env_extra``)."""
+        environment (plus ``env_extra``); ``port`` for one node started again where it was."""
+        assert port is None or len(names) == 1
         started = []
         for name in names:
-            port = free_port()
-            env = {**self.env, **env_extra, "PORT": str(port), "SYNCTV_NODE_ID": f"{name}-{port}"}
-            log = self.tmp / f"{name}-{port}.log"
+            node_port = port or free_port()
+            env = {**self.env, **env_extra, "PORT": str(node_port), "SYNCTV_NODE_ID": f"{name}-{node_port}"}
+            log = self.tmp / f"{name}-{node_port}.log"
             proc = self._stack.enter_context(running(command or procfile_command("ws"), env=env, log=log))
-            started.append(Node(name, port, proc, log))
+            started.append(Node(name, node_port, proc, log))
         for node in started:
             r = wait_http(f"{node.http}/healthz", proc=node.proc, log=node.log, timeout=timeout)
             assert r.status_code == 200, r.text

@@ -335,11 +335,19 @@ class ServerShutdown(TypedDict):
     # A client opens its new socket at its moment of the window without waiting for the close,
     # and closes this one once the new one's hello has come: no gap (docs/realtime.md, "Shutdown").
     drain_ms: int
+    # "restart": the node is stopping. "rebalance": the node holds more than its share and asks
+    # this socket to move the same way; it closes nothing (docs/realtime.md, "Balance").
+    reason: Literal["restart", "rebalance"]
 
 
 @_builds("server_shutdown")
 def server_shutdown(
-    *, message: str, reconnect_after_ms: int, reconnect_window_ms: int, drain_ms: int = 0
+    *,
+    message: str,
+    reconnect_after_ms: int,
+    reconnect_window_ms: int,
+    drain_ms: int = 0,
+    reason: Literal["restart", "rebalance"] = "restart",
 ) -> ServerShutdown:
     return {
         "type": "server_shutdown",
@@ -347,6 +355,7 @@ def server_shutdown(
         "reconnect_after_ms": reconnect_after_ms,
         "reconnect_window_ms": reconnect_window_ms,
         "drain_ms": drain_ms,
+        "reason": reason,
     }
 
 

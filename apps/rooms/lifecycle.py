@@ -26,6 +26,7 @@ from django.conf import settings
 
 from apps.core import health
 from apps.core.errors import error_body
+from apps.rooms.balance import start_balancing
 from apps.rooms.hub import hub
 
 logger = logging.getLogger(__name__)
@@ -147,6 +148,7 @@ class Lifespan:
                 try:
                     await hub.ensure_started()
                     install_shutdown_notice()
+                    start_balancing(hub)
                     tune_garbage_collector()
                 except Exception as exc:
                     logger.exception("ws startup failed")

@@ -155,6 +155,27 @@ def leave(node_id: str, role: str | None = None) -> list[str]:
     return removed
 
 
+# How many sockets each ``ws`` node holds (apps.rooms.balance keeps the nodes even with it): one key
+# per node, written by the node itself every WS_BALANCE_SECONDS and expiring unless refreshed.
+def _sockets_key(node_id: str) -> str:
+    return f"cluster:sockets:{node_id}"
+
+
+def report_sockets(node_id: str, count: int, *, ttl: int = NODE_TTL_SECONDS) -> None:
+    """Record that ``node_id`` holds ``count`` sockets. Raises RedisUnavailable."""
+    call_redis(lambda client: client.set(_sockets_key(node_id), count, ex=ttl))
+
+
+def socket_counts() -> dict[str, int]:
+    """Sockets per live ``ws`` node; a live node that has not reported yet (just started) holds
+    none. Raises RedisUnavailable."""
+    ids = sorted({n.id for n in live_nodes() if n.role == "ws"})
+    if not ids or get_redis() is None:
+        return dict.fromkeys(ids, 0)
+    values = call_redis(lambda client: client.mget([_sockets_key(i) for i in ids]))
+    return {i: int(v or 0) for i, v in zip(ids, values, strict=True)}
+
+
 class Heartbeat:
     """Registers one process's entry now and every ``interval`` seconds, on a daemon thread.
 

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
+import redis as redis_lib  # noqa: E402
 import report  # noqa: E402
 
 from tests.procs import PrivateRedis, free_port, procfile_command, production_env, render_template  # noqa: E402
@@ -56,6 +57,7 @@ REDIS_DOWN_S = env_float("REDIS_DOWN_S", 5)
 MIN_GAP_S = env_float("FAULT_GAP_S", 8)  # calm time between two faults at least
 TAIL_S = env_float("TAIL_S", 15)  # calm time after the last fault before the end
 DRAIN_S = env_float("WS_DRAIN_SECONDS", 45)  # the ws nodes' drain (the app's default is 20)
+BALANCE_WAIT_S = env_float("BALANCE_WAIT_S", 90)  # how long a restart waits for the nodes to even out
 
 
 def log(text: str) -> None:
@@ -406,9 +408,39 @@ class Chaos:
             ready_within=60,
         )
 
+    def ws_sockets(self, since: float = 0.0) -> dict[str, int]:
+        """Sockets per live ws node, as each node reports them (apps/rooms/balance.py); with
+        ``since``, only the nodes whose last report came after that time."""
+        client = redis_lib.Redis.from_url(self.redis.url(0), decode_responses=True, socket_timeout=2)
+        try:
+            counts = {}
+            for name in ("ws-1", "ws-2"):
+                node = f"{name}-{self.procs[name].port}"
+                key = f"cluster:sockets:{node}"
+                # A report sets the key with a 15 s TTL (NODE_TTL_SECONDS): what is left dates it.
+                written = time.time() - (15_000 - client.pttl(key)) / 1000
+                if client.exists(f"cluster:node:ws:{node}") and written >= since:
+                    counts[name] = int(client.get(key) or 0)
+            return counts
+        finally:
+            client.close()
+
+    def wait_even(self, timeout: float) -> float | None:
+        """Seconds until the ws nodes hold an even share (within the balancer's slack: 10 % or 20
+        sockets), as both report after this call, or None if not within ``timeout``."""
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            counts = self.ws_sockets(since=t0)
+            if len(counts) == 2:
+                share = sum(counts.values()) / 2
+                if max(counts.values()) - share <= max(20, 0.1 * share):
+                    return round(time.time() - t0, 1)
+            time.sleep(0.5)
+        return None
+
     def restart_ws(self, name: str, rec: dict) -> None:
         p = self.procs[name]
-        step = {"node": name, "sigterm": round(time.time(), 3)}
+        step = {"node": name, "held": self.ws_sockets().get(name), "sigterm": round(time.time(), 3)}
         p.signal(signal.SIGTERM)
         try:
             p.proc.wait(timeout=DRAIN_S + 20)  # the drain, then uvicorn's graceful 10 s
@@ -423,9 +455,12 @@ class Chaos:
         step["healthz"] = round(time.time(), 3)
         self.wait_healthy(p, timeout=60, path="/readyz")
         step["readyz"] = round(time.time(), 3)
+        # As docs/operations.md asks of a rolling restart: the next node only once this one holds
+        # its share again (the nodes even out by themselves), or after BALANCE_WAIT_S at most.
+        step["even_after_s"] = self.wait_even(BALANCE_WAIT_S)
         rec.setdefault("steps", []).append(step)
-        log(f"  {name}: SIGTERM -> exit {step['exited'] - step['sigterm']:.1f}s -> ready again "
-            f"{step['readyz'] - step['sigterm']:.1f}s")  # fmt: skip
+        log(f"  {name} (held {step['held']} sockets): SIGTERM -> exit {step['exited'] - step['sigterm']:.1f}s "
+            f"-> ready again {step['readyz'] - step['sigterm']:.1f}s -> even {step['even_after_s']} s later")  # fmt: skip
 
     def ws_sigterm(self) -> None:
         rec = self.fault("ws_sigterm")

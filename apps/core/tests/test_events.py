@@ -241,7 +241,7 @@ STATE = (
         ),
         (
             events.server_shutdown(message="bye", reconnect_after_ms=2000, reconnect_window_ms=500),
-            '{"type":"server_shutdown","message":"bye","reconnect_after_ms":2000,"reconnect_window_ms":500,"drain_ms":0}',
+            '{"type":"server_shutdown","message":"bye","reconnect_after_ms":2000,"reconnect_window_ms":500,"drain_ms":0,"reason":"restart"}',
         ),
         (
             events.members_changed(joined=[{"user_id": "u1"}], left=["u2"], count=7),

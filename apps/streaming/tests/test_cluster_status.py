@@ -33,6 +33,10 @@ def test_it_shows_nodes_ring_and_publishers(clean_redis, world):
     cluster.register("node-a", "relay", started=1.0)
     cluster.register("node-b", "relay", started=1.0)
     cluster.register("node-c", "worker", started=1.0)  # no relay: not in the ring
+    cluster.register("node-d", "ws", started=1.0)
+    cluster.report_sockets("node-d", 17)
+    cluster.register("node-e", "ws", started=1.0)  # just started: has not reported yet
+    cluster.report_sockets("node-gone", 40)  # no live entry: not listed
     pulled = create(world)
     Stream.objects.filter(pk=pulled.id).update(source_url="rtmp://203.0.113.9/live/feed")
     assert publishers.claim(pulled.id, "node-a")
@@ -45,7 +49,10 @@ def test_it_shows_nodes_ring_and_publishers(clean_redis, world):
         ("node-a", "web"),
         ("node-b", "relay"),
         ("node-c", "worker"),
+        ("node-d", "ws"),
+        ("node-e", "ws"),
     ]
+    assert [n["sockets"] for n in data["nodes"]] == [None, None, None, None, 17, 0]
     assert [r["node"] for r in data["ring"]] == ["node-a", "node-b"]
     assert {r["vnodes"] for r in data["ring"]} == {160}
     assert sum(r["share"] for r in data["ring"]) == pytest.approx(1.0)
@@ -56,8 +63,13 @@ def test_it_shows_nodes_ring_and_publishers(clean_redis, world):
     assert by_stream["stream-2"]["node"] is None and by_stream["stream-2"]["ttl"] is None
 
     text = run()
-    assert "nodes (4)" in text and "ring (2 relay nodes)" in text and "publishers (3)" in text
+    assert "nodes (6)" in text and "ring (2 relay nodes)" in text and "publishers (3)" in text
     assert "node-c  worker" in text
+    sockets_column = {
+        tuple(line.split()[:2]): line.split()[-1] for line in text.splitlines() if "s ago" in line
+    }
+    assert sockets_column[("node-d", "ws")] == "17" and sockets_column[("node-e", "ws")] == "0"
+    assert sockets_column[("node-a", "web")] == "-"
     assert "(expired: failing over)" in text and "(pushed: waits for its streamer)" in text
     share_a = next(r["share"] for r in data["ring"] if r["node"] == "node-a")
     assert f"{share_a:.1%}" in text

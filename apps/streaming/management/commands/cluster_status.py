@@ -19,6 +19,7 @@ from apps.streaming.ring import HashRing
 def cluster_snapshot() -> dict[str, Any]:
     """Nodes, ring and publishers as plain data. Raises RedisUnavailable."""
     nodes = cluster.live_nodes()
+    sockets = cluster.socket_counts()  # per ws node (apps.rooms.balance keeps them even)
     # The ring that elects: over the nodes running a relay (pulled streams; a pushed stream
     # waits for its streamer and is elected nowhere).
     ring = HashRing(sorted({n.id for n in nodes if n.role == "relay"}))
@@ -37,6 +38,7 @@ def cluster_snapshot() -> dict[str, Any]:
                 "role": n.role,
                 "started": n.started,
                 "last_seen_ago": round(time.time() - n.last_seen, 1),
+                "sockets": sockets.get(n.id) if n.role == "ws" else None,
             }
             for n in nodes
         ],
@@ -61,8 +63,9 @@ def cluster_snapshot() -> dict[str, Any]:
 
 class Command(BaseCommand):
     help = (
-        "Show the cluster: live nodes (id, role, last heartbeat), the consistent hash ring over "
-        "them (virtual nodes and share of the key space per node) and the stream publishers "
+        "Show the cluster: live nodes (id, role, last heartbeat, sockets held by each ws node), "
+        "the consistent hash ring over them (virtual nodes and share of the key space per node) "
+        "and the stream publishers "
         "(stream id -> node, TTL left, last refresh)."
     )
 
@@ -83,8 +86,11 @@ class Command(BaseCommand):
             )
         self._table(
             f"nodes ({len(snapshot['nodes'])})",
-            ["id", "role", "last seen"],
-            [[n["id"], n["role"], f"{n['last_seen_ago']:.1f} s ago"] for n in snapshot["nodes"]],
+            ["id", "role", "last seen", "sockets"],
+            [
+                [n["id"], n["role"], f"{n['last_seen_ago']:.1f} s ago", _or_dash(n["sockets"])]
+                for n in snapshot["nodes"]
+            ],
         )
         self._table(
             f"ring ({len(snapshot['ring'])} relay nodes)",
@@ -116,3 +122,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 "  " + "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
             )
+
+
+def _or_dash(value: int | None) -> str:
+    return "-" if value is None else str(value)
