@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from apps.accounts import services
 from apps.accounts.models import AuthSession, Role, SigningKey, User
+from apps.core.admin import ReadOnlyAdmin
 from apps.core.context import Origin
 from apps.core.errors import ApplicationError, RateLimited
 
@@ -236,18 +237,9 @@ class UserAdmin(admin.ModelAdmin):
 
 
 @admin.register(SigningKey)
-class SigningKeyAdmin(admin.ModelAdmin):
+class SigningKeyAdmin(ReadOnlyAdmin):
     """Read-only: keys are made with `manage.py rotate_jwt_keys`."""
 
     list_display = ("kid", "is_signing", "created_at", "retired_at")
     fields = ("kid", "is_signing", "created_at", "retired_at", "public_pem")
     readonly_fields = fields
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -75,3 +75,5 @@ class AuditAction(StrEnum):
     STREAM_PUBLISH_STOP = "stream.publish_stop"
     STREAM_PUBLISH_REFUSED = "stream.publish_refused"
     STREAM_FAILOVER = "stream.failover"  # apps.streaming.failover: a silent publisher replaced
+    # --- the log itself (apps.audit.services) ---
+    AUDIT_PURGED = "audit.purged"  # manage.py purge_audit_log: events before a date removed

@@ -1,6 +1,7 @@
 from django.contrib import admin
 
-from apps.audit.models import AuditEvent
+from apps.audit.models import AuditAnchor, AuditEvent
+from apps.core.admin import ReadOnlyAdmin
 
 
 class ActionPrefixFilter(admin.SimpleListFilter):
@@ -22,7 +23,7 @@ class ActionPrefixFilter(admin.SimpleListFilter):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     """Read-only: the audit log is evidence, moderators look but never edit (and the hash chain
     would show it if anyone did)."""
 
@@ -34,11 +35,10 @@ class AuditEventAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in AuditEvent._meta.fields]
     show_full_result_count = False
 
-    def has_add_permission(self, request) -> bool:
-        return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+@admin.register(AuditAnchor)
+class AuditAnchorAdmin(ReadOnlyAdmin):
+    """Read-only: what each ``purge_audit_log`` removed; the chain is verified from the newest."""
 
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+    list_display = ("seq", "purged", "before", "created_at")
+    readonly_fields = [f.name for f in AuditAnchor._meta.fields]

@@ -54,3 +54,23 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit chain head #{self.seq}"
+
+
+class AuditAnchor(models.Model):
+    """What a purge removed (``manage.py purge_audit_log``; docs/security.md, "The audit log"):
+    the chain now starts after event ``seq``, whose hash was ``hash``. Signed with the site's
+    secret key (apps.audit.chain.anchor_signature), so a row written to hide deleted events does
+    not verify; deleting the newest anchor leaves a gap that ``audit_verify`` names."""
+
+    created_at = models.DateTimeField()
+    seq = models.BigIntegerField(unique=True, help_text="The last event the purge removed.")
+    hash = models.CharField(max_length=64, help_text="That event's hash: the next one's prev_hash.")
+    purged = models.BigIntegerField(help_text="How many events this purge removed.")
+    before = models.DateTimeField(help_text="The date asked for: events created before it went.")
+    signature = models.CharField(max_length=128)
+
+    class Meta:
+        ordering = ["-seq"]
+
+    def __str__(self) -> str:
+        return f"audit anchor after #{self.seq} ({self.purged} purged before {self.before:%Y-%m-%d})"

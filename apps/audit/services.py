@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
@@ -11,8 +13,8 @@ from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.audit.actions import AuditAction
-from apps.audit.chain import event_digest
-from apps.audit.models import AuditChainHead, AuditEvent
+from apps.audit.chain import anchor_signature, event_digest, verify_chain
+from apps.audit.models import AuditAnchor, AuditChainHead, AuditEvent
 from apps.core import rows
 from apps.core.context import Origin
 
@@ -89,3 +91,44 @@ def _head_statements(alias: str) -> tuple[str, str]:
         f"UPDATE {head} SET {seq} = {seq} + 1 WHERE {pk} = %s RETURNING {seq}, {digest}",  # noqa: S608 - quoted names from model metadata; values are parameters
         f"UPDATE {head} SET {digest} = %s WHERE {pk} = %s",  # noqa: S608 - quoted names from model metadata; values are parameters
     )
+
+
+class ChainBroken(Exception):
+    """The chain does not verify: purging would sign over the damage."""
+
+
+@dataclass(frozen=True)
+class Purge:
+    purged: int  # events removed
+    up_to_seq: int | None  # the last one removed (None: nothing was older)
+
+
+def purge_audit_log(*, before: datetime, origin: Origin, dry_run: bool = False) -> Purge:
+    """Remove every event up to the last one created before ``before`` and keep a signed anchor of
+    the last one removed, so ``audit_verify`` checks the rest from there (docs/security.md, "The
+    audit log"). The purge is itself audited, at the head of the chain. Refuses (ChainBroken) a
+    chain that does not verify. With ``dry_run`` nothing changes."""
+    checked, broken = verify_chain()
+    if broken is not None:
+        raise ChainBroken(f"{broken} ({checked} event(s) before it are intact)")
+    with transaction.atomic():
+        # The head's row lock: no event is appended while the anchor is chosen and written.
+        AuditChainHead.objects.select_for_update().filter(pk=HEAD_ID).first()
+        last = AuditEvent.objects.filter(created_at__lt=before).order_by("-seq").first()
+        if last is None:
+            return Purge(purged=0, up_to_seq=None)
+        count = AuditEvent.objects.filter(seq__lte=last.seq).count()
+        if dry_run:
+            return Purge(purged=count, up_to_seq=last.seq)
+        AuditEvent.objects.filter(seq__lte=last.seq).delete()
+        anchor = AuditAnchor(
+            created_at=timezone.now(), seq=last.seq, hash=last.hash, purged=count, before=before
+        )
+        anchor.signature = anchor_signature(anchor)
+        anchor.save()
+        audit_record(
+            action=AuditAction.AUDIT_PURGED,
+            origin=origin,
+            details={"before": before.isoformat(), "up_to_seq": last.seq, "purged": count},
+        )
+    return Purge(purged=count, up_to_seq=last.seq)

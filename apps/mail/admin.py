@@ -1,10 +1,11 @@
 from django.contrib import admin
 
+from apps.core.admin import ReadOnlyAdmin
 from apps.mail.models import OutboundEmail
 
 
 @admin.register(OutboundEmail)
-class OutboundEmailAdmin(admin.ModelAdmin):
+class OutboundEmailAdmin(ReadOnlyAdmin):
     """Read-only: what went out, to whom, and why it did not. Never the bodies: they hold
     verification and reset links that act as passwords (docs/accounts.md, "E-mail")."""
 
@@ -27,12 +28,3 @@ class OutboundEmailAdmin(admin.ModelAdmin):
         "sent_at",
     )
     show_full_result_count = False
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

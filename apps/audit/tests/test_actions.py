@@ -142,7 +142,7 @@ def test_every_action_is_written_somewhere():
 
 def test_the_values_are_the_strings_stored_before():
     """Stored rows and the hash chain hold these strings: a renamed value would orphan them."""
-    assert len(AuditAction) == 55  # 41, issue 12: e-mail (3) and OAuth2 (3); issue 13: streams (8)
+    assert len(AuditAction) == 56  # 41, issue 12: e-mail (3) and OAuth2 (3); issue 13: streams (8); purge (1)
     assert len(set(AuditAction)) == len(AuditAction.__members__)  # no alias
     assert AuditAction.ROOM_CREATE == "room.create" and AuditAction.TOKENS_REVOKE_ALL == "tokens.revoke_all"
     assert all(action.value.count(".") == 1 and action.value.islower() for action in AuditAction)
