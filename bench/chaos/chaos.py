@@ -57,6 +57,9 @@ REDIS_DOWN_S = env_float("REDIS_DOWN_S", 5)
 MIN_GAP_S = env_float("FAULT_GAP_S", 8)  # calm time between two faults at least
 TAIL_S = env_float("TAIL_S", 15)  # calm time after the last fault before the end
 DRAIN_S = env_float("WS_DRAIN_SECONDS", 45)  # the ws nodes' drain (the app's default is 20)
+# How many moved sockets a second the node taking them gets (the app's default, 250, is what an idle
+# node takes; under this load a node takes ~45-60: README, "With the balance").
+RECONNECTS_PER_S = env_float("WS_RECONNECTS_PER_SECOND", 50)
 BALANCE_WAIT_S = env_float("BALANCE_WAIT_S", 90)  # how long a restart waits for the nodes to even out
 
 
@@ -218,6 +221,7 @@ class Chaos:
         # this machine a node under this load takes ~40-90 moved sockets a second, so 2,000 need
         # more than the 20 s default (README, "Rolling restarts").
         env["WS_DRAIN_SECONDS"] = str(DRAIN_S)
+        env["WS_RECONNECTS_PER_SECOND"] = str(RECONNECTS_PER_S)
         # WEB_CONCURRENCY is for gunicorn only: uvicorn reads it too (as --workers), and a ws node
         # is one process (Procfile), so it is set for the web nodes alone (add()).
         env.pop("WEB_CONCURRENCY", None)
@@ -571,6 +575,8 @@ class Chaos:
                 "duration_s": DURATION_S,
                 "pg_cut_s": PG_CUT_S,
                 "redis_down_s": REDIS_DOWN_S,
+                "ws_drain_s": DRAIN_S,
+                "ws_reconnects_per_s": RECONNECTS_PER_S,
                 "load": load["config"],
                 "database": self.dbname,
                 "nginx_port": self.nginx_port,
