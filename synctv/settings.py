@@ -150,7 +150,8 @@ INSTALLED_APPS = [
 # Session, cookie login and messages are only for browser requests (pages, the admin): the JSON
 # API authenticates bearer tokens in DRF and skips them (apps/core/middleware.py).
 MIDDLEWARE = [
-    # Outermost but for the security headers: a request is tried again from here after a
+    "apps.core.requestlog.RequestLogMiddleware",  # X-Request-ID and the request's log line
+    # Outermost but for the two around it: a request is tried again from here after a
     # transient database failure, and a database outage answers 503 (apps/core/dbfaults.py).
     "django.middleware.security.SecurityMiddleware",
     "apps.core.dbfaults.DatabaseFaultMiddleware",
@@ -538,15 +539,36 @@ OAUTH_STATE_TTL = 600
 SOCIALACCOUNT_REQUESTS_TIMEOUT = env.int("OAUTH_TIMEOUT", default=10)
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+# "json": one JSON object per line (for a log collector), the default in production; "plain":
+# readable lines, the default in development. Both carry the request id (apps/core/requestlog.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="json" if PRODUCTION else "plain")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    # ?token=/?code= values never reach a log line (apps/core/logredact.py; the servers' own
-    # access loggers get the same filter in CoreConfig.ready()).
-    "filters": {"redact_secrets": {"()": "apps.core.logredact.RedactSecretsFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s %(request_id)s %(user_id)s %(room_id)s %(node_id)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",
+        },
+    },
+    "filters": {
+        # ?token=/?code= values never reach a log line (apps/core/logredact.py; the servers' own
+        # access loggers get the same filter in CoreConfig.ready()).
+        "redact_secrets": {"()": "apps.core.logredact.RedactSecretsFilter"},
+        # The request id, user, room and node on every line (apps/core/requestlog.py).
+        "context": {"()": "apps.core.requestlog.LogContextFilter"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]}
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["redact_secrets", "context"],
+        }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

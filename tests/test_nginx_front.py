@@ -11,6 +11,7 @@ Without nginx the module fails (scripts/install-system-packages installs it)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import time
 from pathlib import Path
@@ -99,6 +100,46 @@ def test_rest_and_websocket_go_through_the_front_and_a_stopped_ws_node_drains(fr
         await close_all(*moved)
 
     run(scenario(), timeout=60)
+
+
+def test_a_client_cannot_write_its_address_or_request_id_through_the_front(front):
+    """nginx sets X-Forwarded-For and X-Request-ID on REST and on /ws/ alike: a client's own are
+    replaced (a location with headers of its own inherits none of the server's, so /ws/ once
+    passed the client's X-Forwarded-For through and uvicorn took its address from it)."""
+    base, _, dsn, cluster = front
+    api = Api(base)
+    owner = api.register("addrowner")
+    room = api.create_room(owner, "addresses")
+    spoofed = {"X-Forwarded-For": "203.0.113.9", "X-Request-ID": "client-chosen-id-1234"}
+
+    answer = httpx.get(f"{base}/healthz", headers=spoofed, timeout=10)
+    request_id = answer.headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id), request_id  # nginx's $request_id
+
+    async def scenario():
+        # From 127.0.0.2, which uvicorn does not trust (--forwarded-allow-ips 127.0.0.1), so the
+        # address it believes is the one nginx appended.
+        sock = await dial(
+            f"ws://{base.removeprefix('http://')}/ws/rooms/{room['id']}/?token={owner.access}",
+            label="spoofer",
+            subprotocols=[],
+            additional_headers=spoofed,
+            local_addr=("127.0.0.2", 0),
+        )
+        assert (await sock.next(10))["type"] == "hello"
+        await sock.send({"type": "playback", "playing": True})
+        await sock.expect("playback", 10)
+        await sock.close()
+
+    run(scenario(), timeout=30)
+    ip = db_scalar(
+        dsn, "SELECT ip FROM audit_auditevent WHERE action = 'playback.update' AND room_id = %s", room["id"]
+    )
+    assert str(ip) == "127.0.0.2", ip
+    # nginx's access log names the request by the same id, and writes no query string.
+    log = (cluster.tmp / "nginx" / "logs" / "access.log").read_text()
+    assert f" {request_id}" in log
+    assert owner.access not in log and "token=" not in log
 
 
 def test_a_node_started_again_gets_its_share_of_the_sockets_back(front):

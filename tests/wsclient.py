@@ -386,9 +386,11 @@ async def dial(
     via_query: bool = False,
     subprotocols: list[str] | None = None,
     compression: str | None = "deflate",
+    **connect_options: Any,
 ) -> WS:
     """Open a socket (no waiting for hello): bearer subprotocol, or ``?token=`` with ``via_query``.
-    Like a browser, the client offers per-message deflate unless ``compression=None``."""
+    Like a browser, the client offers per-message deflate unless ``compression=None``. Other
+    options go to ``websockets.connect`` (``additional_headers``, ``local_addr``...)."""
     if subprotocols is None:
         subprotocols = [SUBPROTOCOL] + ([f"bearer.{token}"] if token and not via_query else [])
     if via_query and token:
@@ -402,6 +404,7 @@ async def dial(
         max_size=None,
         ping_interval=None,
         compression=compression,
+        **connect_options,
     )
     return WS(conn, label)
 
