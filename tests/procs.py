@@ -234,29 +234,96 @@ class PrivateRedis:
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-def start_front(stack_tmp: Path, web_ports: list[int], ws_ports: list[int], *, port: int | None = None):
-    """nginx from the production template, unprivileged, in ``stack_tmp``, in front of the
-    servers on ``web_ports`` and ``ws_ports``, listening on ``port`` (a free one by default);
-    returns (port, context manager running it)."""
-    prefix = stack_tmp / "nginx"
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for ``localhost`` and 127.0.0.1 (EC P-256, valid two days) and its key, made
+    once per folder with the ``cryptography`` package the app already needs: (cert, key)."""
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    if cert_path.exists():
+        return cert_path, key_path
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
+def write_front_config(prefix: Path, values: dict[str, str]) -> Path:
+    """The production front's files in ``prefix``: nginx.conf rendered from the template with
+    ``values`` (``NGINX_PREFIX`` and, unless given, the TLS server on a free loopback port with a
+    self-signed certificate in ``prefix/tls`` are filled in), synctv-routes.conf beside it, the
+    logs/ and temp/ folders; checked with ``nginx -t``. Returns the nginx.conf path."""
     for folder in ("logs", "temp"):
         (prefix / folder).mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    conf = render_template(
-        (ROOT / "deploy/nginx/synctv.conf.template").read_text(),
-        {
-            "LISTEN_PORT": f"127.0.0.1:{port}",
-            "WEB_SERVERS": "\n".join(f"server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in web_ports),
-            "WS_SERVERS": "\n".join(f"server 127.0.0.1:{p} max_fails=0;" for p in ws_ports),
-            "NGINX_PREFIX": str(prefix),
-            "WORKER_PROCESSES": "1",
-        },
-    )
-    (prefix / "nginx.conf").write_text(conf)
-    check = subprocess.run(
-        [NGINX, "-t", "-p", str(prefix), "-c", str(prefix / "nginx.conf")], capture_output=True
-    )
+    cert, key = self_signed_certificate(prefix / "tls")
+    values = {
+        "NGINX_PREFIX": str(prefix),
+        "TLS_LISTEN": f"127.0.0.1:{free_port()}",
+        "TLS_CERT": str(cert),
+        "TLS_KEY": str(key),
+        **values,
+    }
+    conf = prefix / "nginx.conf"
+    conf.write_text(render_template((ROOT / "deploy/nginx/synctv.conf.template").read_text(), values))
+    shutil.copy(ROOT / "deploy/nginx/synctv-routes.conf", prefix / "synctv-routes.conf")
+    check = subprocess.run([NGINX, "-t", "-p", str(prefix), "-c", str(conf)], capture_output=True)
     assert check.returncode == 0, check.stderr.decode()
+    return conf
+
+
+def start_front(
+    stack_tmp: Path,
+    web_ports: list[int],
+    ws_ports: list[int],
+    *,
+    port: int | None = None,
+    tls_port: int | None = None,
+):
+    """nginx from the production template, unprivileged, in ``stack_tmp``, in front of the
+    servers on ``web_ports`` and ``ws_ports``, listening on ``port`` (a free one by default) and
+    with TLS on ``tls_port`` (its certificate: ``stack_tmp/nginx/tls/cert.pem``); returns (port,
+    context manager running it)."""
+    prefix = stack_tmp / "nginx"
+    port = port or free_port()
+    values = {
+        "LISTEN_PORT": f"127.0.0.1:{port}",
+        "WEB_SERVERS": "\n".join(f"server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in web_ports),
+        "WS_SERVERS": "\n".join(f"server 127.0.0.1:{p} max_fails=0;" for p in ws_ports),
+        "WORKER_PROCESSES": "1",
+    }
+    if tls_port:
+        values["TLS_LISTEN"] = f"127.0.0.1:{tls_port}"
+    write_front_config(prefix, values)
     command = f"{NGINX} -p {prefix} -c {prefix}/nginx.conf -g 'daemon off;'"
     return port, running(command, env={"PATH": "/usr/sbin:/usr/bin:/bin"}, log=stack_tmp / "nginx.log")
 

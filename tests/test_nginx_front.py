@@ -13,14 +13,17 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import socket
+import ssl
 import time
+import warnings
 from pathlib import Path
 
 import httpx
 import pytest
 import redis as redis_lib
 
-from tests.procs import NGINX, holds_a_socket, procfile_command, start_front, wait_http
+from tests.procs import NGINX, free_port, holds_a_socket, procfile_command, start_front, wait_http
 from tests.wsclient import Api, Cluster, PrivateRedis, close_all, db_scalar, dial, run, scratch_database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -44,14 +47,15 @@ def front(tmp_path_factory):
                 cluster.release()
                 web = cluster.start("web", command=procfile_command("web"), WEB_CONCURRENCY="1")
                 ws = cluster.start("ws1", "ws2", **NODE_ENV)
-                port, nginx = start_front(tmp, [n.port for n in web], [n.port for n in ws])
+                tls_port = free_port()
+                port, nginx = start_front(tmp, [n.port for n in web], [n.port for n in ws], tls_port=tls_port)
                 with nginx as proc:
                     base = f"http://127.0.0.1:{port}"
                     assert (
                         wait_http(f"{base}/healthz", proc=proc, log=tmp / "nginx.log", timeout=20).status_code
                         == 200
                     )
-                    yield base, ws, dsn, cluster
+                    yield base, ws, dsn, cluster, tls_port
             finally:
                 cluster.close()
     finally:
@@ -59,7 +63,7 @@ def front(tmp_path_factory):
 
 
 def test_rest_and_websocket_go_through_the_front_and_a_stopped_ws_node_drains(front):
-    base, (ws1, ws2), dsn, _ = front
+    base, (ws1, ws2), dsn, _, _ = front
     api = Api(base)
     owner = api.register("frontowner")
     room = api.create_room(owner, "behind the front")
@@ -106,7 +110,7 @@ def test_a_client_cannot_write_its_address_or_request_id_through_the_front(front
     """nginx sets X-Forwarded-For and X-Request-ID on REST and on /ws/ alike: a client's own are
     replaced (a location with headers of its own inherits none of the server's, so /ws/ once
     passed the client's X-Forwarded-For through and uvicorn took its address from it)."""
-    base, _, dsn, cluster = front
+    base, _, dsn, cluster, _ = front
     api = Api(base)
     owner = api.register("addrowner")
     room = api.create_room(owner, "addresses")
@@ -142,8 +146,59 @@ def test_a_client_cannot_write_its_address_or_request_id_through_the_front(front
     assert owner.access not in log and "token=" not in log
 
 
+def tls_context(cert: Path, version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(cert))
+    if version is not None:
+        context.minimum_version = context.maximum_version = version
+    return context
+
+
+def test_tls_12_and_13_through_the_front_with_hsts_and_websockets_and_nothing_older(front):
+    base, _, _, cluster, tls_port = front
+    cert = cluster.tmp / "nginx" / "tls" / "cert.pem"
+    tls_base = f"https://localhost:{tls_port}"
+
+    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        with socket.create_connection(("127.0.0.1", tls_port), timeout=5) as raw:
+            with tls_context(cert, version).wrap_socket(raw, server_hostname="localhost") as tls:
+                assert tls.version() == version.name.replace("_", "."), tls.version()
+
+    # TLS 1.1 (the client allowed to offer it at all): nginx answers with a protocol_version alert.
+    with warnings.catch_warnings():  # Python deprecates TLS 1.1 too: here it is the point
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old = tls_context(cert, ssl.TLSVersion.TLSv1_1)
+    old.set_ciphers("DEFAULT@SECLEVEL=0")
+    with socket.create_connection(("127.0.0.1", tls_port), timeout=5) as raw:
+        with pytest.raises(ssl.SSLError) as refused:
+            old.wrap_socket(raw, server_hostname="localhost")
+    assert refused.value.reason == "TLSV1_ALERT_PROTOCOL_VERSION", refused.value
+
+    # The app believes the front's X-Forwarded-Proto: over TLS it sends its own HSTS (with
+    # preload, which nginx's fallback lacks); over the plain server, none.
+    answer = httpx.get(f"{tls_base}/api/v1/users/me", verify=tls_context(cert), timeout=10)
+    assert answer.status_code == 401
+    assert "preload" in answer.headers["strict-transport-security"], answer.headers
+    assert "strict-transport-security" not in httpx.get(f"{base}/api/v1/users/me", timeout=10).headers
+
+    owner = Api(base).register("tlsowner")
+    room = Api(base).create_room(owner, "over tls")
+
+    async def scenario():
+        sock = await dial(
+            f"wss://localhost:{tls_port}/ws/rooms/{room['id']}/",
+            token=owner.access,
+            label="tls",
+            ssl=tls_context(cert),
+        )
+        assert (await sock.next(10))["type"] == "hello"
+        await sock.ping()
+        await sock.close()
+
+    run(scenario(), timeout=30)
+
+
 def test_a_node_started_again_gets_its_share_of_the_sockets_back(front):
-    base, nodes, _, cluster = front
+    base, nodes, _, cluster, _ = front
     # One node holds every socket: the other is stopped (the test above may have stopped it).
     if all(n.proc.poll() is None for n in nodes):
         nodes[0].signal(signal.SIGTERM)

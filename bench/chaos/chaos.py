@@ -30,7 +30,7 @@ import psycopg  # noqa: E402
 import redis as redis_lib  # noqa: E402
 import report  # noqa: E402
 
-from tests.procs import PrivateRedis, free_port, procfile_command, production_env, render_template  # noqa: E402
+from tests.procs import PrivateRedis, free_port, procfile_command, production_env, write_front_config  # noqa: E402
 from tests.tcpproxy import TcpProxy  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -270,8 +270,6 @@ class Chaos:
 
     def start_nginx(self) -> None:
         prefix = self.tmp / "nginx"
-        for d in ("logs", "temp"):
-            (prefix / d).mkdir(parents=True, exist_ok=True)
 
         def servers(role: str, options: str) -> str:
             return "\n        ".join(
@@ -286,12 +284,10 @@ class Chaos:
             # "down" and, once the other one restarts too, every connect got 502 "no live
             # upstreams" (first quick runs). A refused connect on loopback costs nothing: try it.
             "WS_SERVERS": servers("ws", "max_fails=0"),
-            "NGINX_PREFIX": str(prefix),
             "WORKER_PROCESSES": os.environ.get("NGINX_WORKERS", "1"),
         }
-        conf = render_template((ROOT / "deploy/nginx/synctv.conf.template").read_text(), values)
-        (prefix / "nginx.conf").write_text(conf)
-        (self.logs / "nginx.conf").write_text(conf)
+        conf = write_front_config(prefix, values)  # the load goes through the plain HTTP server
+        (self.logs / "nginx.conf").write_text(conf.read_text())
         self.nginx_prefix = prefix
         cmd = [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"]
         self.procs["nginx"] = Proc("nginx", cmd, self.env, self.logs / "nginx.log", self.nginx_port).start()
