@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +40,7 @@ from apps.rooms.handshake import (  # the close codes are read as consumers.CLOS
     CLOSE_UNAUTHORIZED,
     SUBPROTOCOL,
     Refused,
+    log_socket_closed,
     origin_of,
     protocol_offered,
     refusal_for,
@@ -67,6 +69,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     room = None
     actor = None
     claims = None
+    room_id = ""
     user_id = ""  # the verified token's subject, before ``user`` is loaded
     direct = None  # the hub's fast path to this socket's transport, if any (hub.direct_protocol)
     _closing = False
@@ -82,6 +85,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     _member: dict[str, Any] | None = None  # the hello's member, while connecting
     _verified: Any = None  # the verified access token, while connecting
     _churn: ratelimit.TokenBucket | None = None  # the connect allowance this socket took from
+    _opened = 0.0  # time.monotonic() at accept: the lifetime in its closing log line
 
     async def dispatch(self, message):
         # channels' AsyncConsumer.dispatch awaits aclose_old_connections() (a hop to the sync
@@ -151,6 +155,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             except Refused as refusal:
                 return await self._refuse(refusal)
             await self.accept(self._subprotocol())
+            self._opened = time.monotonic()
             self.direct = direct_protocol(self.base_send)  # extensions are known once accepted
             release_handshake(self.base_send, self.scope)
             await self._greet()
@@ -262,19 +267,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
         room = selectors.room_get(self.room_id)
         return room, selectors.room_actor(user=self.user, room=room, auth=self.claims)
 
-    def _user_ref(self) -> dict:
-        return user_ref(self.user)
-
-    def actor_role(self) -> str:
-        return greeting.actor_role(self.actor)
-
     def _presence_info(self, *, ready: bool) -> dict:
         user = self.user
         return {
             "user_id": user.pk,
             "username": user.public_name,
             "guest": user.is_guest,
-            "role": self.actor_role(),
+            "role": greeting.actor_role(self.actor),
             "ready": ready,
         }
 
@@ -284,6 +283,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await hub.unsubscribe(channel, self)
 
     async def disconnect(self, code) -> None:
+        log_socket_closed(self.room_id, self.user_id, self._opened, code)
         self._give_back_slot()
         for task in list(self._tasks or ()):
             task.cancel()
@@ -350,7 +350,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return await self.send_error("rate_limited", "You are sending emoji too fast.", message.ref)
         await hub.publish(
             realtime.room_channel(self.room.pk),
-            events.emoji(user=self._user_ref(), emoji=escape(message.emoji)),
+            events.emoji(user=user_ref(self.user), emoji=escape(message.emoji)),
         )
 
     async def on_playback(self, message: messages.Playback) -> None:
@@ -388,7 +388,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await hub.presence.set_info(self.room.pk, self.connection_id, self._presence_info(ready=ready))
         await hub.publish(
             realtime.room_channel(self.room.pk),
-            events.member_ready(user=self._user_ref(), ready=ready),
+            events.member_ready(user=user_ref(self.user), ready=ready),
         )
 
     async def _announce_ready_later(self, delay: float) -> None:

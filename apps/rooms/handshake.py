@@ -6,7 +6,9 @@ version it speaks, and raises ``Refused`` to turn a connect away (docs/api.md, "
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -114,3 +116,16 @@ def protocol_offered(scope: Mapping[str, Any]) -> str | None:
         if protocol in offered:
             return protocol
     return None
+
+
+socket_log = logging.getLogger("synctv.socket")
+
+
+def log_socket_closed(room_id: str, user_id: str, opened: float, code: Any) -> None:
+    """One line per socket lifetime (docs/operations.md, "Logs"): its room, its user, how long it
+    was open and the close code. A socket refused before its accept (``opened`` 0) has none."""
+    if not opened:
+        return
+    duration = round(time.monotonic() - opened, 1)
+    context = {"room_id": room_id, "user_id": user_id or "-", "duration_s": duration, "close_code": code}
+    socket_log.info("socket closed %s after %.1fs", code, duration, extra=context)
