@@ -3,7 +3,8 @@
 - :class:`AutoSchema` (``DEFAULT_SCHEMA_CLASS``) documents, on every operation, the errors the
   shared machinery can give whatever the view does: 400/413/415 for a body (malformed, too large,
   not JSON), 401/403 where a token is required (missing, invalid, revoked; banned, pending,
-  guest), 404 where the path names something, 429 where the API rate limit counts. Every error
+  guest), 404 where the path names something or a page is asked for, 429 where the API rate
+  limit counts. Every error
   answer, declared or added, has the one error body (:class:`ErrorSerializer`, docs/api.md "Errors").
 - :func:`paginated`, :func:`one_or_many` and :func:`nullable` describe the answers that are not
   a plain serializer: DRF's pages, "one movie or a list of them", "a movie or null".
@@ -125,11 +126,14 @@ class AutoSchema(openapi.AutoSchema):
             statuses += [400, 413, 415]
         if not self._anonymous_allowed():
             statuses += [401, 403]
-        if "{" in self.path:
-            statuses.append(404)
+        if "{" in self.path or self._paginated():
+            statuses.append(404)  # or, paginated, a page below 1 or past the last (DRF's "Invalid page")
         if view.get_throttles():
             statuses.append(429)
         return statuses
+
+    def _paginated(self) -> bool:
+        return any(getattr(p, "name", None) == PAGE_PARAMETER.name for p in self.get_override_parameters())
 
     def _anonymous_allowed(self) -> bool:
         """Open to anonymous callers, a bad token ignored (apps.accounts.authentication)."""
