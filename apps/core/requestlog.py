@@ -108,7 +108,10 @@ class LogContextFilter(logging.Filter):
     there is none), so a formatter can print them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id.get()
+        # Django logs a 4xx/5xx answer (``django.request``) after the middleware has returned:
+        # the request it passes along still knows its id.
+        request_id_of_record = getattr(getattr(record, "request", None), "request_id", None)
+        record.request_id = request_id.get() if request_id_of_record is None else request_id_of_record
         record.user_id = getattr(record, "user_id", None) or user_id.get()
         record.room_id = getattr(record, "room_id", None) or room_id.get()
         record.node_id = settings.SYNCTV_NODE_ID

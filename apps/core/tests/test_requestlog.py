@@ -117,6 +117,18 @@ def test_json_lines_carry_the_context_and_what_extra_added():
     assert (outside["request_id"], outside["user_id"]) == ("-", "-")
 
 
+def test_djangos_own_line_for_a_refused_request_carries_its_id():
+    """``django.request`` logs a 4xx after the middleware returned: the id still reaches it."""
+    answers = []
+
+    def emit():
+        answers.append(Client(raise_request_exception=False).get("/api/v1/users/me"))
+
+    [refused] = [line for line in json_lines(emit) if line["logger"] == "django.request"]
+    assert refused["message"] == "Unauthorized: /api/v1/users/me"
+    assert refused["request_id"] == answers[0]["X-Request-ID"]
+
+
 def test_the_context_is_gone_once_the_request_ended():
     Client().get("/healthz")
     assert requestlog.request_id.get() == "-" and requestlog.user_id.get() == "-"
