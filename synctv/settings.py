@@ -550,7 +550,7 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "apps.core.requestlog.JsonFormatter",
             "fmt": "%(levelname)s %(name)s %(message)s %(request_id)s %(user_id)s %(room_id)s %(node_id)s",
             "rename_fields": {"levelname": "level", "name": "logger"},
             "timestamp": "time",

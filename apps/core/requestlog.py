@@ -9,7 +9,8 @@ line carries that id, the user's id and this node's id (:class:`LogContextFilter
 status and milliseconds.
 
 With LOG_FORMAT=json (the default in production) each line is one JSON object
-(python-json-logger, configured in settings.LOGGING); development keeps plain readable lines.
+(:class:`JsonFormatter`, python-json-logger's, configured in settings.LOGGING); development keeps
+plain readable lines.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from contextvars import ContextVar
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
+from pythonjsonlogger import json as json_logging
+
+from apps.core.logredact import redact
 
 HEADER = "X-Request-ID"
 _META_KEY = "HTTP_X_REQUEST_ID"
@@ -116,3 +120,17 @@ class LogContextFilter(logging.Filter):
         record.room_id = getattr(record, "room_id", None) or room_id.get()
         record.node_id = settings.SYNCTV_NODE_ID
         return True
+
+
+class JsonFormatter(json_logging.JsonFormatter):
+    """python-json-logger's formatter, minus what could carry a secret. It writes every ``extra``
+    of a record, and Django's ``django.request`` passes the request itself, whose text holds the
+    full URL (``?key=``, ``?code=``...): that field is left out. Every other string value goes
+    through the same redaction as the plain lines (apps/core/logredact.py)."""
+
+    def process_log_record(self, log_data: dict) -> dict:
+        log_data.pop("request", None)
+        for key, value in log_data.items():
+            if isinstance(value, str):
+                log_data[key] = redact(value)
+        return super().process_log_record(log_data)

@@ -129,6 +129,22 @@ def test_djangos_own_line_for_a_refused_request_carries_its_id():
     assert refused["request_id"] == answers[0]["X-Request-ID"]
 
 
+def test_json_lines_never_carry_a_query_string_secret():
+    """``django.request`` passes the request object along; its text holds the whole URL."""
+
+    def emit():
+        Client(raise_request_exception=False).get("/api/v1/users/me?key=sekrit-reset-key&token=sekrit-token")
+        logging.getLogger("apps.anything").warning(
+            "see %s", "/x?code=sekrit-code", extra={"url": "/y?invite=sekrit-inv"}
+        )
+
+    lines = json_lines(emit)
+    assert any(line["logger"] == "django.request" for line in lines)
+    text = json.dumps(lines)
+    assert "sekrit" not in text, text
+    assert "[redacted]" in text
+
+
 def test_the_context_is_gone_once_the_request_ended():
     Client().get("/healthz")
     assert requestlog.request_id.get() == "-" and requestlog.user_id.get() == "-"
