@@ -62,9 +62,12 @@ def anchor_is_signed(anchor) -> bool:
         return False
 
 
-def verify_chain(*, batch_size: int = 2000) -> tuple[int, ChainBreak | None]:
+def verify_chain(
+    *, batch_size: int = 2000, head: tuple[int, str] | None = None
+) -> tuple[int, ChainBreak | None]:
     """Walk the chain in order, from the newest purge's anchor (or the first event). Returns
-    (events checked, first break or None)."""
+    (events checked, first break or None). With ``head`` (seq, hash), read before the walk, the
+    chain is checked up to it and events appended since are left alone."""
     from apps.audit.models import AuditAnchor, AuditChainHead, AuditEvent
 
     prev_hash, expected_seq, checked = GENESIS, 1, 0
@@ -74,8 +77,9 @@ def verify_chain(*, batch_size: int = 2000) -> tuple[int, ChainBreak | None]:
         if not anchor_is_signed(anchor):
             return 0, ChainBreak(anchor.seq, None, "the purge anchor's signature does not verify")
         prev_hash, expected_seq, last_seq = anchor.hash, anchor.seq + 1, anchor.seq
+    events = AuditEvent.objects.filter(seq__lte=head[0]) if head is not None else AuditEvent.objects.all()
     while True:
-        batch = list(AuditEvent.objects.filter(seq__gt=last_seq).order_by("seq")[:batch_size])
+        batch = list(events.filter(seq__gt=last_seq).order_by("seq")[:batch_size])
         if not batch:
             break
         for event in batch:
@@ -89,9 +93,10 @@ def verify_chain(*, batch_size: int = 2000) -> tuple[int, ChainBreak | None]:
                 return checked, ChainBreak(event.seq, event.pk, "content does not match its hash (edited)")
             prev_hash, expected_seq, last_seq = event.hash, expected_seq + 1, event.seq
             checked += 1
-    head = AuditChainHead.objects.filter(pk=1).first()
-    if head is not None and head.seq != last_seq:
-        return checked, ChainBreak(head.seq, None, f"the last {head.seq - last_seq} event(s) are missing")
-    if head is not None and head.hash != prev_hash:
+    if head is None:
+        head = AuditChainHead.objects.filter(pk=1).values_list("seq", "hash").first()
+    if head is not None and head[0] != last_seq:
+        return checked, ChainBreak(head[0], None, f"the last {head[0] - last_seq} event(s) are missing")
+    if head is not None and head[1] != prev_hash:
         return checked, ChainBreak(last_seq, None, "the chain head does not match the last event")
     return checked, None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
@@ -108,12 +108,16 @@ def purge_audit_log(*, before: datetime, origin: Origin, dry_run: bool = False) 
     the last one removed, so ``audit_verify`` checks the rest from there (docs/security.md, "The
     audit log"). The purge is itself audited, at the head of the chain. Refuses (ChainBroken) a
     chain that does not verify. With ``dry_run`` nothing changes."""
-    checked, broken = verify_chain()
+    # In UTC, as the database hands it back: the anchor's signature covers its text.
+    before = before.astimezone(UTC)
+    head = AuditChainHead.objects.filter(pk=HEAD_ID).values_list("seq", "hash").first()
+    # Up to the head read now: events appended meanwhile are not "missing".
+    checked, broken = verify_chain(head=head)
     if broken is not None:
         raise ChainBroken(f"{broken} ({checked} event(s) before it are intact)")
     with transaction.atomic():
-        # The head's row lock: no event is appended while the anchor is chosen and written.
-        AuditChainHead.objects.select_for_update().filter(pk=HEAD_ID).first()
+        # No lock of the chain's head here: the anchor names an old event, and deleting old rows
+        # does not touch the appends. audit_record takes the lock last, for its append only.
         last = AuditEvent.objects.filter(created_at__lt=before).order_by("-seq").first()
         if last is None:
             return Purge(purged=0, up_to_seq=None)

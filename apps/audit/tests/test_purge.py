@@ -85,6 +85,25 @@ def test_purge_removes_the_old_events_and_the_rest_still_verifies(aged_chain):
     assert "intact: 1 event(s)" in verify_output()
 
 
+def test_a_date_with_an_offset_is_kept_in_utc_and_the_anchor_still_verifies(aged_chain):
+    day = (timezone.now() - 30 * DAY).date().isoformat()
+    assert "purged 6 event(s)" in purge("--before", f"{day}T02:00:00+02:00")  # midnight UTC
+    assert AuditAnchor.objects.get().before.isoformat() == f"{day}T00:00:00+00:00"
+    assert "intact: 5 event(s)" in verify_output()
+    assert "nothing to purge" in purge("--before", f"{day}T05:30:00+05:30")  # the next one works too
+
+
+def test_the_check_before_a_purge_stops_at_the_head_it_read_first(aged_chain):
+    """A purge checks the chain up to the head it read before the walk: an event appended while
+    it walks is neither "missing" nor checked half-written."""
+    head = AuditChainHead.objects.values_list("seq", "hash").get()
+    audit_record(action=AuditAction.USER_UPDATE, origin=TEST_ORIGIN, details={"n": "late"})
+    assert verify_chain(head=head) == (10, None)
+    assert verify_chain() == (11, None)
+    AuditEvent.objects.filter(seq=4).update(details={"n": "edited"})
+    assert verify_chain(head=head)[1].seq == 4  # what it checks, it still checks
+
+
 def test_a_forged_or_deleted_anchor_or_a_deleted_row_after_it_breaks_the_chain(aged_chain):
     purge("--before", a_month_ago())
     anchor = AuditAnchor.objects.get()
