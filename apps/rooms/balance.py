@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 import weakref
 from collections.abc import Mapping
 
@@ -58,25 +59,39 @@ def surplus(mine: int, counts: Mapping[str, int]) -> int:
     return int(over)
 
 
-def report_and_read(node_id: str, mine: int) -> dict[str, int]:
+def report_and_read(node_id: str, mine: int, ttl: int) -> dict[str, int]:
     """Report this node's count and read every live ``ws`` node's (blocking: run on a thread)."""
     from apps.streaming import cluster
 
-    cluster.report_sockets(node_id, mine)
+    cluster.report_sockets(node_id, mine, ttl=ttl)
     counts = cluster.socket_counts()
-    if node_id in counts:
-        counts[node_id] = mine  # what was just written; the registry may not list us yet
+    counts[node_id] = mine  # what was just written, even if the registry does not list us yet
     return counts
+
+
+def established(socket: Subscriber) -> bool:
+    """Past its hello and not closing: a socket still connecting is never asked (the notice
+    would reach it before its hello, or not at all)."""
+    return (
+        bool(socket.connection_id)
+        and getattr(socket, "_pending", None) is None
+        and not getattr(socket, "_closing", False)
+    )
 
 
 class Balancer:
     def __init__(self, hub: RoomHub, node_id: str, interval: float, per_second: float) -> None:
+        from apps.streaming.cluster import NODE_TTL_SECONDS
+
         self.hub = hub
         self.node_id = node_id
         self.interval = interval
         self.per_round = max(1, int(per_second * interval))
         self.per_second = per_second
-        self.asked: weakref.WeakSet[Subscriber] = weakref.WeakSet()  # told to move, still here
+        self.ttl = max(NODE_TTL_SECONDS, int(3 * interval) + 1)  # a count outlives two rounds
+        # Told to move, until when (the notice's window plus KEEP_OPEN_MS): while still here they
+        # are "moving", then sockets like any other (a client that ignored the notice).
+        self.asked: weakref.WeakKeyDictionary[Subscriber, float] = weakref.WeakKeyDictionary()
         self.expected: int | None = None  # the count the last request should have brought us to
         self.wait_rounds = 0
         self.backoff = 1
@@ -93,25 +108,33 @@ class Balancer:
 
     async def round(self) -> int:
         """One round: report, compare, ask; how many sockets were asked to move."""
-        staying = [s for s in self.hub.local_subscribers() if s not in self.asked]
-        counts = await asyncio.to_thread(report_and_read, self.node_id, len(staying))
+        now = time.monotonic()
+        for socket, until in list(self.asked.items()):
+            if until <= now:
+                del self.asked[socket]
+        local = self.hub.local_subscribers()
+        moving = sum(1 for s in local if s in self.asked)
+        # The real count: a socket asked to move is here until it has moved.
+        counts = await asyncio.to_thread(report_and_read, self.node_id, len(local), self.ttl)
         if self.hub.shutting_down:
             return 0
         if self.expected is not None:
             # The round after a request only looks: the sockets asked are still moving, and the
             # other nodes' counts show their arrival only from their next report on.
-            self.learn(len(staying))
+            self.learn(len(local) - moving)
             return 0
         if self.wait_rounds:
             self.wait_rounds -= 1
             return 0
-        count = min(surplus(len(staying), counts), self.per_round, len(staying))
-        if not count:
+        candidates = [s for s in local if s not in self.asked and established(s)]
+        count = min(surplus(len(local), counts) - moving, self.per_round, len(candidates))
+        if count <= 0:
             return 0
-        chosen = random.sample(staying, count)
-        self.asked.update(chosen)
-        self.expected = len(staying) - count
+        chosen = random.sample(candidates, count)
         window_ms = max(500, int(1000 * count / self.per_second))
+        for socket in chosen:
+            self.asked[socket] = now + (window_ms + KEEP_OPEN_MS) / 1000
+        self.expected = len(local) - moving - count
         notice = events.server_shutdown(
             message=MOVE_MESSAGE,
             reconnect_after_ms=MOVE_AFTER_MS,
@@ -120,7 +143,7 @@ class Balancer:
             reason="rebalance",
         )
         await self.hub.send_text(chosen, realtime.encode(notice))
-        logger.info("balance: asked %d of %d socket(s) to move (nodes: %s)", count, len(staying), counts)
+        logger.info("balance: asked %d of %d socket(s) to move (nodes: %s)", count, len(local), counts)
         return count
 
     def learn(self, staying: int) -> None:

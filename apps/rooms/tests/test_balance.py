@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -70,21 +71,24 @@ def two_nodes(redis_client):
 @pytest.mark.redis
 def test_a_node_over_its_share_asks_a_random_surplus_to_move_and_closes_nothing(two_nodes):
     sockets = [Socket(n) for n in range(200)]
+    connecting = sockets[:10]
+    for s in connecting:
+        s._pending = []  # before its hello: never asked
     hub = hub_with(sockets)
     balancer = Balancer(hub, "bal-a", interval=1.0, per_second=60)
 
     assert asyncio.run(balancer.round()) == 60  # the surplus is 100; 60 a second, a round a second
     told = [s for s in sockets if s.frames]
-    assert len(told) == 60
+    assert len(told) == 60 and not any(s.frames for s in connecting)
     notice = told[0].frames[0]
     assert notice["type"] == "server_shutdown" and notice["reason"] == "rebalance"
     assert notice["drain_ms"] > notice["reconnect_window_ms"] == 1000
     assert all(s.frames == [notice] for s in told)
     assert cluster.socket_counts() == {"bal-a": 200, "bal-b": 0}
 
-    # The round after only looks; the sockets asked, still here, are no longer counted.
+    # The round after only looks. The sockets asked count until they have gone.
     assert asyncio.run(balancer.round()) == 0
-    assert cluster.socket_counts() == {"bal-a": 140, "bal-b": 0}
+    assert cluster.socket_counts() == {"bal-a": 200, "bal-b": 0}
 
     # They moved and the other node reported them: 140 vs 60, so 40 more are asked, none twice.
     for s in told:
@@ -98,6 +102,37 @@ def test_a_node_over_its_share_asks_a_random_surplus_to_move_and_closes_nothing(
     cluster.report_sockets("bal-b", 100)
     assert asyncio.run(balancer.round()) == 0  # even
     assert cluster.socket_counts() == {"bal-a": 100, "bal-b": 100}
+
+
+@pytest.mark.redis
+def test_while_asked_sockets_are_still_here_only_the_rest_of_the_surplus_is_asked(two_nodes):
+    sockets = [Socket(n) for n in range(200)]
+    hub = hub_with(sockets)
+    balancer = Balancer(hub, "bal-a", interval=1.0, per_second=30)
+    assert asyncio.run(balancer.round()) == 30
+    assert asyncio.run(balancer.round()) == 0  # looks
+    # None has moved yet: 200 here, 30 of them moving, the surplus 100: 70 are left to ask.
+    assert asyncio.run(balancer.round()) == 30
+    assert asyncio.run(balancer.round()) == 0
+    assert asyncio.run(balancer.round()) == 30
+    assert asyncio.run(balancer.round()) == 0
+    assert asyncio.run(balancer.round()) == 10  # 100 in all, not one more
+    assert asyncio.run(balancer.round()) == 0
+    assert asyncio.run(balancer.round()) == 0
+
+
+@pytest.mark.redis
+def test_a_socket_that_ignored_the_notice_counts_as_any_other_once_its_window_passed(two_nodes, monkeypatch):
+    sockets = [Socket(n) for n in range(100)]
+    hub = hub_with(sockets)
+    balancer = Balancer(hub, "bal-a", interval=1.0, per_second=100)
+    assert asyncio.run(balancer.round()) == 50
+    assert asyncio.run(balancer.round()) == 0  # looks: nobody moved, the count did not fall
+    assert len(balancer.asked) == 50
+    later = time.monotonic() + balance.KEEP_OPEN_MS / 1000 + 5
+    monkeypatch.setattr(balance.time, "monotonic", lambda: later)
+    assert asyncio.run(balancer.round()) == 50  # asked again: the same surplus, anyone may be picked
+    assert len(balancer.asked) == 50
 
 
 @pytest.mark.redis
