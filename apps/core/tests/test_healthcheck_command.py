@@ -60,6 +60,16 @@ def test_url_asks_a_running_servers_readyz(live_server):
     assert report["checks"]["database"]["ok"] is True
 
 
+def test_host_is_the_host_header_sent(live_server):
+    """A production server answers only the names in ALLOWED_HOSTS: --host sends one of them."""
+    with override_settings(ALLOWED_HOSTS=["synctv.example"]):
+        with pytest.raises(CommandError, match="answered 400") as refused:
+            healthcheck("--url", live_server.url)
+        assert refused.value.returncode == 2
+        report = json.loads(healthcheck("--url", live_server.url, "--host", "synctv.example", "--json"))
+    assert report["status"] == "ok"
+
+
 def test_a_server_that_does_not_answer_or_answers_something_else_is_exit_2(live_server):
     with pytest.raises(CommandError, match="could not ask") as refused:
         healthcheck("--url", f"http://127.0.0.1:{free_port()}", "--timeout", "2")

@@ -24,11 +24,15 @@ class Command(BaseCommand):
             "--url",
             help="a running server's base address, e.g. http://127.0.0.1:8000: its /readyz decides",
         )
+        parser.add_argument(
+            "--host",
+            help="the Host header to send with --url (one of ALLOWED_HOSTS; by default the URL's own)",
+        )
         parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for --url (5)")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
-    def handle(self, *args: Any, url: str | None, timeout: float, **options: Any) -> None:
-        checks = self._ask(url, timeout) if url else run_checks()
+    def handle(self, *args: Any, url: str | None, host: str | None, timeout: float, **options: Any) -> None:
+        checks = self._ask(url, host, timeout) if url else run_checks()
         failed = sorted(name for name, check in checks.items() if not check.get("ok"))
         if options["json"]:
             self.stdout.write(
@@ -43,10 +47,10 @@ class Command(BaseCommand):
             # SystemExit, not CommandError: the output above already names what failed.
             raise SystemExit(1)
 
-    def _ask(self, url: str, timeout: float) -> dict[str, dict]:
+    def _ask(self, url: str, host: str | None, timeout: float) -> dict[str, dict]:
         address = url.rstrip("/") + "/readyz"
         try:
-            response = httpx.get(address, timeout=timeout)
+            response = httpx.get(address, timeout=timeout, headers={"Host": host} if host else None)
         except httpx.HTTPError as exc:
             raise CommandError(f"could not ask {address}: {exc}", returncode=2) from exc
         try:
