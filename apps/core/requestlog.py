@@ -19,7 +19,7 @@ import logging
 import re
 import time
 import uuid
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
@@ -33,7 +33,6 @@ _LOOKS_LIKE_AN_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
 
 request_id: ContextVar[str] = ContextVar("synctv_request_id", default="-")
 user_id: ContextVar[str] = ContextVar("synctv_user_id", default="-")
-room_id: ContextVar[str] = ContextVar("synctv_room_id", default="-")
 
 request_logger = logging.getLogger("synctv.request")
 
@@ -61,49 +60,49 @@ class RequestLogMiddleware:
     def __call__(self, request):
         if iscoroutinefunction(self):
             return self.__acall__(request)
-        started, tokens = self._begin(request)
+        started, token = self._begin(request)
         try:
             response = self.get_response(request)
             return self._end(request, response, started)
         finally:
-            _reset(tokens)
+            _reset(token)
 
     async def __acall__(self, request):
-        started, tokens = self._begin(request)
+        started, token = self._begin(request)
         try:
             response = await self.get_response(request)
             return self._end(request, response, started)
         finally:
-            _reset(tokens)
+            _reset(token)
 
-    def _begin(self, request) -> tuple[float, list]:
+    def _begin(self, request) -> tuple[float, Token]:
         request.request_id = incoming_id(request.META)
-        return time.perf_counter(), [(request_id, request_id.set(request.request_id))]
+        return time.perf_counter(), request_id.set(request.request_id)
 
     def _end(self, request, response, started: float):
         response[HEADER] = request.request_id
         user = getattr(request, "user", None)  # DRF sets it on the HttpRequest too
         who = str(user.pk) if user is not None and user.is_authenticated else "-"
         user_id.set(who)
+        duration_ms = (time.perf_counter() - started) * 1000
         request_logger.info(
             "%s %s %s %.1fms",
             request.method,
             request.path,
             response.status_code,
-            (time.perf_counter() - started) * 1000,
+            duration_ms,
             extra={
                 "method": request.method,
                 "path": request.path,
                 "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                "duration_ms": round(duration_ms, 1),
             },
         )
         return response
 
 
-def _reset(tokens: list) -> None:
-    for var, token in reversed(tokens):
-        var.reset(token)
+def _reset(token: Token) -> None:
+    request_id.reset(token)
     user_id.set("-")
 
 
@@ -117,7 +116,7 @@ class LogContextFilter(logging.Filter):
         request_id_of_record = getattr(getattr(record, "request", None), "request_id", None)
         record.request_id = request_id.get() if request_id_of_record is None else request_id_of_record
         record.user_id = getattr(record, "user_id", None) or user_id.get()
-        record.room_id = getattr(record, "room_id", None) or room_id.get()
+        record.room_id = getattr(record, "room_id", None) or "-"  # a socket's line passes its own
         record.node_id = settings.SYNCTV_NODE_ID
         return True
 

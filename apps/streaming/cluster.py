@@ -166,10 +166,10 @@ def report_sockets(node_id: str, count: int, *, ttl: int = NODE_TTL_SECONDS) -> 
     call_redis(lambda client: client.set(_sockets_key(node_id), count, ex=ttl))
 
 
-def socket_counts() -> dict[str, int]:
-    """Sockets per live ``ws`` node; a live node that has not reported yet (just started) holds
-    none. Raises RedisUnavailable."""
-    ids = sorted({n.id for n in live_nodes() if n.role == "ws"})
+def socket_counts(nodes: list[NodeInfo] | None = None) -> dict[str, int]:
+    """Sockets per live ``ws`` node (of ``nodes``, when the caller has just listed them); a live
+    node that has not reported yet (just started) holds none. Raises RedisUnavailable."""
+    ids = sorted({n.id for n in (live_nodes() if nodes is None else nodes) if n.role == "ws"})
     if not ids or get_redis() is None:
         return dict.fromkeys(ids, 0)
     values = call_redis(lambda client: client.mget([_sockets_key(i) for i in ids]))

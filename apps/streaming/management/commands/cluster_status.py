@@ -19,7 +19,7 @@ from apps.streaming.ring import HashRing
 def cluster_snapshot() -> dict[str, Any]:
     """Nodes, ring and publishers as plain data. Raises RedisUnavailable."""
     nodes = cluster.live_nodes()
-    sockets = cluster.socket_counts()  # per ws node (apps.rooms.balance keeps them even)
+    sockets = cluster.socket_counts(nodes)  # per ws node (apps.rooms.balance keeps them even)
     # The ring that elects: over the nodes running a relay (pulled streams; a pushed stream
     # waits for its streamer and is elected nowhere).
     ring = HashRing(sorted({n.id for n in nodes if n.role == "relay"}))
