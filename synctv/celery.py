@@ -2,9 +2,10 @@
 
 import logging
 import os
+import time
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import before_task_publish, task_postrun, task_prerun, worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synctv.settings")
 
@@ -27,6 +28,39 @@ def _leave_cluster(**_: object) -> None:
     from apps.streaming.cluster import stop_heartbeat
 
     stop_heartbeat("worker")
+
+
+# /metrics (docs/operations.md, "Metrics"): each task's outcome, run time, and time in the queue
+# (from a header stamped at publish; a task published by an older client has none).
+_started: dict[str, float] = {}
+
+
+@before_task_publish.connect
+def _stamp_published(headers: dict | None = None, **_: object) -> None:
+    if headers is not None:
+        headers.setdefault("published_at", time.time())
+
+
+@task_prerun.connect
+def _task_started(task_id: str = "", task: object = None, **_: object) -> None:
+    from apps.core import metrics
+
+    _started[task_id] = time.perf_counter()
+    published_at = getattr(getattr(task, "request", None), "published_at", None)
+    if isinstance(published_at, int | float):
+        queued = max(0.0, time.time() - published_at)
+        metrics.TASK_QUEUED_SECONDS.labels(task.name).observe(queued)  # type: ignore[attr-defined]
+
+
+@task_postrun.connect
+def _task_finished(task_id: str = "", task: object = None, state: str | None = None, **_: object) -> None:
+    from apps.core import metrics
+
+    name = getattr(task, "name", "unknown")
+    started = _started.pop(task_id, None)
+    if started is not None:
+        metrics.TASK_SECONDS.labels(name).observe(time.perf_counter() - started)
+    metrics.TASKS.labels(name, (state or "unknown").lower()).inc()
 
 
 # Jobs that run every second (the live-stream failover sweep) would put three INFO lines a second

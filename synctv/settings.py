@@ -150,7 +150,7 @@ INSTALLED_APPS = [
 # Session, cookie login and messages are only for browser requests (pages, the admin): the JSON
 # API authenticates bearer tokens in DRF and skips them (apps/core/middleware.py).
 MIDDLEWARE = [
-    "apps.core.requestlog.RequestLogMiddleware",  # X-Request-ID and the request's log line
+    "apps.core.requestlog.RequestLogMiddleware",  # X-Request-ID, the request's log line and metrics
     # Outermost but for the two around it: a request is tried again from here after a
     # transient database failure, and a database outage answers 503 (apps/core/dbfaults.py).
     "django.middleware.security.SecurityMiddleware",
@@ -595,6 +595,19 @@ for _network in METRICS_ALLOWED_NETWORKS:
         ipaddress.ip_network(_network.strip(), strict=False)
     except ValueError as _exc:  # refuse to start rather than answer 500 on every /readyz
         raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {_network!r} is not a network") from _exc
+
+# Prometheus metrics at /metrics (docs/operations.md, "Metrics"). METRICS_ENABLE=false stops the
+# request series and answers /metrics 404. Processes that share PROMETHEUS_MULTIPROC_DIR (one
+# per host: gunicorn's workers, the ws nodes, the Celery worker) add up in one scrape; production
+# keeps it under SYNCTV_VAR_DIR. It is put in the environment here, before anything imports
+# prometheus_client, which reads it once at import (apps/core/metrics.py refuses to run otherwise).
+METRICS_ENABLE = env.bool("METRICS_ENABLE", default=True)
+METRICS_DIR = env.str(
+    "PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "metrics") if PRODUCTION and METRICS_ENABLE else ""
+)
+if METRICS_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
+    Path(METRICS_DIR).mkdir(parents=True, exist_ok=True)
 
 # Live streams (docs/streaming.md): where streamers publish (shown in publish_url), and who may
 # call /internal/rtmp/...: the RTMP server, with RTMP_CALLBACK_SECRET as ``?secret=`` (nginx-rtmp

@@ -4,11 +4,12 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from apps.accounts.api import JWKSView
-from apps.core import errors, health
+from apps.core import errors, health, metrics
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path(".well-known/jwks.json", JWKSView.as_view(), name="well-known-jwks"),
     path("api/v1/", include("apps.accounts.urls")),
     path("api/v1/", include("apps.rooms.urls")),

@@ -172,7 +172,17 @@ _DRF_CODES: list[tuple[type[Exception], str]] = [
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
-    """DRF's EXCEPTION_HANDLER: every API error leaves in the one format."""
+    """DRF's EXCEPTION_HANDLER: every API error leaves in the one format. A 401 counts in
+    /metrics as an authentication failure, by its code."""
+    response = _error_response(exc, context)
+    if response is not None and response.status_code == 401:
+        from apps.core import metrics  # it imports this module
+
+        metrics.auth_failed(response.data["error"]["code"]).inc()
+    return response
+
+
+def _error_response(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApplicationError):
         return Response(
             error_body(exc.code, exc.message, exc.details), status=exc.status, headers=exc.headers

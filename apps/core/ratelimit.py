@@ -29,6 +29,7 @@ from django.http import HttpRequest
 from django_ratelimit import core as ratelimit_core
 from rest_framework.throttling import BaseThrottle
 
+from apps.core import metrics
 from apps.core.errors import RateLimited
 from apps.core.net import address_key, client_ip
 from apps.core.redis import REDIS_DOWN_ERRORS, redis_breaker
@@ -181,6 +182,7 @@ def take(*, limit: str, key: str) -> Usage | None:
     Returns the usage (None when limits are off) for ``give_back``."""
     usage = _count(limit=limit, key=key)
     if usage is not None and usage.over:
+        metrics.rate_limited(limit).inc()
         raise RateLimited(usage.retry_after)
     return usage
 
@@ -228,7 +230,10 @@ class ApiRateThrottle(BaseThrottle):
     def allow_request(self, request: Request, view: APIView) -> bool:
         usage = _count(limit="api", key=ip_key(client_ip(request)))
         self._wait = usage.retry_after if usage else None
-        return not (usage and usage.over)
+        if usage and usage.over:
+            metrics.rate_limited("api").inc()
+            return False
+        return True
 
     def wait(self) -> int | None:
         return self._wait
@@ -271,12 +276,14 @@ MAX_SOCKETS_PER_USER_ROOM = 5
 
 
 class TokenBucket:
-    """Burst ``capacity``, refilled at ``rate`` per second."""
+    """Burst ``capacity``, refilled at ``rate`` per second. A named bucket (an allowance of
+    SOCKET_ALLOWANCES) counts its refusals in /metrics."""
 
-    __slots__ = ("capacity", "rate", "stamp", "tokens")
+    __slots__ = ("capacity", "name", "rate", "stamp", "tokens")
 
-    def __init__(self, capacity: float, rate: float) -> None:
+    def __init__(self, capacity: float, rate: float, name: str = "") -> None:
         self.capacity, self.rate, self.tokens, self.stamp = capacity, rate, capacity, monotonic()
+        self.name = name
 
     def take(self) -> bool:
         now = monotonic()
@@ -285,6 +292,8 @@ class TokenBucket:
         if self.tokens >= 1:
             self.tokens -= 1
             return True
+        if self.name:
+            metrics.rate_limited(self.name).inc()
         return False
 
     def wait(self) -> float:
@@ -321,7 +330,7 @@ class LocalBuckets:
 def socket_bucket(name: str) -> TokenBucket:
     """A new bucket with the allowance ``name`` (for a limit per socket, held by the socket)."""
     allowance = SOCKET_ALLOWANCES[name]
-    return TokenBucket(allowance.burst, allowance.per_second)
+    return TokenBucket(allowance.burst, allowance.per_second, name)
 
 
 class LocalSlots:

@@ -44,8 +44,11 @@ def _checked(kind: str, ident: str) -> str:
     return ident
 
 
+ROOM_CHANNEL_PREFIX = "synctv:room:"
+
+
 def room_channel(room_id: str) -> str:
-    return f"synctv:room:{_checked('room', room_id)}"
+    return f"{ROOM_CHANNEL_PREFIX}{_checked('room', room_id)}"
 
 
 def user_channel(user_id: str) -> str:

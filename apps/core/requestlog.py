@@ -84,7 +84,11 @@ class RequestLogMiddleware:
         user = getattr(request, "user", None)  # DRF sets it on the HttpRequest too
         who = str(user.pk) if user is not None and user.is_authenticated else "-"
         user_id.set(who)
-        duration_ms = (time.perf_counter() - started) * 1000
+        seconds = time.perf_counter() - started
+        from apps.core import metrics  # not at import: LOGGING loads this module before the apps
+
+        metrics.observe_request(request, response.status_code, seconds)
+        duration_ms = seconds * 1000
         request_logger.info(
             "%s %s %s %.1fms",
             request.method,

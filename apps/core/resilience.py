@@ -43,12 +43,14 @@ class CircuitBreaker:
         self._failures = 0
         self._successes = 0
         self._opened_at = 0.0
+        self._observer: Callable[[str, str], None] | None = None  # set by ``register``
 
     @property
     def state(self) -> str:
         with self._lock:
             if self._state == self.OPEN and self._clock() - self._opened_at >= self.reset_timeout:
-                self._state, self._successes = self.HALF_OPEN, 0
+                self._move(self.HALF_OPEN)
+                self._successes = 0
             return self._state
 
     def call(self, fn: Callable[[], T]) -> T:
@@ -80,7 +82,8 @@ class CircuitBreaker:
         with self._lock:
             self._failures += 1
             if self._state == self.HALF_OPEN or self._failures >= self.failure_threshold:
-                self._state, self._opened_at, self._failures = self.OPEN, self._clock(), 0
+                self._move(self.OPEN)
+                self._opened_at, self._failures = self._clock(), 0
 
     def record_success(self) -> None:
         if self._state == self.CLOSED and not self._failures:
@@ -90,19 +93,31 @@ class CircuitBreaker:
             if self._state == self.HALF_OPEN:
                 self._successes += 1
                 if self._successes >= self.success_threshold:
-                    self._state = self.CLOSED
+                    self._move(self.CLOSED)
 
     def reset(self) -> None:
         with self._lock:
-            self._state, self._failures, self._successes = self.CLOSED, 0, 0
+            self._move(self.CLOSED)
+            self._failures, self._successes = 0, 0
+
+    def _move(self, state: str) -> None:
+        """Change state (the lock held) and tell the observer: /metrics shows each change."""
+        changed, self._state = state != self._state, state
+        if changed and self._observer is not None:
+            self._observer(self.name, state)
 
 
 _registered: dict[str, CircuitBreaker] = {}
 
 
 def register(breaker: CircuitBreaker) -> CircuitBreaker:
-    """A breaker the process runs on (not a test's): ``/readyz`` names its state."""
+    """A breaker the process runs on (not a test's): ``/readyz`` names its state, and
+    ``/metrics`` shows it as ``synctv_breaker_state``."""
+    from apps.core import metrics
+
     _registered[breaker.name] = breaker
+    breaker._observer = metrics.breaker_changed
+    metrics.breaker_changed(breaker.name, breaker.state)
     return breaker
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,7 +28,7 @@ from apps.permissions.flags import Perm
 from apps.permissions.rules import RoomActor
 from apps.rooms import greeting, messages, roster, selectors, services
 from apps.rooms.dbthreads import database_sync_to_async
-from apps.rooms.frames import release_handshake
+from apps.rooms.frames import CountedSends, release_handshake
 from apps.rooms.handshake import (  # the close codes are read as consumers.CLOSE_* too
     CLOSE_FORBIDDEN,
     CLOSE_INTERNAL_ERROR,
@@ -44,6 +43,7 @@ from apps.rooms.handshake import (  # the close codes are read as consumers.CLOS
     origin_of,
     protocol_offered,
     refusal_for,
+    socket_opened,
     take_connect_allowance,
     token_from,
     verified_token,
@@ -59,7 +59,7 @@ logger = logging.getLogger(__name__)
 MEMBER_EVENTS = frozenset({"member_joined", "member_left", "member_updated", "member_ready"})
 
 
-class RoomConsumer(AsyncWebsocketConsumer):
+class RoomConsumer(CountedSends, AsyncWebsocketConsumer):
     # No channel layer per socket: the hub carries room and user events (see module docstring).
     channel_layer_alias = "__room_hub_only__"
 
@@ -155,7 +155,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             except Refused as refusal:
                 return await self._refuse(refusal)
             await self.accept(self._subprotocol())
-            self._opened = time.monotonic()
+            self._opened = socket_opened()
             self.direct = direct_protocol(self.base_send)  # extensions are known once accepted
             release_handshake(self.base_send, self.scope)
             await self._greet()
@@ -166,10 +166,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         for a socket that is refused for its token's form, its churn or its count."""
         if hub.shutting_down:
             raise Refused(CLOSE_SERVICE_RESTART, "This server is restarting; reconnect shortly.")
-        raw = self._token()
-        if not raw:
-            raise Refused(CLOSE_UNAUTHORIZED, "No token: send a bearer.<token> subprotocol.")
-        self._verified = await verified_token(raw)
+        self._verified = await verified_token(self._token())  # no token: Refused (4401) too
         # Only the claims the permission layer reads (selectors.room_actor): the token object,
         # with its raw text and every claim, was ~1.3 KiB held by every idle socket.
         self.claims = {"token_type": self._verified.get("token_type"), "rid": self._verified.get("rid")}
@@ -283,7 +280,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await hub.unsubscribe(channel, self)
 
     async def disconnect(self, code) -> None:
-        log_socket_closed(self.room_id, self.user_id, self._opened, code)
+        self._opened = log_socket_closed(self.room_id, self.user_id, self._opened, code)
         self._give_back_slot()
         for task in list(self._tasks or ()):
             task.cancel()

@@ -27,6 +27,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from apps.core import metrics
+
 try:
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
     from websockets.frames import Frame, Opcode
@@ -123,3 +125,27 @@ def writable_now(proto) -> bool:
         and not conn.expect_continuation_frame
         and not proto.transport.is_closing()
     )
+
+
+def event_type(text: str) -> str:
+    """The ``type`` of an event as ``realtime.encode`` writes it (first, so no parse is needed),
+    for /metrics; ``other`` for anything else."""
+    if text.startswith('{"type":"'):
+        end = text.find('"', 9, 48)
+        if end > 9:
+            return text[9:end]
+    return "other"
+
+
+def count_sent(text: str, sockets: int = 1) -> None:
+    metrics.sent(event_type(text)).inc(sockets)
+
+
+class CountedSends:
+    """A consumer's own text frames (its hello, replies, errors) counted in /metrics by type; the
+    hub counts what it writes to many sockets at once (``RoomHub.send_many``)."""
+
+    async def send(self, text_data=None, bytes_data=None, close=False):
+        if text_data is not None:
+            count_sent(text_data)
+        await super().send(text_data, bytes_data, close)  # type: ignore[misc]

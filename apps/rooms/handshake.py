@@ -13,9 +13,11 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
+from django.conf import settings
+
 from apps.accounts.keystore import KeysNotLoaded, keystore
 from apps.accounts.selectors import verify_access_token
-from apps.core import ratelimit
+from apps.core import metrics, ratelimit
 from apps.core.context import Origin
 from apps.core.errors import ApplicationError, ServiceDegraded, UserBanned
 from apps.rooms import roster
@@ -60,11 +62,14 @@ def token_from(scope: Mapping[str, Any]) -> str | None:
     return values[0] if values else None
 
 
-async def verified_token(raw: str) -> Any:
+async def verified_token(raw: str | None) -> Any:
     """The access token, its signature and claims checked (``verify_access_token``): on the event
     loop, as the key store holds the keys; on a database thread when they have to be read first.
     Whether it is revoked, and its user, come later in the connect's one database call.
-    Raises Refused (4401)."""
+    Raises Refused (4401), also when there is no token."""
+    if not raw:
+        metrics.auth_failed("not_authenticated").inc()
+        raise Refused(CLOSE_UNAUTHORIZED, "No token: send a bearer.<token> subprotocol.")
     try:
         try:
             with keystore.offline():
@@ -77,11 +82,13 @@ async def verified_token(raw: str) -> Any:
 
 def refusal_for(exc: ApplicationError) -> Refused:
     """How a connect is turned away when its token's check raised ``exc``: a banned account with
-    4403, a database outage with 1013 (the token may be fine: come back later), else 4401."""
-    if isinstance(exc, UserBanned):
-        return Refused(CLOSE_FORBIDDEN, "This account is banned.")
+    4403, a database outage with 1013 (the token may be fine: come back later), else 4401.
+    All but the outage count as authentication failures in /metrics, by the error's code."""
     if isinstance(exc, ServiceDegraded):  # ``cause``: the page shows its "degraded" banner
         return Refused(CLOSE_TRY_AGAIN_LATER, exc.message, cause=exc.code)
+    metrics.auth_failed(exc.code).inc()
+    if isinstance(exc, UserBanned):
+        return Refused(CLOSE_FORBIDDEN, "This account is banned.")
     return Refused(CLOSE_UNAUTHORIZED, exc.message)
 
 
@@ -100,6 +107,7 @@ def take_connect_allowance(user_id: str, room_id: str) -> tuple[ratelimit.TokenB
             retry_after=math.ceil(churn.wait()),
         )
     if not ratelimit.socket_slots.take(key):
+        metrics.rate_limited("ws_sockets").inc()
         raise Refused(
             CLOSE_TOO_MANY_SOCKETS,
             f"This room is already open in {ratelimit.MAX_SOCKETS_PER_USER_ROOM} windows or tabs of "
@@ -121,11 +129,21 @@ def protocol_offered(scope: Mapping[str, Any]) -> str | None:
 socket_log = logging.getLogger("synctv.socket")
 
 
-def log_socket_closed(room_id: str, user_id: str, opened: float, code: Any) -> None:
+def socket_opened() -> float:
+    """An accepted socket: counted in /metrics (``synctv_ws_sockets``). Its start, for the line
+    ``log_socket_closed`` writes."""
+    metrics.WS_SOCKETS.labels(settings.SYNCTV_NODE_ID).inc()
+    return time.monotonic()
+
+
+def log_socket_closed(room_id: str, user_id: str, opened: float, code: Any) -> float:
     """One line per socket lifetime (docs/operations.md, "Logs"): its room, its user, how long it
-    was open and the close code. A socket refused before its accept (``opened`` 0) has none."""
+    was open and the close code. A socket refused before its accept (``opened`` 0) has none.
+    Returns 0.0, the socket's new ``opened``: a second call neither logs nor uncounts again."""
     if not opened:
-        return
+        return 0.0
+    metrics.WS_SOCKETS.labels(settings.SYNCTV_NODE_ID).dec()
     duration = round(time.monotonic() - opened, 1)
     context = {"room_id": room_id, "user_id": user_id or "-", "duration_s": duration, "close_code": code}
     socket_log.info("socket closed %s after %.1fs", code, duration, extra=context)
+    return 0.0

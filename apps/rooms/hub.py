@@ -36,6 +36,7 @@ import itertools
 import json
 import logging
 import operator
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -45,10 +46,10 @@ from django.conf import settings
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from apps.core import events, realtime
+from apps.core import events, metrics, realtime
 from apps.rooms.batching import Batcher
 from apps.rooms.dbthreads import database_sync_to_async
-from apps.rooms.frames import DIRECT_WRITES, direct_protocol, text_frame, write_direct
+from apps.rooms.frames import DIRECT_WRITES, count_sent, direct_protocol, text_frame, write_direct
 from apps.rooms.greeting import current_playback_event, readings
 from apps.rooms.presence import (
     HEARTBEAT_SECONDS,
@@ -205,6 +206,8 @@ class RoomHub:
         subs = self.channels[channel]
         first = not subs
         subs.add(subscriber)
+        if first and channel.startswith(realtime.ROOM_CHANNEL_PREFIX):
+            metrics.WS_ROOMS.labels(settings.SYNCTV_NODE_ID).inc()
         if not self._listening():
             return
         if first:
@@ -228,6 +231,8 @@ class RoomHub:
         subs.discard(subscriber)
         if not subs:
             del self.channels[channel]
+            if channel.startswith(realtime.ROOM_CHANNEL_PREFIX):
+                metrics.WS_ROOMS.labels(settings.SYNCTV_NODE_ID).dec()
             self.rosters.drop(channel)
             readings.invalidate(channel)
             if self._listening():
@@ -279,9 +284,12 @@ class RoomHub:
         await self.dispatch(channel, realtime.encode(event))
 
     async def dispatch(self, channel: str, text: str) -> None:
+        """Deliver an event read off Redis to this node's sockets on ``channel``; its time, from
+        here to the last socket written, goes to /metrics (``synctv_ws_fanout_seconds``)."""
         subs = self.channels.get(channel)
         if not subs:
             return
+        started = time.perf_counter()
         try:
             event = json.loads(text)
         except ValueError:
@@ -299,6 +307,7 @@ class RoomHub:
                 logger.exception("subscriber failed on %s", event.get("type"))
         if wanted:
             await self.send_many(wanted, {"type": "websocket.send", "text": text})
+            metrics.WS_FANOUT.observe(time.perf_counter() - started)
 
     async def send_text(self, subscribers: list[Subscriber], text: str) -> None:
         await self.send_many(subscribers, {"type": "websocket.send", "text": text})
@@ -308,6 +317,8 @@ class RoomHub:
         every socket that takes it directly (apps.rooms.frames: ``direct_protocol``,
         ``writable_now``); the others go through ``send_asgi``."""
         text = message.get("text")
+        if text is not None:
+            count_sent(text, len(subscribers))
         if text is None or not DIRECT_WRITES:
             return await self.send_asgi(subscribers, message)
         try:

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
+from apps.core import metrics
+
 MAX_FRAME_BYTES = 64 * 1024
 MAX_CHAT_CHARS = 2000
 
@@ -160,10 +162,22 @@ def _no_constants(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
-def parse(
-    text: str | None, raw_bytes: bytes | None = None
-) -> Ping | Chat | Emoji | Playback | Sync | Ready | Members:
-    """Parse one client frame. Raises BadMessage with a human message (and the ref if any)."""
+Parsed = Ping | Chat | Emoji | Playback | Sync | Ready | Members
+
+
+def parse(text: str | None, raw_bytes: bytes | None = None) -> Parsed:
+    """Parse one client frame. Raises BadMessage with a human message (and the ref if any).
+    Counted in /metrics by type, ``invalid`` for a refused frame."""
+    try:
+        message = _parse(text, raw_bytes)
+    except BadMessage:
+        metrics.received("invalid").inc()
+        raise
+    metrics.received(message.type).inc()
+    return message
+
+
+def _parse(text: str | None, raw_bytes: bytes | None) -> Parsed:
     if text is None:
         raise BadMessage("Binary frames are not accepted; send JSON text.")
     if len(text) > MAX_FRAME_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:

@@ -12,7 +12,7 @@ from rest_framework.fields import DateTimeField
 
 from apps.accounts.models import User
 from apps.audit.actions import AuditAction
-from apps.core import copies, events, realtime, rows
+from apps.core import copies, events, metrics, realtime, rows
 from apps.core.context import Origin
 from apps.core.errors import Conflict, InvalidInput
 from apps.permissions.flags import Perm
@@ -124,7 +124,17 @@ def playback_update(
             rate=state.rate,
             version=state.version,
         )
+    metrics.PLAYBACK_CHANGES.labels(_change_kind(movie_id, playing, position)).inc()
     return state
+
+
+def _change_kind(movie_id: Any, playing: bool | Unset, position: float | Unset) -> str:
+    """One word for /metrics: movie, play, pause, seek or rate (the first that applies)."""
+    if movie_id is not UNSET:
+        return "movie"
+    if playing is not UNSET:
+        return "play" if playing else "pause"
+    return "rate" if position is UNSET else "seek"
 
 
 def _json_state(view: dict[str, Any]) -> dict[str, Any]:
