@@ -24,7 +24,17 @@ import pytest
 import redis as redis_lib
 
 from tests.procs import NGINX, free_port, holds_a_socket, procfile_command, start_front, wait_http
-from tests.wsclient import Api, Cluster, PrivateRedis, close_all, db_scalar, dial, run, scratch_database
+from tests.wsclient import (
+    PASSWORD,
+    Api,
+    Cluster,
+    PrivateRedis,
+    close_all,
+    db_scalar,
+    dial,
+    run,
+    scratch_database,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -138,6 +148,17 @@ def test_a_client_cannot_write_its_address_or_request_id_through_the_front(front
     run(scenario(), timeout=30)
     ip = db_scalar(
         dsn, "SELECT ip FROM audit_auditevent WHERE action = 'playback.update' AND room_id = %s", room["id"]
+    )
+    assert str(ip) == "127.0.0.2", ip
+    # REST alike. The login's audited address comes from the same ``client_ip`` as the rate
+    # limits' key (``ratelimit.ip_key``), so the spoofed header cannot choose that key either.
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=10) as client:
+        login = {"username": owner.username, "password": PASSWORD}
+        assert client.post(f"{base}/api/v1/auth/login", json=login, headers=spoofed).status_code == 200
+    ip = db_scalar(
+        dsn,
+        "SELECT ip FROM audit_auditevent WHERE action = 'auth.login' AND user_id = %s ORDER BY seq DESC LIMIT 1",
+        owner.id,
     )
     assert str(ip) == "127.0.0.2", ip
     # nginx's access log names the request by the same id, and writes no query string.

@@ -178,7 +178,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if response is not None and response.status_code == 401:
         from apps.core import metrics  # it imports this module
 
-        metrics.auth_failed(response.data["error"]["code"]).inc()
+        error = response.data.get("error") if isinstance(response.data, dict) else None
+        metrics.auth_failed(error.get("code", "unknown") if isinstance(error, dict) else "unknown").inc()
     return response
 
 
