@@ -3,6 +3,7 @@
 import logging
 import os
 import time
+from datetime import datetime
 
 from celery import Celery
 from celery.signals import before_task_publish, task_postrun, task_prerun, worker_ready, worker_shutdown
@@ -31,14 +32,16 @@ def _leave_cluster(**_: object) -> None:
 
 
 # /metrics (docs/operations.md, "Metrics"): each task's outcome, run time, and time in the queue
-# (from a header stamped at publish; a task published by an older client has none).
+# (from a header stamped at each publish, a retry's included; a task published by an older client
+# has none). A task held back on purpose (``countdown``, ``eta``: a mail's retry) is queued from
+# its due time on.
 _started: dict[str, float] = {}
 
 
 @before_task_publish.connect
 def _stamp_published(headers: dict | None = None, **_: object) -> None:
     if headers is not None:
-        headers.setdefault("published_at", time.time())
+        headers["published_at"] = time.time()
 
 
 @task_prerun.connect
@@ -46,10 +49,21 @@ def _task_started(task_id: str = "", task: object = None, **_: object) -> None:
     from apps.core import metrics
 
     _started[task_id] = time.perf_counter()
-    published_at = getattr(getattr(task, "request", None), "published_at", None)
+    request = getattr(task, "request", None)
+    published_at = getattr(request, "published_at", None)
     if isinstance(published_at, int | float):
-        queued = max(0.0, time.time() - published_at)
-        metrics.TASK_QUEUED_SECONDS.labels(task.name).observe(queued)  # type: ignore[attr-defined]
+        due = max(published_at, _eta_seconds(getattr(request, "eta", None)))
+        metrics.TASK_QUEUED_SECONDS.labels(task.name).observe(max(0.0, time.time() - due))  # type: ignore[attr-defined]
+
+
+def _eta_seconds(eta: object) -> float:
+    """A task's ``eta`` (an ISO 8601 time, or a datetime) as a Unix time; 0 without one."""
+    if isinstance(eta, str):
+        try:
+            eta = datetime.fromisoformat(eta)
+        except ValueError:
+            return 0.0
+    return eta.timestamp() if isinstance(eta, datetime) else 0.0
 
 
 @task_postrun.connect

@@ -7,14 +7,14 @@ import os
 
 
 def on_starting(server) -> None:
-    """Before the workers: forget the /metrics files of processes of an earlier run, so the
-    directory does not grow from run to run (apps/core/metricsfiles.py). Loading the settings puts
-    PROMETHEUS_MULTIPROC_DIR in the environment the workers inherit."""
+    """Before the workers: fold the /metrics files of the processes of an earlier run into the
+    totals (apps/core/metricsfiles.py). Loading the settings puts PROMETHEUS_MULTIPROC_DIR in the
+    environment the workers inherit."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synctv.settings")
     from django.conf import settings
 
     if settings.METRICS_DIR:
         from apps.core import metricsfiles
 
-        removed = metricsfiles.forget_dead(everything=True)
-        server.log.info("metrics: %d file(s) of stopped processes removed", removed)
+        handled = metricsfiles.tidy()
+        server.log.info("metrics: %d file(s) of stopped processes folded or removed", handled)

@@ -172,15 +172,22 @@ _DRF_CODES: list[tuple[type[Exception], str]] = [
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
-    """DRF's EXCEPTION_HANDLER: every API error leaves in the one format. A 401 counts in
-    /metrics as an authentication failure, by its code."""
+    """DRF's EXCEPTION_HANDLER: every API error leaves in the one format. A 401, or an account
+    refused for what it is (banned, awaiting approval), counts in /metrics as an authentication
+    failure, by its code, as the WebSocket's refusals do (apps/rooms/handshake.py)."""
     response = _error_response(exc, context)
-    if response is not None and response.status_code == 401:
+    if response is None or response.status_code not in (401, 403):
+        return response
+    error = response.data.get("error") if isinstance(response.data, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    if response.status_code == 401 or code in ACCOUNT_REFUSALS:
         from apps.core import metrics  # it imports this module
 
-        error = response.data.get("error") if isinstance(response.data, dict) else None
-        metrics.auth_failed(error.get("code", "unknown") if isinstance(error, dict) else "unknown").inc()
+        metrics.auth_failed(code if isinstance(code, str) else "unknown").inc()
     return response
+
+
+ACCOUNT_REFUSALS = frozenset({UserBanned.code, AccountPending.code})
 
 
 def _error_response(exc: Exception, context: dict) -> Response | None:

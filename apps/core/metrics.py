@@ -40,10 +40,15 @@ from apps.core import metricsfiles
 from apps.core.errors import error_body
 from apps.core.operators import is_operator
 
-if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and values.ValueClass is values.MutexValue:
+if settings.METRICS_DIR and values.ValueClass is values.MutexValue:
     # prometheus_client chose in-memory values when it was imported, before the setting: each
     # process would answer with only its own numbers. Fail loudly instead.
     raise ImproperlyConfigured("prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was set")
+if settings.METRICS_DIR:
+    # A dead process that had this id left its live gauges: start from nothing, here and in
+    # every process forked from this one (Celery's pool).
+    metricsfiles.forget_live_gauges(os.getpid())
+    os.register_at_fork(after_in_child=lambda: metricsfiles.forget_live_gauges(os.getpid()))
 
 # Seconds: a request is a few ms; a fan-out ~1 ms for a few sockets, tens of ms for thousands.
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -164,14 +169,18 @@ def observe_request(request, status: int, seconds: float) -> None:
 # --- the endpoint -----------------------------------------------------------------------------------
 
 
-def registry() -> CollectorRegistry:
-    """This process's metrics, or with PROMETHEUS_MULTIPROC_DIR those of every process on it."""
-    if metricsfiles.directory() is None:
-        return REGISTRY
-    metricsfiles.forget_dead()  # a node killed with SIGKILL leaves its sockets gauge behind
-    found = CollectorRegistry()
-    multiprocess.MultiProcessCollector(found)
-    return found
+def exposition(encode) -> bytes:
+    """This process's metrics, or with PROMETHEUS_MULTIPROC_DIR those of every process on the
+    host: the files of processes that ended are folded first (a node killed with SIGKILL leaves
+    its sockets gauge behind), under the lock that keeps another scrape from folding mid-read."""
+    folder = metricsfiles.directory()
+    if folder is None:
+        return encode(REGISTRY)
+    with metricsfiles.locked(folder):
+        metricsfiles.tidy_unlocked(folder)
+        found = CollectorRegistry()
+        multiprocess.MultiProcessCollector(found)
+        return encode(found)
 
 
 @never_cache
@@ -186,4 +195,4 @@ def metrics_view(request):
         return JsonResponse(body, status=403)
     # The format the scraper asks for (OpenMetrics, text 1.0.0), else Prometheus text 0.0.4.
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
-    return HttpResponse(encode(registry()), content_type=content_type)
+    return HttpResponse(exposition(encode), content_type=content_type)

@@ -101,10 +101,17 @@ class CircuitBreaker:
             self._failures, self._successes = 0, 0
 
     def _move(self, state: str) -> None:
-        """Change state (the lock held) and tell the observer: /metrics shows each change."""
+        """Change state (the lock held) and tell the observer: /metrics shows each change. Open
+        turns half-open when it is next asked; a process that stops asking (an idle worker) would
+        show "open" long after, so a timer asks for it once the reset timeout has passed."""
         changed, self._state = state != self._state, state
-        if changed and self._observer is not None:
-            self._observer(self.name, state)
+        if not changed or self._observer is None:
+            return
+        self._observer(self.name, state)
+        if state == self.OPEN:
+            timer = threading.Timer(self.reset_timeout + 0.01, lambda: self.state)
+            timer.daemon = True
+            timer.start()
 
 
 _registered: dict[str, CircuitBreaker] = {}

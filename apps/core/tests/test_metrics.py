@@ -11,6 +11,8 @@ import sys
 import pytest
 from django.test import Client, override_settings
 from prometheus_client import REGISTRY
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from apps.accounts.tasks import purge_expired_sessions
 from apps.accounts.tests.factories import make_user
@@ -62,6 +64,16 @@ def test_another_address_needs_the_token():
     assert_error(get("203.0.113.5", HTTP_AUTHORIZATION=f"Bearer {TOKEN}x"), 403, "permission_denied")
     assert_error(get("203.0.113.5", HTTP_AUTHORIZATION=f"Basic {TOKEN}"), 403, "permission_denied")
     assert get("203.0.113.5", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").status_code == 200
+
+
+@override_settings(TRUSTED_PROXY_COUNT=1)
+def test_a_client_at_the_port_cannot_claim_loopback_through_x_forwarded_for():
+    """Behind a declared proxy X-Forwarded-For is believed from any peer: the peer must be in the
+    networks too, or a client that reaches the node's port directly would be an operator."""
+    assert_error(get("203.0.113.5", HTTP_X_FORWARDED_FOR="127.0.0.1"), 403, "permission_denied")
+    # Through the front on loopback: the client it names decides.
+    assert_error(get("127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.5"), 403, "permission_denied")
+    assert get("127.0.0.1", HTTP_X_FORWARDED_FOR="127.0.0.1").status_code == 200
 
 
 @override_settings(METRICS_ALLOWED_NETWORKS=["10.0.0.0/8"])
@@ -205,35 +217,65 @@ def test_celery_task_outcome_and_run_time():
 # --- the multi-process files ----------------------------------------------------------------------
 
 
-def test_forget_dead_removes_live_gauges_of_stopped_processes_and_keeps_their_counters(tmp_path, monkeypatch):
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    dead = subprocess.run(
+def a_dead_pid() -> int:
+    ended = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
-    dead_pid, live_pid = int(dead.stdout), os.getpid()
-    names = [
-        "counter_{}.db",
-        "histogram_{}.db",
-        "gauge_livesum_{}.db",
-        "gauge_livemax_{}.db",
-        "gauge_max_{}.db",
-    ]
-    for pid in (dead_pid, live_pid):
-        for name in names:
-            (tmp_path / name.format(pid)).write_bytes(b"")
-    (tmp_path / "notes.txt").write_text("not ours")
-
-    assert metricsfiles.forget_dead() == 2
-    left = {p.name for p in tmp_path.iterdir()}
-    assert f"gauge_livesum_{dead_pid}.db" not in left and f"gauge_livemax_{dead_pid}.db" not in left
-    assert {f"counter_{dead_pid}.db", f"histogram_{dead_pid}.db", f"gauge_max_{dead_pid}.db"} <= left
-
-    assert metricsfiles.forget_dead(everything=True) == 3
-    assert {p.name for p in tmp_path.iterdir()} == {name.format(live_pid) for name in names} | {"notes.txt"}
+    return int(ended.stdout)
 
 
-def test_forget_dead_without_the_directory_does_nothing(monkeypatch, tmp_path):
+def write(folder, kind: str, pid: int | str, value: float, name: str = "synctv_test") -> None:
+    """One value as a process in multi-process mode writes it (prometheus_client's own format)."""
+    store = MmapedDict(str(folder / f"{kind}_{pid}.db"))
+    sample = f"{name}_total" if kind == "counter" else name
+    store.write_value(mmap_key(name, sample, ["kind"], ["x"], "test"), value, 0.0)
+    store.close()
+
+
+def totals(folder) -> dict[str, float]:
+    collector = MultiProcessCollector(None, path=str(folder))
+    return {s.name: s.value for m in collector.collect() for s in m.samples}
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_a_stopped_process_counters_are_folded_and_its_live_gauges_removed(folder):
+    dead, live = a_dead_pid(), os.getpid()
+    write(folder, "counter", dead, 3)
+    write(folder, "counter", live, 4)
+    write(folder, "counter", "archive", 10)
+    write(folder, "gauge_livesum", dead, 7, "synctv_open")
+    write(folder, "gauge_livesum", live, 2, "synctv_open")
+    write(folder, "gauge_max", dead, 5, "synctv_other")
+    before = totals(folder)
+    assert before["synctv_test_total"] == 17 and before["synctv_open"] == 9
+
+    assert metricsfiles.tidy() == 2
+    after = totals(folder)
+    # The total never goes down (no counter reset for Prometheus); the dead socket count goes.
+    assert after["synctv_test_total"] == 17 and after["synctv_open"] == 2
+    left = {p.name for p in folder.iterdir()}
+    assert f"counter_{dead}.db" not in left and f"gauge_livesum_{dead}.db" not in left
+    assert {"counter_archive.db", f"counter_{live}.db", f"gauge_max_{dead}.db"} <= left
+    assert metricsfiles.tidy() == 0
+
+
+def test_a_process_starts_without_the_live_gauges_of_an_earlier_one_with_its_id(folder):
+    pid = os.getpid()
+    write(folder, "gauge_livesum", pid, 1500, "synctv_open")
+    write(folder, "gauge_livemax", pid, 2, "synctv_state")
+    write(folder, "counter", pid, 3)
+    metricsfiles.forget_live_gauges(pid)
+    assert {p.name for p in folder.iterdir()} == {f"counter_{pid}.db"}
+
+
+def test_without_the_directory_there_is_nothing_to_tidy(monkeypatch, tmp_path):
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    assert metricsfiles.forget_dead(everything=True) == 0
+    assert metricsfiles.tidy() == 0
+    metricsfiles.forget_live_gauges(os.getpid())
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "missing"))
-    assert metricsfiles.forget_dead(everything=True) == 0
+    assert metricsfiles.tidy() == 0

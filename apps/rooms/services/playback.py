@@ -99,6 +99,7 @@ def playback_update(
         now = timezone.now()
         # Materialise where the room is now, then apply the change from there.
         state.position = state.position_at(now)
+        kind = _change_kind(movie_id if movie_id != state.movie_id else UNSET, playing, position)
         if movie_id is not UNSET and movie_id != state.movie_id:
             _change_movie(actor, room, state, movie_id)
         if playing is not UNSET:
@@ -124,12 +125,13 @@ def playback_update(
             rate=state.rate,
             version=state.version,
         )
-    metrics.PLAYBACK_CHANGES.labels(_change_kind(movie_id, playing, position)).inc()
+    metrics.PLAYBACK_CHANGES.labels(kind).inc()
     return state
 
 
 def _change_kind(movie_id: Any, playing: bool | Unset, position: float | Unset) -> str:
-    """One word for /metrics: movie, play, pause, seek or rate (the first that applies)."""
+    """One word for /metrics: movie, play, pause, seek or rate (the first that applies;
+    ``movie_id`` UNSET when the movie stays)."""
     if movie_id is not UNSET:
         return "movie"
     if playing is not UNSET:
