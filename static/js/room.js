@@ -9,7 +9,7 @@ import { $, initAccountNav, toast } from "./common.js";
 import { serviceDegraded } from "./degraded.js";
 import { applyParts } from "./perms.js";
 import { RoomSocket, socketUrl } from "./socket.js";
-import { localNow } from "./sync.js";
+import { CLOCK, localNow } from "./sync.js";
 import { addChat, chatParts, showReaction } from "./room/chat.js";
 import { showJoin } from "./room/join.js";
 import { loadMembers, loadMembersSoon, membersParts, renderMembers, updateMember } from "./room/members.js";
@@ -65,11 +65,15 @@ function applyPlayback(state) {
 let pingTimer = 0;
 function startPings() {
   clearTimeout(pingTimer);
-  let burst = 6;
+  // A burst first: the clock trusts its estimate after CLOCK.trustAfter samples (static/js/sync.js);
+  // then one a second for a minute, while the estimate tightens; then one every 3 s.
+  let burst = CLOCK.trustAfter - 1;
+  const started = performance.now();
   const ping = () => {
     if (!S.socket || !S.socket.open) return;
     S.socket.send({ type: "ping", t: localNow() });
-    pingTimer = setTimeout(ping, burst-- > 0 ? 150 : 3000);
+    const next = burst-- > 0 ? 150 : performance.now() - started < 60000 ? 1000 : 3000;
+    pingTimer = setTimeout(ping, next);
   };
   ping();
 }

@@ -1,38 +1,56 @@
 // Keeping a <video> on the room's clock (docs/architecture.md, "A playback change, end to end").
 //
-// Clock: every ping carries our send time; the pong carries the server's time. A sample's offset
-// is server_time - (sent + received) / 2 and its error is at most half its round trip, so of the
-// last KEEP samples we trust the one with the lowest round trip (NTP's rule, Jellyfin's too).
-//
+// Clock (docs/web.md, "The clock"): every ping carries our send time, the pong the server's time
+// (whole ms). A pong proves the server's clock read serverTime at some moment between our send
+// and our receipt, so the offset (server - local) lies in [serverTime - received, serverTime + 1
+// - sent] whatever the network did. Every sample of the last CLOCK.windowMs gives such an
+// interval, widened by the drift two clocks may have had since (CLOCK.driftPpm); the offset is
+// the middle of their intersection. The lowest upward and the lowest downward delay bound it
+// from each side, so jitter and spikes only make samples count less, and a route change keeps
+// the old samples valid. An empty intersection (the server's clock stepped, another node's clock)
+// drops the oldest samples until the rest agree.
+// Its error: the intersection's half-width is a hard bound, but it includes the path's fixed
+// latency, which no clock sync can tell from an offset. With symmetric paths the middle is much
+// closer: `error` estimates how close, from how well the best samples agree (the spacing of the
+// best bounds of each direction, half the spread of the lowest-round-trip samples' own
+// estimates, a share of the hard bound) plus the server's 1 ms, and stays at the hard bound until
+// CLOCK.trustAfter samples (the connect's burst). tests/test_browser_clock.py checks it against
+// generated ping series with a known offset (jitter, spikes, a route change).
+
 // Room position: the state's position is where the room was at its server_time, so the room is
 // now at position + (server now - server_time) * rate while playing.
 //
 // Drift (player - room), in bands (BANDS; docs/web.md says why these):
-//   |drift| < 25 ms          leave it: under a frame at 40 fps, below what people notice,
-//                            and two viewers inside it are at most 50 ms apart;
-//   25 ms .. 400 ms          nudge the playback rate, proportional to the drift
-//                            (drift / 0.5 s, at most ±10 %), until |drift| < 8 ms: no jump,
-//                            no stall, audio keeps its pitch (the browser time-stretches);
-//   >= 400 ms                seek, aiming ahead by the time seeks take here (learned), since a
+//   |drift| < 12 ms          leave it: two viewers inside it are at most 24 ms apart, under a
+//                            frame at 30 fps; or less than the clock's error, whichever is more
+//                            (the drift may be the clock's own);
+//   12 ms .. 400 ms          nudge the playback rate, proportional to the drift
+//                            (drift / 0.5 s, at most ±10 %; 2.4 % at 12 ms), until |drift| < 4 ms:
+//                            no jump, no stall, audio keeps its pitch (the browser time-stretches);
+//   >= 400 ms (+ the clock's error)  seek, aiming ahead by the time seeks take here (learned), since a
 //                            rate nudge would need seconds. A viewer who keeps stalling is not
 //                            seeked more than once per cool-down (grows while seeks keep failing).
 // A buffering viewer waits (no chasing while the element is starved) and catches up when it
 // plays again: its stall never changes the room's state, so it never drags the others.
 
 export const BANDS = Object.freeze({
-  ignore: 0.025, settle: 0.008, seek: 0.4, maxNudge: 0.1, tau: 0.5,
+  ignore: 0.012, settle: 0.004, seek: 0.4, maxNudge: 0.1, tau: 0.5,
 });
-const KEEP = 8;
+export const CLOCK = Object.freeze({
+  windowMs: 300000, keep: 64, driftPpm: 100, trustAfter: 9, best: 6, gapFactor: 3, spreadShare: 0.75,
+  widthShare: 0.05, stampMs: 1,
+});
 const TICK_MS = 100;
 const START_SETTLE_MS = 1000;
 
 export const localNow = () => performance.timeOrigin + performance.now();
 
 export class Clock {
-  constructor(keep = KEEP) {
-    this.keep = keep;
+  constructor(options = {}) {
+    this.options = { ...CLOCK, ...options };
     this.samples = [];
     this.offset = 0;
+    this.error = Infinity; // ms: how far `offset` may be from the truth (see above)
     this.rtt = null;
   }
 
@@ -44,11 +62,47 @@ export class Clock {
   sample(sentAt, receivedAt, serverTime) {
     const rtt = receivedAt - sentAt;
     if (!Number.isFinite(rtt) || !Number.isFinite(serverTime) || rtt < 0 || rtt > 30000) return;
-    this.samples.push({ rtt, offset: serverTime - (sentAt + receivedAt) / 2 });
-    if (this.samples.length > this.keep) this.samples.shift();
-    const best = this.samples.reduce((a, b) => (b.rtt < a.rtt ? b : a));
-    this.offset = best.offset;
-    this.rtt = best.rtt;
+    const o = this.options;
+    this.samples.push({
+      at: receivedAt, rtt, lo: serverTime - receivedAt, hi: serverTime + o.stampMs - sentAt,
+      own: serverTime + o.stampMs / 2 - (sentAt + receivedAt) / 2,
+    });
+    while (this.samples.length > o.keep || receivedAt - this.samples[0].at > o.windowMs) this.samples.shift();
+    this.solve(receivedAt);
+  }
+
+  // Each sample's interval at `now` (widened by the drift since): the lower bounds highest
+  // first, the upper bounds lowest first. The intersection is [lo[0], hi[0]].
+  bounds(now) {
+    const widen = this.options.driftPpm * 1e-6;
+    const lo = [], hi = [];
+    for (const s of this.samples) {
+      const w = (now - s.at) * widen;
+      lo.push(s.lo - w);
+      hi.push(s.hi + w);
+    }
+    return { lo: lo.sort((x, y) => y - x), hi: hi.sort((x, y) => x - y) };
+  }
+
+  solve(now) {
+    let b = this.bounds(now);
+    while (b.lo[0] > b.hi[0] && this.samples.length > 1) { // they disagree: forget the oldest
+      this.samples.shift();
+      b = this.bounds(now);
+    }
+    const o = this.options, hard = (b.hi[0] - b.lo[0]) / 2;
+    this.offset = (b.lo[0] + b.hi[0]) / 2;
+    this.rtt = Math.min(...this.samples.map((s) => s.rtt));
+    if (this.samples.length < o.trustAfter) { this.error = hard; return; }
+    // How far the best bound of each side may be from the path's own minimum: the spacing of
+    // the best ones (the second and third best, halved, count too, so two lucky close samples
+    // do not make it look tight).
+    const gap = Math.max(b.lo[0] - b.lo[1], b.hi[1] - b.hi[0], (b.lo[0] - b.lo[2]) / 2, (b.hi[2] - b.hi[0]) / 2);
+    const best = [...this.samples].sort((x, y) => x.rtt - y.rtt).slice(0, o.best);
+    const spread = Math.max(...best.map((s) => Math.abs(s.own - this.offset)));
+    this.error = Math.min(
+      hard, Math.max((o.gapFactor * gap) / 2, o.spreadShare * spread, o.widthShare * hard) + o.stampMs,
+    );
   }
 
   now() { return localNow() + this.offset; }
@@ -61,10 +115,13 @@ export function roomPosition(state, serverNow) {
 }
 
 // What to do about `drift` seconds (player minus room). `nudging`: a nudge is under way.
-export function correction(drift, roomRate, nudging, bands = BANDS) {
-  const size = Math.abs(drift);
-  if (size >= bands.seek) return { action: "seek", rate: roomRate, nudging: false };
-  if (!(nudging ? size > bands.settle : size > bands.ignore)) return { action: "none", rate: roomRate, nudging: false };
+// `uncertainty` (seconds): the clock's error; a drift inside it may be the clock's, not the
+// player's, so it is never chased, and no seek is made on a drift the clock cannot vouch for.
+export function correction(drift, roomRate, nudging, bands = BANDS, uncertainty = 0) {
+  const size = Math.abs(drift), u = Number.isFinite(uncertainty) ? Math.max(0, uncertainty) : bands.seek;
+  if (size >= bands.seek + u) return { action: "seek", rate: roomRate, nudging: false };
+  const ignore = Math.max(bands.ignore, u), settle = Math.max(bands.settle, u / 2);
+  if (!(nudging ? size > settle : size > ignore)) return { action: "none", rate: roomRate, nudging: false };
   const k = Math.max(-bands.maxNudge, Math.min(bands.maxNudge, drift / bands.tau));
   return { action: "nudge", rate: roomRate * (1 - k), nudging: true };
 }
@@ -231,7 +288,7 @@ export class Follower {
       this.pendingSeek = null;
     }
     if (this.waiting && v.readyState < 3) { this.report(drift); return; }
-    const c = correction(drift, st.rate, this.nudging);
+    const c = correction(drift, st.rate, this.nudging, BANDS, this.clock.error / 1000);
     // After a change someone made, anything over 100 ms is met with a seek too: the picture
     // jumped anyway, and a nudge would take a second or more. The same for the first second of
     // play after a start (joined, resumed, new video): a slow device starts late and stutters, a
@@ -258,6 +315,8 @@ export class Follower {
 
   report(drift) {
     this.drift = drift;
-    this.onStats({ drift, rate: this.video.playbackRate, rtt: this.clock.rtt, nudging: this.nudging });
+    this.onStats({
+      drift, rate: this.video.playbackRate, rtt: this.clock.rtt, clockError: this.clock.error, nudging: this.nudging,
+    });
   }
 }

@@ -167,16 +167,21 @@ function renderTime(preview) {
 }
 
 let lastSyncRender = 0;
-function renderSyncInfo({ drift, rate, rtt }) {
+// The viewer's own diagnostics: how far their player is from the room (± what the clock may be
+// off by), the correction under way, the best round trip to the server.
+function renderSyncInfo({ drift, rate, rtt, clockError }) {
   const el = $("[data-sync-info]");
   const now = performance.now();
   if (drift !== null && Number.isFinite(drift)) el.dataset.driftMs = (drift * 1000).toFixed(1);
+  if (Number.isFinite(clockError)) el.dataset.clockErrorMs = clockError.toFixed(1);
   if (now - lastSyncRender < 500) return;
   lastSyncRender = now;
   const parts = [];
+  const within = Number.isFinite(clockError) ? ` ± ${Math.max(1, Math.round(clockError))}` : "";
   if (drift !== null && Number.isFinite(drift)) {
     const ms = Math.round(drift * 1000);
-    parts.push(Math.abs(drift) < BANDS.ignore ? `in sync (${ms >= 0 ? "+" : ""}${ms} ms)` : `${ms > 0 ? "ahead" : "behind"} ${Math.abs(ms)} ms`);
+    const still = Math.max(BANDS.ignore, (clockError || 0) / 1000);
+    parts.push(Math.abs(drift) < still ? `in sync (${ms >= 0 ? "+" : ""}${ms}${within} ms)` : `${ms > 0 ? "ahead" : "behind"} ${Math.abs(ms)}${within} ms`);
     if (Math.abs(rate - (S.playback ? S.playback.rate : 1)) > 0.001) parts.push(`catching up at ${rate.toFixed(2)}×`);
   }
   if (rtt !== null) parts.push(`ping ${Math.round(rtt)} ms`);
