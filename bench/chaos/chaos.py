@@ -52,6 +52,7 @@ def env_float(name: str, default: float) -> float:
 SOCKETS = env_int("SOCKETS", 2000)
 ROOMS = env_int("ROOMS", 200)
 DURATION_S = env_float("DURATION_S", 600)
+CYCLES = env_int("CHAOS_CYCLES", 1)  # the faults' schedule, run this many times in a row
 PG_CUT_S = env_float("PG_CUT_S", 30)
 REDIS_DOWN_S = env_float("REDIS_DOWN_S", 5)
 MIN_GAP_S = env_float("FAULT_GAP_S", 8)  # calm time between two faults at least
@@ -539,13 +540,20 @@ class Chaos:
             (0.62, self.gunicorn_kill),
             (0.70, self.rolling_restart),
         ]
-        for fraction, action in schedule:
-            at = max(t_ready + fraction * DURATION_S, time.time() + (MIN_GAP_S if self.faults else 0))
-            time.sleep(max(0.0, at - time.time()))
-            action()
-            if self.load.poll() is not None:
-                raise RuntimeError("load client died during the run (see load.log)")
-        end = max(t_ready + DURATION_S, time.time() + TAIL_S)
+        # CHAOS_CYCLES > 1 runs the same faults again, DURATION_S each, with an RSS snapshot at the
+        # end of every cycle: memory a cycle leaves behind shows up as growth from one to the next.
+        for cycle in range(CYCLES):
+            base = t_ready + cycle * DURATION_S
+            if cycle:
+                time.sleep(max(0.0, base - time.time()))
+                self.snapshot_rss(f"cycle:{cycle}")
+            for fraction, action in schedule:
+                at = max(base + fraction * DURATION_S, time.time() + (MIN_GAP_S if self.faults else 0))
+                time.sleep(max(0.0, at - time.time()))
+                action()
+                if self.load.poll() is not None:
+                    raise RuntimeError("load client died during the run (see load.log)")
+        end = max(t_ready + CYCLES * DURATION_S, time.time() + TAIL_S)
         while time.time() < end:
             time.sleep(min(5.0, end - time.time()))
             if self.load.poll() is not None:

@@ -247,6 +247,7 @@ def analyse(result: dict, load: dict) -> dict:
             "cpu_s_start_to_end": round(sum(v["cpu_s_start_to_end"] for v in ws), 1),
         }
     fig["rss"] = mem
+    fig["rss_last_cycle"] = last_cycle_growth(rss)
     fig["targets"] = targets(fig)
     return fig
 
@@ -331,7 +332,38 @@ def targets(fig: dict) -> list[dict]:
         ", ".join(f"{k} {v:+.1f}%" for k, v in worst.items()),
         all(abs(v) <= 10 for v in worst.values()),
     )
+    if fig.get("rss_last_cycle"):
+        growth = fig["rss_last_cycle"]
+        row(
+            "whole run",
+            "(no target) RSS at the end against the end of the cycle before (a leak keeps growing)",
+            ", ".join(f"{k} {v:+.1f}%" for k, v in growth.items()),
+            None,
+        )
     return rows
+
+
+def last_cycle_growth(rss: dict) -> dict[str, float]:
+    """With CHAOS_CYCLES > 1: each role's RSS at the end against the end of the cycle before (the
+    ws nodes together), in %. The first cycle raises every process to its high-water mark (the
+    moves, the restarted Redis filling up again); a leak would keep growing in the next."""
+    cycles = sorted((k for k in rss if k.startswith("cycle:")), key=lambda k: int(k.split(":")[1]))
+    if not cycles or "end" not in rss:
+        return {}
+    before, end = rss[cycles[-1]]["roles"], rss["end"]["roles"]
+
+    def total(roles: dict, names: list[str]) -> float:
+        return sum(roles[n]["total_kb"] for n in names if n in roles)
+
+    growth = {}
+    for role in end:
+        if role.startswith("ws-") or role == "load-client" or role not in before:
+            continue
+        growth[role] = round(100 * (end[role]["total_kb"] / before[role]["total_kb"] - 1), 1)
+    ws = [n for n in end if n.startswith("ws-")]
+    if ws and total(before, ws):
+        growth["ws (all nodes)"] = round(100 * (total(end, ws) / total(before, ws) - 1), 1)
+    return growth
 
 
 def summary(result: dict) -> str:
