@@ -30,22 +30,22 @@ def in_window(t: float, fault: dict | None, grace: float = GRACE_S) -> bool:
     return fault is not None and fault["start"] <= t <= fault.get("end", fault["start"]) + grace
 
 
+def in_any(t: float, faults: list[dict], grace: float = GRACE_S) -> bool:
+    return any(in_window(t, f, grace) for f in faults)
+
+
 def classify(result: dict, load: dict) -> tuple[Counter, Counter, list]:
-    """Every error the clients saw, expected or not (README, "Expected errors")."""
-    faults = {f["name"]: f for f in result["faults"]}
-    pg = faults.get("pg_cut")
-    restarts = [faults[n] for n in RESTARTS if n in faults]
+    """Every error the clients saw, expected or not (README, "Expected errors"); with
+    CHAOS_CYCLES > 1, every occurrence of a fault has its window."""
+    pgs = [f for f in result["faults"] if f["name"] == "pg_cut"]
+    restarts = [f for f in result["faults"] if f["name"] in RESTARTS]
     expected, unexpected, samples = Counter(), Counter(), []
     for t, kind, status, code, ms in load["rest"]:
         if 200 <= status < 300:
             continue
         key = f"rest:{kind}:{status}:{code}"
         # A request in flight when the cut began counts as during it: [sent, answered] overlaps.
-        if (
-            status == 503
-            and code == "service_degraded"
-            and (in_window(t, pg) or in_window(t + ms / 1000, pg))
-        ):
+        if status == 503 and code == "service_degraded" and (in_any(t, pgs) or in_any(t + ms / 1000, pgs)):
             expected[key] += 1
         else:
             unexpected[key] += 1
@@ -55,9 +55,9 @@ def classify(result: dict, load: dict) -> tuple[Counter, Counter, list]:
         key = f"ws:{kind}"
         ok = False
         restart_kinds = ("close:1012", "close:1013", "refused:1012", "refused:1013")
-        if kind in restart_kinds and any(in_window(t, f) for f in restarts):
+        if kind in restart_kinds and in_any(t, restarts):
             ok = True
-        if in_window(t, pg) and (
+        if in_any(t, pgs) and (
             kind in ("close:1013", "frame:service_degraded") or kind.endswith(":service_degraded")
         ):
             ok = True
